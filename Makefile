@@ -1,0 +1,63 @@
+# playhouse — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PIP := $(BIN)/pip
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM := false
+export WANDB_MODE := disabled
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-system run test test-unit test-faults lint typecheck bench demo-models clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp-install: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0   # the CPU wheel on local disk, before anything pulls a CUDA build
+	$(PIP) install -q -e '.[worker,train,dev]'
+	touch $@
+
+node_modules/.stamp-install: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install-system: ## Debian packages the browser and Redis tests use (chromium, redis-server)
+	@if ! command -v chromium >/dev/null || ! command -v redis-server >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium redis-server >/dev/null; \
+	  else echo "install chromium and redis-server (Debian packages) for the browser and Redis tests"; fi; \
+	fi
+
+install: $(VENV)/.stamp-install node_modules/.stamp-install install-system ## venv (torch CPU first), Python deps, Azurite, chromium, redis
+
+run: $(VENV)/.stamp-install node_modules/.stamp-install ## install what is missing, then run the whole playhouse on the embedded default
+	$(BIN)/playhouse run
+
+lint: $(VENV)/.stamp-install ## ruff and mypy --strict
+	$(BIN)/ruff check playhouse tests bench
+	$(BIN)/mypy --strict playhouse
+
+typecheck: lint
+
+test: install ## the whole suite, plus ruff and mypy --strict
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest -m "not faults" -p no:cacheprovider
+
+test-unit: $(VENV)/.stamp-install ## fast unit tests only
+	$(BIN)/pytest tests/unit -q -p no:cacheprovider
+
+test-faults: install ## the full fault, load and bad-input scenarios
+	$(BIN)/pytest -m faults -p no:cacheprovider
+
+bench: install ## the benchmarks under bench/ (tables under bench/results)
+	$(PY) bench/worker.py
+
+demo-models: install ## build the offline demo models under var/models
+	$(BIN)/playhouse models build-demo
+
+clean: ## remove build outputs (keeps var/ and its history)
+	rm -rf dist build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,203 @@
+"""Settings: one struct per subsystem, read once at the entrypoint and passed down.
+
+Sources, later wins: defaults, an optional ``playhouse.toml`` (tables ``[storage]``,
+``[web]``, ``[worker]``, ``[scheduler]`` and top-level keys), then environment
+variables ``PLAYHOUSE_<SECTION>_<FIELD>`` (``PLAYHOUSE_WEB_PORT=8080``) or
+``PLAYHOUSE_<FIELD>`` for top-level fields. Two short aliases exist because DESIGN.md
+names them: ``PLAYHOUSE_STORAGE`` (the connection string) and ``PLAYHOUSE_REDIS_URL``.
+Library code never reads ``os.environ``; it gets a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import msgspec
+
+from playhouse.errors import ConfigError
+
+
+def _doc(text: str) -> msgspec.Meta:
+    return msgspec.Meta(description=text)
+
+
+class StorageSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    connection_string: Annotated[
+        str | None,
+        _doc("Azure Storage connection string; unset starts the local Azurite emulator."),
+    ] = None
+    timeout_s: Annotated[float, _doc("Seconds to wait for storage before failing.")] = 10.0
+    emulator_dir: Annotated[
+        str, _doc("Folder for Azurite's data when the emulator is used.")
+    ] = "var/azurite"
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("connection_string",)
+
+
+class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    host: Annotated[str, _doc("Address the web app binds to.")] = "127.0.0.1"
+    port: Annotated[int, _doc("Port the web app listens on.")] = 8000
+    secret_key: Annotated[
+        str | None,
+        _doc("Secret for session cookies (32+ chars); unset generates one under var/."),
+    ] = None
+    redis_url: Annotated[
+        str | None, _doc("Redis URL for multi-instance fan-out; unset uses memory.")
+    ] = None
+    secure_cookies: Annotated[bool, _doc("Mark cookies Secure (serve behind TLS).")] = False
+    posts_per_minute: Annotated[int, _doc("Posts one user may make per minute.")] = 20
+    logins_per_minute: Annotated[int, _doc("Login attempts per IP per minute.")] = 10
+    history_page: Annotated[int, _doc("Items sent per page of history.")] = 50
+
+    secret_fields: ClassVar[tuple[str, ...]] = ("secret_key", "redis_url")
+
+
+class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    max_models: Annotated[int, _doc("Models kept loaded at once (LRU).")] = 4
+    max_memory_mb: Annotated[int, _doc("Memory budget for loaded models, MiB.")] = 8192
+    batch_size: Annotated[int, _doc("Requests generated together at most.")] = 32
+    gather_ms: Annotated[
+        int, _doc("Wait this long to fill a batch when the queue is not empty.")
+    ] = 40
+    visibility_timeout_s: Annotated[
+        int, _doc("Seconds a received message stays hidden from other workers.")
+    ] = 120
+    max_attempts: Annotated[
+        int, _doc("Deliveries (and re-samples) before a request fails.")
+    ] = 3
+    poll_min_s: Annotated[float, _doc("Shortest wait between empty polls.")] = 0.05
+    poll_max_s: Annotated[float, _doc("Longest wait between empty polls.")] = 2.0
+    device: Annotated[str, _doc("torch device: auto, cpu, cuda.")] = "auto"
+    threads: Annotated[int, _doc("torch CPU threads (0 keeps torch's default).")] = 0
+    continuous_batching: Annotated[
+        bool, _doc("Use transformers' continuous batching instead of padded generate().")
+    ] = False
+
+
+class SchedulerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    enabled: Annotated[bool, _doc("Run the scheduler in the web process.")] = True
+    sweep_interval_s: Annotated[float, _doc("Seconds between reply sweeps.")] = 15.0
+    background_max_depth: Annotated[
+        int, _doc("Skip scheduling rounds while gen-background is deeper than this.")
+    ] = 64
+    lease_s: Annotated[int, _doc("Scheduler leadership lease length (15-60 s).")] = 30
+    pending_deadline_s: Annotated[
+        float, _doc("Jobs pending longer than this are re-queued or failed.")
+    ] = 600.0
+    time_scale: Annotated[
+        float, _doc("Multiply posting rates (demo: make a day pass in minutes).")
+    ] = 1.0
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
+    web: WebSettings = msgspec.field(default_factory=WebSettings)
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+    personas_dir: Annotated[str, _doc("Folder of persona TOML files.")] = "personas"
+    models_dir: Annotated[str, _doc("Folder where demo models are built.")] = "var/models"
+    var_dir: Annotated[str, _doc("Folder for local state (emulator data, secrets).")] = "var"
+    log_level: Annotated[str, _doc("debug, info, warning or error.")] = "info"
+    log_format: Annotated[str, _doc("auto (pretty on a TTY), json or console.")] = "auto"
+
+    @classmethod
+    def load(
+        cls, environ: Mapping[str, str], toml_path: str | Path | None = "playhouse.toml"
+    ) -> Settings:
+        """Build settings from an optional TOML file and ``environ``."""
+        raw: dict[str, Any] = {}
+        if toml_path is not None and Path(toml_path).is_file():
+            try:
+                raw = tomllib.loads(Path(toml_path).read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{toml_path}: {exc}") from exc
+        _apply_env(raw, environ)
+        try:
+            return msgspec.convert(raw, type=cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"settings: {exc}") from exc
+
+
+_SECTIONS: dict[str, type[msgspec.Struct]] = {
+    "storage": StorageSettings,
+    "web": WebSettings,
+    "worker": WorkerSettings,
+    "scheduler": SchedulerSettings,
+}
+_ALIASES = {
+    "PLAYHOUSE_STORAGE": ("storage", "connection_string"),
+    "PLAYHOUSE_REDIS_URL": ("web", "redis_url"),
+}
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    top_fields = {f for f in Settings.__struct_fields__ if f not in _SECTIONS}
+    for key, value in environ.items():
+        if not key.startswith("PLAYHOUSE_"):
+            continue
+        if key in _ALIASES:
+            section, name = _ALIASES[key]
+            raw.setdefault(section, {})[name] = value
+            continue
+        rest = key.removeprefix("PLAYHOUSE_").lower()
+        for section, struct in _SECTIONS.items():
+            prefix = section + "_"
+            if rest.startswith(prefix) and rest[len(prefix) :] in struct.__struct_fields__:
+                raw.setdefault(section, {})[rest[len(prefix) :]] = value
+                break
+        else:
+            if rest in top_fields:
+                raw[rest] = value
+
+
+def field_docs(struct: type[msgspec.Struct]) -> dict[str, str]:
+    """Field name → description, for ``playhouse config`` and the documentation test."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    docs: dict[str, str] = {}
+    for field in info.fields:
+        desc = ""
+        if isinstance(field.type, msgspec.inspect.Metadata):
+            desc = str((field.type.extra_json_schema or {}).get("description", ""))
+        docs[field.name] = desc
+    return docs
+
+
+_SECRET_IN_CONN = re.compile(r"(?i)(AccountKey|SharedAccessSignature|password)=([^;]+)")
+
+
+def mask(value: str | None) -> str:
+    """Hide the secret parts of a connection string, URL or key."""
+    if value is None:
+        return "(unset)"
+    if "=" in value and ";" in value:
+        return _SECRET_IN_CONN.sub(lambda m: f"{m.group(1)}=***", value)
+    url = re.sub(r"//([^:/@]*):([^@]*)@", r"//\1:***@", value)
+    if url != value:
+        return url
+    if "://" in value:
+        return value
+    return value[:2] + "***" if len(value) > 8 else "***"
+
+
+def effective(settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, value with secrets masked, description) for every setting."""
+    rows: list[tuple[str, str, str]] = []
+    for section, struct in _SECTIONS.items():
+        obj = getattr(settings, section)
+        docs = field_docs(struct)
+        secrets: tuple[str, ...] = getattr(struct, "secret_fields", ())
+        for name in struct.__struct_fields__:
+            value = getattr(obj, name)
+            shown = mask(value) if name in secrets else str(value)
+            rows.append((f"{section}.{name}", shown, docs.get(name, "")))
+    docs = field_docs(Settings)
+    for name in Settings.__struct_fields__:
+        if name in _SECTIONS:
+            continue
+        rows.append((name, str(getattr(settings, name)), docs.get(name, "")))
+    return rows

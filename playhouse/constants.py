@@ -1,0 +1,72 @@
+"""Every external name playhouse uses: tables, queues, containers, key prefixes."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Tables
+TABLE_USERS: Final = "users"
+TABLE_ROOMS: Final = "rooms"
+TABLE_MEMBERS: Final = "members"
+TABLE_THREADS: Final = "threads"
+TABLE_COMMENTS: Final = "comments"
+TABLE_JOBS: Final = "jobs"
+TABLE_REPLIES: Final = "replies"
+"""Which persona answered which comment: PK comment id, RK persona (the scheduler's memory)."""
+
+TABLES: Final = (
+    TABLE_USERS,
+    TABLE_ROOMS,
+    TABLE_MEMBERS,
+    TABLE_THREADS,
+    TABLE_COMMENTS,
+    TABLE_JOBS,
+    TABLE_REPLIES,
+)
+
+# Queues
+QUEUE_INTERACTIVE: Final = "gen-interactive"
+QUEUE_BACKGROUND: Final = "gen-background"
+QUEUE_IMAGE: Final = "gen-image"
+QUEUE_RESULTS: Final = "gen-results"
+POISON_SUFFIX: Final = "-poison"
+
+WORK_QUEUES: Final = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND, QUEUE_IMAGE)
+QUEUES: Final = (*WORK_QUEUES, QUEUE_RESULTS)
+ALL_QUEUES: Final = (*QUEUES, *(q + POISON_SUFFIX for q in QUEUES))
+
+
+def poison_queue(queue: str) -> str:
+    """Name of the poison queue that holds what ``queue`` could not process."""
+    return queue + POISON_SUFFIX
+
+
+# Blob containers
+CONTAINER_IMAGES: Final = "images"
+CONTAINER_LEASES: Final = "leases"
+CONTAINER_PAYLOADS: Final = "payloads"
+CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS)
+
+SCHEDULER_LEASE_BLOB: Final = "scheduler"
+
+# Table partition keys for single-partition tables
+PK_USERS: Final = "user"
+PK_ROOMS: Final = "room"
+
+# Limits
+QUEUE_MESSAGE_MAX_BYTES: Final = 48 * 1024
+"""Raw payload limit before base64 (Azure's 64 KiB limit applies to the encoded text)."""
+TABLE_BATCH_MAX: Final = 100
+TABLE_PROPERTY_MAX_CHARS: Final = 32_000
+COMMENT_MAX_CHARS: Final = 10_000
+TITLE_MAX_CHARS: Final = 300
+RECEIVE_MAX: Final = 32
+
+DEFAULT_ROOM: Final = "CoopAndPabloPlayHouse"
+DEFAULT_BOT: Final = "ImageBot"
+
+# Azurite's well-known development account (public, documented by Microsoft; not a secret).
+AZURITE_ACCOUNT: Final = "devstoreaccount1"
+AZURITE_KEY: Final = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)

@@ -1,0 +1,150 @@
+"""From requests to validated text: prompts in, parsed and re-sampled outputs out.
+
+Pure logic over a :class:`TextModel`: builds each request's prompt with the grammar
+(cut to the persona's token budget), generates the batch, parses every completion and
+re-samples the invalid ones (a smaller batch each round) up to ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from playhouse import grammar
+from playhouse.errors import InvalidCompletion, InvalidInput
+from playhouse.generation.batch import Batch, Item
+from playhouse.generation.text import SamplingParams
+from playhouse.messages import GenerationRequest
+
+if TYPE_CHECKING:
+    from playhouse.personas import Persona
+
+log = structlog.get_logger()
+
+OPEN_TAG_STARTS = ("<|sor", "<|soopr", "<|soocr", "<|soss", "<|sols")
+STOPS: tuple[str, ...] = (*grammar.POST_END_TAGS, *grammar.REPLY_END_TAGS, *OPEN_TAG_STARTS)
+"""One stop set serves posts and replies: no stop can occur inside a well-formed post."""
+
+
+class Generates(Protocol):
+    """What completion needs of a model (a TextModel, or a fake in unit tests)."""
+
+    @property
+    def context_size(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        *,
+        stop: Sequence[str],
+        seed: int | None = None,
+    ) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one request: a post, a reply, or a failure with its reason."""
+
+    key: str
+    request: GenerationRequest
+    ok: bool
+    title: str = ""
+    text: str = ""
+    error: str = ""
+    attempts: int = 0
+    png: bytes | None = None
+    """The image an image persona made (the worker stores it as a blob)."""
+
+
+def build_prompt(request: GenerationRequest, persona: Persona, model: Generates) -> str:
+    """The grammar prompt for ``request``; raises InvalidInput when it cannot fit."""
+    if request.kind == "post":
+        return grammar.post_prompt(request.room)
+    if request.kind != "reply" or request.post is None:
+        raise InvalidInput(f"a {request.kind!r} request cannot be generated as text")
+    post = grammar.Post(
+        room=request.room,
+        title=request.post.title,
+        body=request.post.body,
+        url=request.post.url,
+        author=request.post.author,
+    )
+    chain = [grammar.Comment(author=c.author, text=c.text) for c in request.chain]
+    budget = min(
+        persona.generation.max_prompt_tokens,
+        model.context_size - persona.generation.max_new_tokens,
+    )
+    return grammar.reply_prompt(
+        post, chain, persona.name, count_tokens=model.count_tokens, max_tokens=budget
+    )
+
+
+def parse_output(request: GenerationRequest, completion: str, persona: Persona) -> tuple[str, str]:
+    """(title, text) of a valid completion; raises InvalidCompletion otherwise."""
+    blocked = persona.generation.blocked_words
+    if request.kind == "post":
+        parsed = grammar.parse_post(completion, blocked_words=blocked)
+        return parsed.title, parsed.url or parsed.body
+    ancestors = [c.text for c in request.chain]
+    if request.post is not None:
+        ancestors.append(request.post.title)
+    return "", grammar.parse_reply(completion, ancestors=ancestors, blocked_words=blocked)
+
+
+def complete(
+    model: Generates, batch: Batch, persona: Persona, *, seed: int | None = None
+) -> list[Outcome]:
+    """Generate ``batch`` and re-sample invalid outputs; one Outcome per item, in order."""
+    params = SamplingParams.from_persona(persona)
+    done: dict[str, Outcome] = {}
+    pending = batch
+    max_attempts = max(1, persona.generation.max_attempts)
+    for attempt in range(max_attempts):
+        round_seed = None if seed is None else seed + attempt * 7919
+        outputs = model.generate(pending.prompts, params, stop=STOPS, seed=round_seed)
+        errors: list[str | None] = []
+        for item, output in zip(pending.items, outputs, strict=True):
+            try:
+                title, text = parse_output(item.request, output, persona)
+            except InvalidCompletion as exc:
+                errors.append(exc.reason)
+                log.debug("completion.invalid", request_id=item.request.request_id,
+                          reason=exc.reason, attempt=attempt + 1)
+                continue
+            errors.append(None)
+            done[item.key] = Outcome(
+                item.key, item.request, True, title=title, text=text, attempts=attempt + 1
+            )
+        pending = pending.tried(errors).filter(i.key for i in pending.items if i.key not in done)
+        if not pending:
+            break
+    for item in pending.items:
+        reasons = ",".join(item.errors) or "invalid"
+        done[item.key] = Outcome(
+            item.key,
+            item.request,
+            False,
+            error=f"invalid output after {item.attempts} attempts ({reasons})",
+            attempts=item.attempts,
+        )
+    return [done[item.key] for item in batch.items]
+
+
+def make_items(
+    entries: Sequence[tuple[str, GenerationRequest]], persona: Persona, model: Generates
+) -> tuple[list[Item], list[Outcome]]:
+    """Items for the requests whose prompt builds, failures for the others."""
+    items: list[Item] = []
+    failed: list[Outcome] = []
+    for key, request in entries:
+        try:
+            items.append(Item(key, request, build_prompt(request, persona, model)))
+        except InvalidInput as exc:
+            failed.append(Outcome(key, request, False, error=str(exc), attempts=1))
+    return items, failed

@@ -1,0 +1,156 @@
+"""Engines: a registry from persona kind to what generates for it.
+
+An engine owns its model cache and turns (key, request) pairs of one persona into
+Outcomes. It is synchronous and does no I/O; the worker runs it in an executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_INTERACTIVE
+from playhouse.errors import ModelUnavailable
+from playhouse.generation.batch import Batch
+from playhouse.generation.cache import ModelCache
+from playhouse.generation.completion import Outcome, complete, make_items
+from playhouse.messages import GenerationRequest
+
+if TYPE_CHECKING:
+    from playhouse.generation.image import ImageModel
+    from playhouse.generation.text import TextModel
+    from playhouse.personas import Persona
+
+log = structlog.get_logger()
+
+Entry = tuple[str, GenerationRequest]
+
+
+class Engine(Protocol):
+    kind: str
+    queues: tuple[str, ...]
+    """Queues this engine serves, drained in this order (interactive first)."""
+
+    def run(self, persona: Persona, entries: Sequence[Entry], seed: int | None) -> list[Outcome]:
+        ...
+
+    def close(self) -> None: ...
+
+
+def _fail_all(entries: Sequence[Entry], reason: str) -> list[Outcome]:
+    return [Outcome(key, req, False, error=reason, attempts=1) for key, req in entries]
+
+
+class TextEngine:
+    kind = "text"
+    queues = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND)
+
+    def __init__(
+        self,
+        resolve: Callable[[Persona], str],
+        *,
+        device: str = "auto",
+        max_models: int = 4,
+        max_bytes: int = 8 << 30,
+        loader: Callable[[str], TextModel] | None = None,
+    ) -> None:
+        self._resolve = resolve
+        self._device = device
+        self.models: ModelCache[TextModel] = ModelCache(
+            loader or self._load, max_models=max_models, max_bytes=max_bytes
+        )
+
+    def _load(self, path: str) -> TextModel:
+        from playhouse.generation.text import TextModel
+
+        return TextModel.load(path, device=self._device)
+
+    def run(self, persona: Persona, entries: Sequence[Entry], seed: int | None) -> list[Outcome]:
+        try:
+            model = self.models.get(self._resolve(persona))
+        except ModelUnavailable as exc:
+            return _fail_all(entries, f"model unavailable: {exc}")
+        items, failed = make_items(entries, persona, model)
+        outcomes = complete(model, Batch.from_items(persona.name, items), persona, seed=seed)
+        return [*outcomes, *failed]
+
+    def close(self) -> None:
+        self.models.clear()
+
+
+class ImageEngine:
+    kind = "image"
+    queues = (QUEUE_IMAGE,)
+
+    def __init__(
+        self,
+        resolve: Callable[[Persona], str],
+        *,
+        device: str = "auto",
+        max_models: int = 1,
+        max_bytes: int = 16 << 30,
+    ) -> None:
+        self._resolve = resolve
+        self._device = device
+        self.models: ModelCache[ImageModel] = ModelCache(
+            self._load, max_models=max_models, max_bytes=max_bytes
+        )
+
+    def _load(self, path: str) -> ImageModel:
+        from playhouse.generation.image import ImageModel
+
+        return ImageModel.load(path, device=self._device)
+
+    def run(self, persona: Persona, entries: Sequence[Entry], seed: int | None) -> list[Outcome]:
+        from playhouse.generation.image import ImageParams
+
+        try:
+            model = self.models.get(self._resolve(persona))
+        except ModelUnavailable as exc:
+            return _fail_all(entries, f"model unavailable: {exc}")
+        prompts = [_image_prompt(req) for _, req in entries]
+        outputs = model.generate(prompts, ImageParams.from_persona(persona), seed=seed)
+        outcomes: list[Outcome] = []
+        for (key, req), prompt, out in zip(entries, prompts, outputs, strict=True):
+            if out.png is None:
+                outcomes.append(
+                    Outcome(key, req, False, error="image withheld by the safety checker",
+                            attempts=1)
+                )
+            else:
+                outcomes.append(Outcome(key, req, True, text=prompt, png=out.png, attempts=1))
+        return outcomes
+
+    def close(self) -> None:
+        self.models.clear()
+
+
+def _image_prompt(request: GenerationRequest) -> str:
+    if request.image_prompt.strip():
+        return request.image_prompt.strip()[:500]
+    if request.post is not None:
+        return request.post.title[:500]
+    return request.room
+
+
+def make_engine(
+    kind: str, models_dir: Path, *, device: str, max_models: int, max_bytes: int
+) -> Engine:
+    """The engine registered for ``kind``."""
+    from playhouse.personas import resolve_model
+
+    def resolve(persona: Persona) -> str:
+        return resolve_model(persona, models_dir)
+
+    registry: dict[str, Callable[[], Engine]] = {
+        "text": lambda: TextEngine(
+            resolve, device=device, max_models=max_models, max_bytes=max_bytes
+        ),
+        "image": lambda: ImageEngine(resolve, device=device, max_bytes=max_bytes),
+    }
+    if kind not in registry:
+        raise ValueError(f"unknown worker kind {kind!r}; known: {sorted(registry)}")
+    return registry[kind]()

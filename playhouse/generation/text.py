@@ -1,0 +1,155 @@
+"""A loaded GPT-2-style model that generates batches of continuations. No I/O here.
+
+Prompts are left-padded and generated together with one ``generate()`` call. Generation
+stops at the grammar's end tags twice over: by token id when the tokenizer has the tag
+as one token (our demo models), and by string (``stop_strings``) because real ssi-bot
+models tokenize tags as plain text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from playhouse.errors import ModelUnavailable
+
+if TYPE_CHECKING:
+    from playhouse.personas import Persona
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    repetition_penalty: float = 1.1
+    max_new_tokens: int = 96
+
+    @classmethod
+    def from_persona(cls, persona: Persona) -> SamplingParams:
+        g = persona.generation
+        return cls(
+            temperature=g.temperature,
+            top_k=g.top_k,
+            top_p=g.top_p,
+            repetition_penalty=g.repetition_penalty,
+            max_new_tokens=g.max_new_tokens,
+        )
+
+
+def pick_device(setting: str) -> str:
+    import torch
+
+    if setting != "auto":
+        return setting
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TextModel:
+    """A causal LM and its tokenizer, loaded once and used for many batches."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str, device: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.device = device
+        self._single_token_cache: dict[str, int | None] = {}
+
+    @classmethod
+    def load(cls, path_or_id: str, *, device: str = "auto", name: str = "") -> TextModel:
+        """``from_pretrained`` a model directory or hub id; ModelUnavailable on failure."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        dev = pick_device(device)
+        local = Path(path_or_id)
+        if (path_or_id.startswith((".", "/")) or local.exists()) and not local.is_dir():
+            raise ModelUnavailable(f"model path does not exist: {path_or_id}")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path_or_id, padding_side="left")
+            dtype = torch.float16 if dev.startswith("cuda") else torch.float32
+            model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=dtype)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelUnavailable(f"cannot load model {path_or_id!r}: {exc}") from exc
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        model.to(dev)
+        model.eval()
+        if model.generation_config.pad_token_id is None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+        log.info("model.loaded", model=path_or_id, device=dev, params=model.num_parameters())
+        return cls(model, tokenizer, name=name or path_or_id, device=dev)
+
+    @property
+    def context_size(self) -> int:
+        n = getattr(self.model.config, "n_positions", None) or getattr(
+            self.model.config, "max_position_embeddings", 1024
+        )
+        return int(n)
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(sum(p.numel() * p.element_size() for p in self.model.parameters()))
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def single_token_id(self, tag: str) -> int | None:
+        """The id of ``tag`` when the tokenizer holds it as one token, else None."""
+        if tag not in self._single_token_cache:
+            ids = self.tokenizer.encode(tag, add_special_tokens=False)
+            self._single_token_cache[tag] = ids[0] if len(ids) == 1 else None
+        return self._single_token_cache[tag]
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        *,
+        stop: Sequence[str],
+        seed: int | None = None,
+    ) -> list[str]:
+        """Sample one continuation per prompt, all in one padded batch."""
+        import torch
+
+        if not prompts:
+            return []
+        if seed is not None:
+            torch.manual_seed(seed)
+        enc = self.tokenizer(
+            list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.device)
+        stop_ids = [i for i in (self.single_token_id(s) for s in stop) if i is not None]
+        eos = [*stop_ids, *( [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id
+                             is not None else [])]
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc,
+                do_sample=True,
+                temperature=params.temperature,
+                top_k=params.top_k,
+                top_p=params.top_p,
+                repetition_penalty=params.repetition_penalty,
+                max_new_tokens=params.max_new_tokens,
+                eos_token_id=eos or None,
+                pad_token_id=self.tokenizer.pad_token_id,
+                stop_strings=list(stop),
+                tokenizer=self.tokenizer,
+            )
+        new = out[:, enc["input_ids"].shape[1] :]
+        return [self._decode(row) for row in new]
+
+    def _decode(self, ids: Any) -> str:
+        text: str = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return text
+
+    def close(self) -> None:
+        self.model = None
+        self.tokenizer = None

@@ -1,0 +1,329 @@
+"""The worker loop: queues in, batches through an engine, results out.
+
+In the shape of arq's worker: collaborators injected, ``async main()`` polls, ``burst``
+returns once the queues are empty (tests), SIGTERM finishes the batch in hand and
+exits. The only place where queue messages meet batches.
+
+Delivery guarantees: a request message is deleted only after its result is on the
+results queue (a crash in between re-delivers it; the results consumer is idempotent
+on the request id). A message delivered more than ``max_attempts`` times, malformed,
+for an unknown persona, or whose output stays invalid, produces a failure result
+(when it has a request id) and moves to the poison queue with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+
+from playhouse.config import WorkerSettings
+from playhouse.constants import CONTAINER_IMAGES, QUEUE_RESULTS
+from playhouse.errors import InvalidInput
+from playhouse.generation.completion import Outcome
+from playhouse.generation.engines import Engine
+from playhouse.messages import GenerationRequest, GenerationResult, decode_request, encode
+
+if TYPE_CHECKING:
+    from playhouse.personas import Cast, Persona
+    from playhouse.storage.blobs import BlobStore
+    from playhouse.storage.queues import QueueStore, Received
+
+log = structlog.get_logger()
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    answered: int = 0
+    failed: int = 0
+    poisoned: int = 0
+    renewals: int = 0
+    generated_s: float = 0.0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        queues: QueueStore,
+        blobs: BlobStore | None,
+        cast: Cast,
+        engine: Engine,
+        settings: WorkerSettings,
+        burst: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        self.queues = queues
+        self.blobs = blobs
+        self.cast = cast
+        self.engine = engine
+        self.settings = settings
+        self.burst = burst
+        self.seed = seed
+        self.stats = WorkerStats()
+        self._stopping = asyncio.Event()
+        self._poll = settings.poll_min_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+        self._handles: dict[str, Received] = {}
+        self._handle_lock = asyncio.Lock()
+
+    # ----------------------------------------------------------------- lifecycle
+    def stop(self) -> None:
+        """Finish the batch in hand, take no new work."""
+        if not self._stopping.is_set():
+            log.info("worker.stopping", kind=self.engine.kind)
+        self._stopping.set()
+
+    async def main(self) -> None:
+        log.info("worker.started", kind=self.engine.kind, queues=list(self.engine.queues),
+                 burst=self.burst)
+        try:
+            while not self._stopping.is_set():
+                messages = await self._receive()
+                if not messages:
+                    if self.burst:
+                        break
+                    await self._idle()
+                    continue
+                self._poll = self.settings.poll_min_s
+                await self._process(messages)
+        finally:
+            self._executor.shutdown(wait=True)
+            log.info("worker.stopped", kind=self.engine.kind, answered=self.stats.answered,
+                     failed=self.stats.failed, batches=self.stats.batches)
+
+    async def async_run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        await self.main()
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=self._poll)
+        self._poll = min(self._poll * 2, self.settings.poll_max_s)
+
+    # ----------------------------------------------------------------- receiving
+    async def _receive(self) -> list[Received]:
+        want = self.settings.batch_size
+        got = await self._receive_up_to(want)
+        if got and len(got) < want and self.settings.gather_ms > 0:
+            # The queue is live: give it a moment to fill the batch (never when empty).
+            await asyncio.sleep(self.settings.gather_ms / 1000)
+            got += await self._receive_up_to(want - len(got))
+        return got
+
+    async def _receive_up_to(self, want: int) -> list[Received]:
+        got: list[Received] = []
+        for queue in self.engine.queues:  # priority order: interactive before background
+            if len(got) >= want:
+                break
+            got += await self.queues.receive(
+                queue,
+                max_messages=min(32, want - len(got)),
+                visibility_timeout=self.settings.visibility_timeout_s,
+            )
+        return got
+
+    # ----------------------------------------------------------------- processing
+    async def _process(self, messages: Sequence[Received]) -> None:
+        groups: dict[str, tuple[Persona, list[tuple[str, GenerationRequest]]]] = {}
+        for message in messages:
+            try:
+                request = decode_request(message.content)
+            except InvalidInput as exc:
+                await self._poison(message, str(exc), request=None)
+                continue
+            structlog.contextvars.bind_contextvars(request_id=request.request_id)
+            try:
+                persona = self.cast.personas.get(request.persona)
+                if persona is None or persona.kind != self.engine.kind:
+                    await self._poison(
+                        message, f"unknown {self.engine.kind} persona {request.persona!r}",
+                        request=request,
+                    )
+                    continue
+                if message.dequeue_count > self.settings.max_attempts:
+                    await self._poison(
+                        message,
+                        f"gave up after {message.dequeue_count - 1} deliveries",
+                        request=request,
+                    )
+                    continue
+                self._handles[message.id] = message
+                groups.setdefault(persona.name, (persona, []))[1].append((message.id, request))
+            finally:
+                structlog.contextvars.unbind_contextvars("request_id")
+        if not groups:
+            return
+        renewer = asyncio.create_task(self._renew_loop())
+        try:
+            for persona, entries in groups.values():
+                await self._generate_group(persona, entries)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            self._handles.clear()
+
+    async def _generate_group(
+        self, persona: Persona, entries: list[tuple[str, GenerationRequest]]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        seed = self._seed_for(entries)
+        started = time.perf_counter()
+        try:
+            outcomes = await loop.run_in_executor(
+                self._executor, self.engine.run, persona, entries, seed
+            )
+        except Exception as exc:  # a crashed batch: leave the messages to reappear
+            log.exception("batch.crashed", persona=persona.name, size=len(entries),
+                          error=str(exc))
+            if _is_fatal_device_error(exc):
+                self.stop()
+            return
+        elapsed = time.perf_counter() - started
+        self.stats.batches += 1
+        self.stats.generated_s += elapsed
+        self.stats.batch_sizes.append(len(entries))
+        log.info("batch.generated", persona=persona.name, size=len(entries),
+                 ok=sum(o.ok for o in outcomes), seconds=round(elapsed, 3))
+        for outcome in outcomes:
+            await self._finish(outcome, persona, elapsed)
+
+    def _seed_for(self, entries: Sequence[tuple[str, GenerationRequest]]) -> int | None:
+        if self.seed is None and all(req.seed is None for _, req in entries):
+            return None
+        base = self.seed or 0
+        for _, req in entries:
+            base = zlib.crc32(f"{base}:{req.seed}:{req.request_id}".encode())
+        return base
+
+    async def _finish(self, outcome: Outcome, persona: Persona, elapsed: float) -> None:
+        request = outcome.request
+        structlog.contextvars.bind_contextvars(request_id=request.request_id)
+        try:
+            message = self._handles.get(outcome.key)
+            if message is None:
+                return
+            image_blob = None
+            if outcome.ok and outcome.png is not None and self.blobs is not None:
+                image_blob = f"{request.room}/{request.request_id}.png"
+                await self.blobs.put(CONTAINER_IMAGES, image_blob, outcome.png, "image/png")
+            result = GenerationResult(
+                request_id=request.request_id,
+                kind=request.kind,
+                persona=request.persona,
+                room=request.room,
+                ok=outcome.ok,
+                thread_id=request.thread_id,
+                parent_id=request.parent_id,
+                title=outcome.title,
+                text=outcome.text,
+                image_blob=image_blob,
+                error="" if outcome.ok else outcome.error,
+                attempts=max(outcome.attempts, message.dequeue_count),
+                model=persona.model,
+                elapsed_ms=round(elapsed * 1000, 1),
+                finished_at=time.time(),
+            )
+            await self.queues.send(QUEUE_RESULTS, encode(result))
+            async with self._handle_lock:
+                message = self._handles.pop(outcome.key, message)
+                if outcome.ok:
+                    await self.queues.delete(message)
+                    self.stats.answered += 1
+                    log.info("request.answered", persona=request.persona, kind=request.kind,
+                             attempts=outcome.attempts)
+                else:
+                    await self.queues.to_poison(message, outcome.error)
+                    self.stats.failed += 1
+                    self.stats.poisoned += 1
+                    log.warning("request.failed", persona=request.persona,
+                                reason=outcome.error)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    async def _poison(
+        self, message: Received, reason: str, *, request: GenerationRequest | None
+    ) -> None:
+        """Answer with a failure (when we know whom to answer) and park the message."""
+        if request is None:
+            request = _salvage_request(message.content)
+        if request is not None:
+            result = GenerationResult(
+                request_id=request.request_id,
+                kind=request.kind,
+                persona=request.persona,
+                room=request.room,
+                ok=False,
+                thread_id=request.thread_id,
+                parent_id=request.parent_id,
+                error=reason,
+                attempts=message.dequeue_count,
+                finished_at=time.time(),
+            )
+            await self.queues.send(QUEUE_RESULTS, encode(result))
+            self.stats.failed += 1
+        await self.queues.to_poison(message, reason)
+        self.stats.poisoned += 1
+        log.warning("request.poisoned", queue=message.queue, message_id=message.id,
+                    reason=reason, dequeue_count=message.dequeue_count)
+
+    async def _renew_loop(self) -> None:
+        """Keep the batch in hand invisible while it runs longer than half the timeout."""
+        timeout = self.settings.visibility_timeout_s
+        while True:
+            await asyncio.sleep(timeout / 2)
+            async with self._handle_lock:
+                for key, message in list(self._handles.items()):
+                    try:
+                        self._handles[key] = await self.queues.renew(message, timeout)
+                        self.stats.renewals += 1
+                    except Exception as exc:  # lost it: another worker will answer
+                        log.warning("message.renew_failed", message_id=key, error=str(exc))
+                        self._handles.pop(key, None)
+
+
+class _Salvage(msgspec.Struct):
+    request_id: str
+    kind: str = "reply"
+    persona: str = ""
+    room: str = ""
+    thread_id: str | None = None
+    parent_id: str | None = None
+
+
+def _salvage_request(content: bytes) -> GenerationRequest | None:
+    """Enough of a malformed request to tell its sender it failed, when possible."""
+    try:
+        part = msgspec.json.decode(content, type=_Salvage)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    kind = part.kind if part.kind in ("post", "reply", "image") else "reply"
+    return GenerationRequest(
+        request_id=part.request_id,
+        kind=kind,  # type: ignore[arg-type]
+        persona=part.persona,
+        room=part.room,
+        queue="",
+        thread_id=part.thread_id,
+        parent_id=part.parent_id,
+    )
+
+
+def _is_fatal_device_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return "CUDA error" in text or "device-side assert" in text

@@ -1,0 +1,119 @@
+"""Wire structs carried by the queues (msgspec JSON, base64 on the wire).
+
+A request carries everything a worker needs to build the prompt, so a worker never
+reads tables: it may run on another machine with nothing but queue access.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from playhouse.constants import QUEUE_MESSAGE_MAX_BYTES
+from playhouse.errors import InvalidInput
+
+RequestKind = Literal["post", "reply", "image"]
+
+
+class ChainComment(msgspec.Struct, frozen=True):
+    """One comment of the chain above the comment a bot answers (oldest first)."""
+
+    author: str
+    text: str
+
+
+class PostContext(msgspec.Struct, frozen=True):
+    """The post a reply belongs to (its header in the prompt)."""
+
+    author: str
+    title: str
+    body: str = ""
+    url: str | None = None
+
+
+class GenerationRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """Ask a persona for a new post, a reply or an image."""
+
+    request_id: str
+    kind: RequestKind
+    persona: str
+    room: str
+    queue: str
+    thread_id: str | None = None
+    parent_id: str | None = None
+    post: PostContext | None = None
+    chain: tuple[ChainComment, ...] = ()
+    image_prompt: str = ""
+    created_at: float = 0.0
+    seed: int | None = None
+    v: int = 1
+
+
+class GenerationResult(msgspec.Struct, kw_only=True, frozen=True):
+    """What a worker made of a request: a post, a reply, an image, or a failure."""
+
+    request_id: str
+    kind: RequestKind
+    persona: str
+    room: str
+    ok: bool
+    thread_id: str | None = None
+    parent_id: str | None = None
+    title: str = ""
+    text: str = ""
+    image_blob: str | None = None
+    error: str = ""
+    attempts: int = 1
+    model: str = ""
+    elapsed_ms: float = 0.0
+    finished_at: float = 0.0
+    v: int = 1
+
+
+_request_decoder = msgspec.json.Decoder(GenerationRequest)
+_result_decoder = msgspec.json.Decoder(GenerationResult)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: GenerationRequest | GenerationResult) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_request(data: bytes | str) -> GenerationRequest:
+    """Decode a request; raises :class:`InvalidInput` with the reason when malformed."""
+    try:
+        return _request_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidInput(f"malformed generation request: {exc}") from exc
+
+
+def decode_result(data: bytes | str) -> GenerationResult:
+    try:
+        return _result_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InvalidInput(f"malformed generation result: {exc}") from exc
+
+
+def fit_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES) -> bytes:
+    """Encode ``request`` under the queue's size limit.
+
+    The worker cuts the prompt to a token budget by dropping the oldest ancestors, so
+    dropping them here first loses nothing the model would have seen. If the post
+    header alone is too large its body is shortened.
+    """
+    data = encode(request)
+    chain = list(request.chain)
+    while len(data) > limit and chain:
+        chain.pop(0)
+        request = msgspec.structs.replace(request, chain=tuple(chain))
+        data = encode(request)
+    if len(data) > limit and request.post is not None:
+        excess = len(data) - limit + 64
+        body = request.post.body.encode()[: max(0, len(request.post.body.encode()) - excess)]
+        post = msgspec.structs.replace(request.post, body=body.decode(errors="ignore"))
+        request = msgspec.structs.replace(request, post=post)
+        data = encode(request)
+    if len(data) > limit:
+        raise InvalidInput(f"generation request is {len(data)} bytes, over the {limit} limit")
+    return data

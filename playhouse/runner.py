@@ -1,0 +1,169 @@
+"""``playhouse run``: the whole playhouse on one machine.
+
+Starts Azurite when no connection string is set (data under ``var/azurite``, kept
+between runs), creates the storage resources, builds the offline demo models when a
+persona's model cannot be loaded, then supervises the web app (with the scheduler and
+the results consumer), a text worker and an image worker as child processes: a child
+that dies is restarted with back-off; Ctrl-C stops them all, workers first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from playhouse.config import Settings
+from playhouse.errors import PlayhouseError
+
+log = structlog.get_logger()
+
+CONNECTION_FILE = "storage.conn"
+"""Under var/: the emulator's connection string while `playhouse run` is up."""
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    backoff_s: float = 1.0
+    history: list[int] = field(default_factory=list)
+
+    def start(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        self.started_at = time.monotonic()
+        log.info("process.started", name=self.name, pid=self.proc.pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        log.info("process.stopped", name=self.name, code=self.proc.returncode)
+
+
+def local_connection_string(settings: Settings) -> str | None:
+    """The connection string of a running `playhouse run` emulator, if any."""
+    path = Path(settings.var_dir) / CONNECTION_FILE
+    if path.is_file():
+        return path.read_text(encoding="utf-8").strip() or None
+    return None
+
+
+def resolve_connection_string(settings: Settings) -> str:
+    """PLAYHOUSE_STORAGE, else the local emulator's; a clear error when neither."""
+    conn = settings.storage.connection_string or local_connection_string(settings)
+    if not conn:
+        raise PlayhouseError(
+            "no storage: set PLAYHOUSE_STORAGE to an Azure Storage connection string, "
+            "or start `playhouse run` (it runs the local emulator)"
+        )
+    return conn
+
+
+def run_all(settings: Settings) -> int:
+    from playhouse.emulator import Azurite
+    from playhouse.personas import load_cast_strict
+
+    cast = load_cast_strict(Path(settings.personas_dir))
+    var = Path(settings.var_dir)
+    var.mkdir(parents=True, exist_ok=True)
+    emulator: Azurite | None = None
+    conn = settings.storage.connection_string
+    conn_file = var / CONNECTION_FILE
+    if not conn:
+        emulator = Azurite(Path(settings.storage.emulator_dir))
+        emulator.start()
+        conn = emulator.connection_string
+        conn_file.write_text(conn, encoding="utf-8")
+        log.info("emulator.running", ports=list(emulator.ports),
+                 data=settings.storage.emulator_dir)
+    try:
+        asyncio.run(_prepare_storage(conn, settings))
+        _ensure_demo_models(settings, cast)
+        env = {**os.environ, "PLAYHOUSE_STORAGE": conn}
+        exe = [sys.executable, "-m", "playhouse"]
+        children = [
+            Child("web", [*exe, "web"]),
+            Child("worker-text", [*exe, "worker", "--kind", "text"]),
+            Child("worker-image", [*exe, "worker", "--kind", "image"]),
+        ]
+        return _supervise(children, env, settings)
+    finally:
+        if emulator is not None:
+            conn_file.unlink(missing_ok=True)
+            emulator.stop()
+            log.info("emulator.stopped")
+
+
+async def _prepare_storage(conn: str, settings: Settings) -> None:
+    from playhouse.storage import Storage
+
+    storage = await Storage.connect(conn, timeout_s=settings.storage.timeout_s)
+    try:
+        await storage.ensure()
+    finally:
+        await storage.close()
+
+
+def _ensure_demo_models(settings: Settings, cast: object) -> None:
+    from playhouse.generation.demo import build_demo, demo_ready
+
+    models_dir = Path(settings.models_dir)
+    missing = demo_ready(models_dir, cast)
+    if not missing:
+        return
+    log.info("demo.building", personas=missing,
+             reason="persona models cannot be loaded offline; building local demo models")
+    build_demo(models_dir, cast, names=missing)
+
+
+def _supervise(children: list[Child], env: dict[str, str], settings: Settings) -> int:
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    for child in children:
+        child.start(env)
+    url = f"http://{settings.web.host}:{settings.web.port}"
+    log.info("playhouse.running", url=url, processes=[c.name for c in children])
+    sys.stderr.write(f"\n  playhouse is running at {url}  (Ctrl-C stops it)\n\n")
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            for child in children:
+                if stopping or child.alive() or child.proc is None:
+                    continue
+                code = child.proc.returncode
+                uptime = time.monotonic() - child.started_at
+                child.backoff_s = 1.0 if uptime > 60 else min(child.backoff_s * 2, 30.0)
+                log.warning("process.exited", name=child.name, code=code,
+                            restart_in=child.backoff_s)
+                time.sleep(child.backoff_s)
+                child.restarts += 1
+                child.start(env)
+    finally:
+        for child in sorted(children, key=lambda c: c.name == "web"):  # workers first
+            child.stop()
+    return 0
