@@ -1,0 +1,177 @@
+"""People and rooms: users, rooms and memberships.
+
+Keys (all lowercase so that names are case-insensitive, as people expect):
+
+* ``users``: PK ``user``, RK the user name;
+* ``rooms``: PK ``room``, RK the room name;
+* ``members``: two rows per membership, PK ``r.<room>`` / RK user (who is in a room) and
+  PK ``u.<user>`` / RK room (which rooms a user joined), so both listings are
+  single-partition queries. Join writes the room row last and leave deletes it first:
+  whoever asks "is X a member of R" reads the room row, which is true only while both
+  rows exist.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import msgspec
+import structlog
+
+from playhouse.constants import PK_ROOMS, PK_USERS, TABLE_MEMBERS, TABLE_ROOMS, TABLE_USERS
+from playhouse.errors import Conflict, NotFound
+from playhouse.storage.models import Membership, Page, Role, Room, User
+from playhouse.storage.tables import Tables, check_key, from_entity, to_entity
+
+log = structlog.get_logger()
+
+
+def user_key(username: str) -> str:
+    return check_key("user name", username.strip().lower())
+
+
+def room_key(room: str) -> str:
+    return check_key("room name", room.strip().lower())
+
+
+class UserRepo:
+    def __init__(self, tables: Tables) -> None:
+        self.t = tables
+
+    async def create(self, user: User) -> User:
+        """Store a new user; Conflict when the name is taken (in any letter case)."""
+        key = user_key(user.username)
+        user = msgspec.structs.replace(user, username=key)
+        await self.t.insert(TABLE_USERS, to_entity(user, PK_USERS, key), f"user {key}")
+        log.info("user.created", username=key)
+        return user
+
+    async def get(self, username: str) -> User:
+        key = user_key(username)
+        entity = await self.t.get(TABLE_USERS, PK_USERS, key, f"user {key}")
+        if entity is None:
+            raise NotFound(f"no user named {username!r}")
+        return from_entity(entity, User)
+
+    async def find(self, username: str) -> User | None:
+        try:
+            return await self.get(username)
+        except NotFound:
+            return None
+
+    async def set_password_hash(self, username: str, password_hash: str) -> User:
+        key = user_key(username)
+        user, _ = await self.t.modify(
+            TABLE_USERS, PK_USERS, key, User,
+            lambda u: msgspec.structs.replace(u, password_hash=password_hash),
+            f"user {key}",
+        )
+        return user
+
+
+class RoomRepo:
+    def __init__(self, tables: Tables) -> None:
+        self.t = tables
+
+    async def create(self, room: Room) -> Room:
+        """Store a new room; Conflict when a room of that name exists."""
+        key = room_key(room.name)
+        await self.t.insert(TABLE_ROOMS, to_entity(room, PK_ROOMS, key), f"room {room.name}")
+        log.info("room.created", room=room.name, public=room.public)
+        return room
+
+    async def ensure(self, rooms: Iterable[Room]) -> int:
+        """Create the rooms that do not exist yet (the seed); returns how many were new."""
+        created = 0
+        for room in rooms:
+            try:
+                await self.create(room)
+                created += 1
+            except Conflict:
+                continue
+        return created
+
+    async def get(self, name: str) -> Room:
+        key = room_key(name)
+        entity = await self.t.get(TABLE_ROOMS, PK_ROOMS, key, f"room {name}")
+        if entity is None:
+            raise NotFound(f"no room named {name!r}")
+        return from_entity(entity, Room)
+
+    async def list(self, *, limit: int = 200, token: str | None = None) -> Page[Room]:
+        entities, nxt = await self.t.page(
+            TABLE_ROOMS, "PartitionKey eq @pk", "list rooms", limit=limit, token=token,
+            parameters={"pk": PK_ROOMS}, partition=PK_ROOMS,
+        )
+        return Page(items=[from_entity(e, Room) for e in entities], next=nxt)
+
+    async def all(self) -> list[Room]:
+        entities = await self.t.query(
+            TABLE_ROOMS, "PartitionKey eq @pk", "list rooms", parameters={"pk": PK_ROOMS}
+        )
+        return [from_entity(e, Room) for e in entities]
+
+    async def touch(
+        self, name: str, *, threads: int = 0, comments: int = 0, at: float | None = None
+    ) -> Room:
+        """Count new threads/comments and move ``last_activity`` forward (never back)."""
+        when = time.time() if at is None else at
+        key = room_key(name)
+
+        def change(room: Room) -> Room:
+            return msgspec.structs.replace(
+                room,
+                thread_count=room.thread_count + threads,
+                comment_count=room.comment_count + comments,
+                last_activity=max(room.last_activity, when),
+            )
+
+        room, _ = await self.t.modify(TABLE_ROOMS, PK_ROOMS, key, Room, change, f"room {name}")
+        return room
+
+
+class MemberRepo:
+    def __init__(self, tables: Tables) -> None:
+        self.t = tables
+
+    async def join(self, room: str, username: str, role: Role = "member") -> Membership:
+        r, u = room_key(room), user_key(username)
+        member = Membership(room=r, username=u, role=role, joined_at=time.time())
+        await self.t.upsert(TABLE_MEMBERS, to_entity(member, f"u.{u}", r), f"membership {u}")
+        await self.t.upsert(TABLE_MEMBERS, to_entity(member, f"r.{r}", u), f"membership {u}")
+        log.info("room.joined", room=r, username=u, role=role)
+        return member
+
+    async def leave(self, room: str, username: str) -> bool:
+        """Remove a membership; False when there was none."""
+        r, u = room_key(room), user_key(username)
+        was = await self.t.delete(TABLE_MEMBERS, f"r.{r}", u, f"membership {u}")
+        await self.t.delete(TABLE_MEMBERS, f"u.{u}", r, f"membership {u}")
+        if was:
+            log.info("room.left", room=r, username=u)
+        return was
+
+    async def get(self, room: str, username: str) -> Membership | None:
+        r, u = room_key(room), user_key(username)
+        entity = await self.t.get(TABLE_MEMBERS, f"r.{r}", u, f"membership {u}")
+        return None if entity is None else from_entity(entity, Membership)
+
+    async def is_member(self, room: str, username: str) -> bool:
+        return await self.get(room, username) is not None
+
+    async def of_room(self, room: str, *, limit: int = 1000) -> list[Membership]:
+        r = room_key(room)
+        entities = await self.t.query(
+            TABLE_MEMBERS, "PartitionKey eq @pk", f"members of {r}",
+            parameters={"pk": f"r.{r}"}, limit=limit,
+        )
+        return [from_entity(e, Membership) for e in entities]
+
+    async def of_user(self, username: str, *, limit: int = 1000) -> list[Membership]:
+        u = user_key(username)
+        entities = await self.t.query(
+            TABLE_MEMBERS, "PartitionKey eq @pk", f"rooms of {u}",
+            parameters={"pk": f"u.{u}"}, limit=limit,
+        )
+        return [from_entity(e, Membership) for e in entities]

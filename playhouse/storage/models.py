@@ -1,0 +1,107 @@
+"""Rows as values: one frozen msgspec struct per table, plus a generic page of results.
+
+The repositories turn table entities into these structs and back; nothing outside
+``playhouse.storage`` sees an Azure entity. ``etag`` fields carry the row's version for
+optimistic concurrency and are never written as a property.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Literal, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+Role = Literal["owner", "member"]
+JobState = Literal["pending", "done", "failed"]
+CommentStatus = Literal["ok", "failed", "placeholder"]
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    username: str
+    """Canonical (lowercase) user name; the row key."""
+    display_name: str
+    password_hash: str
+    created_at: float
+    disabled: bool = False
+
+
+class Room(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    description: str
+    public: bool
+    default_bot: str | None
+    bots: tuple[str, ...]
+    created_by: str
+    created_at: float
+    last_activity: float
+    thread_count: int = 0
+    comment_count: int = 0
+
+
+class Membership(msgspec.Struct, frozen=True, kw_only=True):
+    room: str
+    username: str
+    role: Role
+    joined_at: float
+
+
+class Thread(msgspec.Struct, frozen=True, kw_only=True):
+    thread_id: str
+    room: str
+    title: str
+    body: str
+    url: str | None
+    author: str
+    is_bot: bool
+    persona: str | None
+    created_at: float
+    last_activity: float
+    comment_count: int = 0
+    image_blob: str | None = None
+    job_id: str | None = None
+
+
+class Comment(msgspec.Struct, frozen=True, kw_only=True):
+    comment_id: str
+    thread_id: str
+    room: str
+    parent_id: str | None
+    """The comment answered; None for a top-level reply to the post."""
+    author: str
+    is_bot: bool
+    persona: str | None
+    text: str
+    created_at: float
+    depth: int = 0
+    status: CommentStatus = "ok"
+    image_blob: str | None = None
+    job_id: str | None = None
+    etag: str | None = None
+    """Row version as read; :meth:`CommentRepo.replace` makes it a precondition."""
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    request_id: str
+    kind: str
+    persona: str
+    room: str
+    thread_id: str | None
+    parent_id: str | None
+    queue: str
+    state: JobState
+    attempts: int
+    created_at: float
+    updated_at: float
+    result_id: str | None = None
+    error: str = ""
+    payload: str = ""
+    """The request JSON, kept so that a stuck job can be re-queued as it was."""
+    etag: str | None = None
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    items: list[T]
+    next: str | None
+    """Opaque continuation token for the following page; None on the last page."""

@@ -1,0 +1,223 @@
+"""Threads and their comment trees, and the scheduler's memory of who answered what.
+
+Keys:
+
+* ``threads``: PK the room (lowercase), RK ``ids.invert(thread_id)``, so a room's threads
+  come newest-first from a single-partition range query. A second row, PK ``~id`` / RK the
+  thread id, says which room a thread lives in (``~`` cannot start a room name), so a
+  thread is found by its id alone; the mapping never changes and is cached.
+* ``comments``: PK the thread id, RK the comment id: a thread's comments oldest-first.
+  ``parent_id`` makes the tree; ``depth`` is stored so a page can indent without walking.
+* ``replies``: PK a comment id, RK a persona name: that persona has answered (or been
+  asked to answer) that comment. Inserting the row is the claim, so two schedulers, or
+  one restarted, never ask twice.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import structlog
+
+from playhouse import ids
+from playhouse.constants import TABLE_COMMENTS, TABLE_REPLIES, TABLE_THREADS
+from playhouse.errors import Conflict, NotFound
+from playhouse.storage.accounts import room_key
+from playhouse.storage.models import Comment, Page, Thread
+from playhouse.storage.tables import Tables, check_key, etag_of, from_entity, to_entity
+
+log = structlog.get_logger()
+
+THREAD_INDEX_PK = "~id"
+MAX_CHAIN_DEPTH = 500
+"""Walking up a comment chain stops here (a loop in stored data must not hang a worker)."""
+
+
+def _thread_id(value: str) -> str:
+    if not ids.is_id(value):
+        raise NotFound(f"no thread {value!r}")
+    return value
+
+
+class ThreadRepo:
+    def __init__(self, tables: Tables) -> None:
+        self.t = tables
+        self._rooms: dict[str, str] = {}
+
+    async def create(self, thread: Thread) -> Thread:
+        """Store a new thread; Conflict when one with that id exists."""
+        tid = _thread_id(thread.thread_id)
+        room = room_key(thread.room)
+        await self.t.upsert(
+            TABLE_THREADS,
+            {"PartitionKey": THREAD_INDEX_PK, "RowKey": tid, "room": room},
+            f"thread {tid}",
+        )
+        await self.t.insert(
+            TABLE_THREADS, to_entity(thread, room, ids.invert(tid)), f"thread {tid}"
+        )
+        self._rooms[tid] = room
+        log.info("thread.created", thread_id=tid, room=thread.room, author=thread.author)
+        return thread
+
+    async def _room_of(self, thread_id: str) -> str:
+        tid = _thread_id(thread_id)
+        room = self._rooms.get(tid)
+        if room is None:
+            entity = await self.t.get(TABLE_THREADS, THREAD_INDEX_PK, tid, f"thread {tid}")
+            if entity is None:
+                raise NotFound(f"no thread {thread_id!r}")
+            room = self._rooms[tid] = str(entity["room"])
+        return room
+
+    async def get(self, thread_id: str) -> Thread:
+        room = await self._room_of(thread_id)
+        entity = await self.t.get(TABLE_THREADS, room, ids.invert(thread_id), f"thread {thread_id}")
+        if entity is None:
+            raise NotFound(f"no thread {thread_id!r}")
+        return from_entity(entity, Thread)
+
+    async def list(self, room: str, *, limit: int = 50, token: str | None = None) -> Page[Thread]:
+        """A page of ``room``'s threads, newest first."""
+        pk = room_key(room)
+        entities, nxt = await self.t.page(
+            TABLE_THREADS, "PartitionKey eq @pk", f"threads of {room}", limit=limit,
+            token=token, parameters={"pk": pk}, partition=pk,
+        )
+        return Page(items=[from_entity(e, Thread) for e in entities], next=nxt)
+
+    async def since(self, room: str, since: float, *, limit: int = 200) -> list[Thread]:
+        """``room``'s threads created at or after ``since`` (epoch seconds), newest first."""
+        pk = room_key(room)
+        floor = ids.invert(f"{int(since * 1_000_000):016x}" + "0" * (ids.ID_LENGTH - 16))
+        entities = await self.t.query(
+            TABLE_THREADS, "PartitionKey eq @pk and RowKey le @floor", f"threads of {room}",
+            parameters={"pk": pk, "floor": floor}, limit=limit,
+        )
+        return [from_entity(e, Thread) for e in entities]
+
+    async def touch(
+        self, thread_id: str, *, comments: int = 0, at: float | None = None
+    ) -> Thread:
+        """Count new comments and move ``last_activity`` forward."""
+        when = time.time() if at is None else at
+        room = await self._room_of(thread_id)
+
+        def change(thread: Thread) -> Thread:
+            return msgspec.structs.replace(
+                thread,
+                comment_count=thread.comment_count + comments,
+                last_activity=max(thread.last_activity, when),
+            )
+
+        thread, _ = await self.t.modify(
+            TABLE_THREADS, room, ids.invert(thread_id), Thread, change, f"thread {thread_id}"
+        )
+        return thread
+
+
+class CommentRepo:
+    def __init__(self, tables: Tables) -> None:
+        self.t = tables
+
+    async def add(self, comment: Comment) -> Comment:
+        """Store a new comment; Conflict when its id exists in the thread."""
+        tid = _thread_id(comment.thread_id)
+        cid = check_key("comment id", comment.comment_id)
+        etag = await self.t.insert(TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}")
+        return msgspec.structs.replace(comment, etag=etag)
+
+    async def upsert(self, comment: Comment) -> Comment:
+        tid = _thread_id(comment.thread_id)
+        cid = check_key("comment id", comment.comment_id)
+        etag = await self.t.upsert(TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}")
+        return msgspec.structs.replace(comment, etag=etag)
+
+    async def replace(self, comment: Comment) -> Comment:
+        """Overwrite a comment only if unchanged since read (``comment.etag``); else Conflict."""
+        tid = _thread_id(comment.thread_id)
+        cid = check_key("comment id", comment.comment_id)
+        etag = await self.t.update(
+            TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}", etag=comment.etag
+        )
+        return msgspec.structs.replace(comment, etag=etag)
+
+    async def get(self, thread_id: str, comment_id: str) -> Comment:
+        tid = _thread_id(thread_id)
+        entity = await self.t.get(
+            TABLE_COMMENTS, tid, check_key("comment id", comment_id), f"comment {comment_id}"
+        )
+        if entity is None:
+            raise NotFound(f"no comment {comment_id!r} in thread {thread_id!r}")
+        comment = from_entity(entity, Comment)
+        return msgspec.structs.replace(comment, etag=etag_of(entity))
+
+    async def list(
+        self, thread_id: str, *, limit: int = 200, token: str | None = None
+    ) -> Page[Comment]:
+        """A page of the thread's comments, oldest first."""
+        tid = _thread_id(thread_id)
+        entities, nxt = await self.t.page(
+            TABLE_COMMENTS, "PartitionKey eq @pk", f"comments of {tid}", limit=limit,
+            token=token, parameters={"pk": tid}, partition=tid,
+        )
+        return Page(items=[from_entity(e, Comment) for e in entities], next=nxt)
+
+    async def after(self, thread_id: str, after_id: str, *, limit: int = 200) -> list[Comment]:
+        """Comments made after ``after_id`` (exclusive), oldest first: resuming a view."""
+        tid = _thread_id(thread_id)
+        entities = await self.t.query(
+            TABLE_COMMENTS, "PartitionKey eq @pk and RowKey gt @after", f"comments of {tid}",
+            parameters={"pk": tid, "after": after_id}, limit=limit,
+        )
+        return [from_entity(e, Comment) for e in entities]
+
+    async def chain(self, thread_id: str, comment_id: str) -> list[Comment]:
+        """``comment_id`` and its ancestors, oldest first (what a reply prompt needs)."""
+        chain: list[Comment] = []
+        seen: set[str] = set()
+        current: str | None = comment_id
+        while current is not None and current not in seen and len(chain) < MAX_CHAIN_DEPTH:
+            seen.add(current)
+            try:
+                comment = await self.get(thread_id, current)
+            except NotFound:
+                break  # an orphan: its parent is gone; the chain starts here
+            chain.append(comment)
+            current = comment.parent_id
+        chain.reverse()
+        return chain
+
+
+class ReplyRepo:
+    def __init__(self, tables: Tables) -> None:
+        self.t = tables
+
+    async def claim(self, comment_id: str, persona: str, request_id: str) -> bool:
+        """Record that ``persona`` answers ``comment_id``; False when it already did."""
+        entity = {
+            "PartitionKey": check_key("comment id", comment_id),
+            "RowKey": check_key("persona", persona),
+            "request_id": request_id,
+            "at": time.time(),
+        }
+        try:
+            await self.t.insert(TABLE_REPLIES, entity, f"reply of {persona} to {comment_id}")
+        except Conflict:
+            return False
+        return True
+
+    async def answered(self, comment_id: str, persona: str) -> bool:
+        entity = await self.t.get(
+            TABLE_REPLIES, check_key("comment id", comment_id), check_key("persona", persona),
+            f"reply of {persona} to {comment_id}",
+        )
+        return entity is not None
+
+    async def personas(self, comment_id: str) -> list[str]:
+        entities = await self.t.query(
+            TABLE_REPLIES, "PartitionKey eq @pk", f"replies to {comment_id}",
+            parameters={"pk": check_key("comment id", comment_id)}, select=["RowKey"],
+        )
+        return [str(e["RowKey"]) for e in entities]

@@ -1,0 +1,56 @@
+"""Shared fixtures: one Azurite for the session, a fresh storage namespace per test.
+
+Torch runs on one thread and nothing reaches a model hub (set before any test imports
+torch or transformers): the machine is shared and offline.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from playhouse.emulator import Azurite
+from playhouse.storage import Storage
+
+ROOT = Path(__file__).resolve().parent.parent
+_namespaces = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """A real Azurite on free ports, data in a temporary folder, stopped at the end."""
+    emulator = Azurite(tmp_path_factory.mktemp("azurite"), root=ROOT)
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def connection_string(azurite: Azurite) -> str:
+    return azurite.connection_string
+
+
+@pytest_asyncio.fixture
+async def storage(connection_string: str) -> AsyncIterator[Storage]:
+    """Storage under a namespace no other test uses, with every resource created."""
+    ns = f"t{os.getpid() % 10000}n{next(_namespaces)}"
+    store = await Storage.connect(connection_string, namespace=ns)
+    await store.ensure()
+    try:
+        yield store
+    finally:
+        await store.close()
