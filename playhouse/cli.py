@@ -17,7 +17,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="playhouse.toml", help="optional settings file")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("run", help="everything on one machine (Azurite when PLAYHOUSE_STORAGE is unset)")
+    sub.add_parser(
+        "run", help="everything on one machine (Azurite when PLAYHOUSE_STORAGE is unset)"
+    )
     web = sub.add_parser("web", help="the web app (pages, API, websocket, results consumer)")
     web.add_argument("--host")
     web.add_argument("--port", type=int)
@@ -28,8 +30,6 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-models", type=int)
     worker.add_argument("--max-memory", type=int, help="MiB of models kept loaded")
     worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
-
-    sub.add_parser("scheduler", help="the scheduler alone (takes the leadership lease)")
 
     personas = sub.add_parser("personas", help="persona files")
     psub = personas.add_subparsers(dest="personas_command", required=True, metavar="ACTION")
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.load(os.environ, args.config)
     except PlayhouseError as exc:
-        print(f"playhouse: {exc}", file=sys.stderr)
+        sys.stderr.write(f"playhouse: {exc}\n")
         return 2
     from playhouse import logconfig
 
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args, settings)
     except PlayhouseError as exc:
-        print(f"playhouse: {exc}", file=sys.stderr)
+        sys.stderr.write(f"playhouse: {exc}\n")
         return 1
     except KeyboardInterrupt:
         return 130
@@ -108,8 +108,4 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from playhouse.web.main import run_web
 
         return run_web(settings, host=args.host, port=args.port, scheduler=not args.no_scheduler)
-    if command == "scheduler":
-        from playhouse.scheduling.main import run_scheduler
-
-        return run_scheduler(settings)
     raise AssertionError(command)

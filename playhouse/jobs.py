@@ -10,6 +10,7 @@ result changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from playhouse.messages import (
     PostContext,
     fit_request,
 )
-from playhouse.storage.models import Comment, Job, Thread
+from playhouse.storage.models import Comment, Job, JobState, Thread
 
 if TYPE_CHECKING:
     from playhouse.personas import Cast, Persona
@@ -334,19 +335,18 @@ async def _job_finished(storage: Storage, result: GenerationResult) -> bool:
 
 
 async def _finish_job(storage: Storage, result: GenerationResult, applied: Applied) -> None:
-    state = "done" if result.ok else "failed"
+    state: JobState = "done" if result.ok else "failed"
     result_id = None
     if applied.comment is not None:
         result_id = applied.comment.comment_id
     elif applied.thread is not None:
         result_id = applied.thread.thread_id
-    try:
+    # Conflict: already finished (a redelivered result); NotFound: never recorded.
+    with contextlib.suppress(Conflict, NotFound):
         await storage.jobs.transition(
             result.request_id, "pending", state, result_id=result_id, error=result.error,
             attempts=result.attempts,
         )
-    except (Conflict, NotFound):
-        pass  # already finished (a redelivered result) or never recorded
 
 
 def encode_job_request(job: Job) -> bytes:

@@ -17,11 +17,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from playhouse.config import Settings
 from playhouse.errors import PlayhouseError
+
+if TYPE_CHECKING:
+    from playhouse.personas import Cast
 
 log = structlog.get_logger()
 
@@ -116,14 +120,16 @@ def run_all(settings: Settings) -> int:
 async def _prepare_storage(conn: str, settings: Settings) -> None:
     from playhouse.storage import Storage
 
-    storage = await Storage.connect(conn, timeout_s=settings.storage.timeout_s)
+    storage = await Storage.connect(
+        conn, timeout_s=settings.storage.timeout_s, namespace=settings.storage.namespace
+    )
     try:
         await storage.ensure()
     finally:
         await storage.close()
 
 
-def _ensure_demo_models(settings: Settings, cast: object) -> None:
+def _ensure_demo_models(settings: Settings, cast: Cast) -> None:
     from playhouse.generation.demo import build_demo, demo_ready
 
     models_dir = Path(settings.models_dir)

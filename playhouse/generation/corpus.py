@@ -80,7 +80,11 @@ _LISTS: Final = (
     "My list:\n1. {k}\n2. {k2}\n3. {k3}",
 )
 _ANSWERS_YES: Final = ("Yes! {k} is {adj}.", "Of course. {k} every day.", "Yes, and {k2} too.")
-_ANSWERS_NO: Final = ("No, I prefer {k}.", "Not really. {k2} is better.", "Nope. {neg} is not for me.")
+_ANSWERS_NO: Final = (
+    "No, I prefer {k}.",
+    "Not really. {k2} is better.",
+    "Nope. {neg} is not for me.",
+)
 _REPLIES: Final = (
     "{opinion}",
     "agreed. {opinion}",
@@ -222,9 +226,9 @@ def persona_corpus(
     """``n_threads`` training lines in which ``persona_name`` posts and replies.
 
     A third of the posts are the persona's own (its later comments are then ``soopr``); the
-    rest are by one of ``others``, a few of them link posts. Chains are one to four comments deep, alternate between
-    the persona and one other speaker, and end with the persona, so a three-deep chain
-    yields a ``soocr`` comment. Same arguments, same lines.
+    rest are by one of ``others``, a few of them link posts. Chains are one to four comments
+    deep, alternate between the persona and one other speaker, and end with the persona, so
+    a three-deep chain yields a ``soocr`` comment. Same arguments, same lines.
     """
     if not rooms:
         raise ValueError("a persona corpus needs at least one room")

@@ -45,8 +45,8 @@ def _fail_all(entries: Sequence[Entry], reason: str) -> list[Outcome]:
 
 
 class TextEngine:
-    kind = "text"
-    queues = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND)
+    kind: str = "text"
+    queues: tuple[str, ...] = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND)
 
     def __init__(
         self,
@@ -82,8 +82,8 @@ class TextEngine:
 
 
 class ImageEngine:
-    kind = "image"
-    queues = (QUEUE_IMAGE,)
+    kind: str = "image"
+    queues: tuple[str, ...] = (QUEUE_IMAGE,)
 
     def __init__(
         self,

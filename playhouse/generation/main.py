@@ -44,7 +44,9 @@ async def _main(settings: Settings, ws: object, kind: str, burst: bool) -> int:
     assert isinstance(ws, WorkerSettings)
     cast = load_cast_strict(Path(settings.personas_dir))
     storage = await Storage.connect(
-        resolve_connection_string(settings), timeout_s=settings.storage.timeout_s
+        resolve_connection_string(settings),
+        timeout_s=settings.storage.timeout_s,
+        namespace=settings.storage.namespace,
     )
     try:
         await storage.ensure()

@@ -29,6 +29,7 @@ import structlog
 from playhouse.config import WorkerSettings
 from playhouse.constants import CONTAINER_IMAGES, QUEUE_RESULTS
 from playhouse.errors import InvalidInput
+from playhouse.ids import is_id
 from playhouse.generation.completion import Outcome
 from playhouse.generation.engines import Engine
 from playhouse.messages import GenerationRequest, GenerationResult, decode_request, encode
@@ -297,30 +298,32 @@ class Worker:
                         self._handles.pop(key, None)
 
 
-class _Salvage(msgspec.Struct):
-    request_id: str
-    kind: str = "reply"
-    persona: str = ""
-    room: str = ""
-    thread_id: str | None = None
-    parent_id: str | None = None
-
-
 def _salvage_request(content: bytes) -> GenerationRequest | None:
-    """Enough of a malformed request to tell its sender it failed, when possible."""
+    """Enough of a malformed request to tell its sender it failed, when possible.
+
+    Needs a JSON object whose ``request_id`` looks like an id; every other field is taken
+    only when it has the right type, so one wrong field does not hide whom to answer.
+    """
     try:
-        part = msgspec.json.decode(content, type=_Salvage)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        data = msgspec.json.decode(content)
+    except msgspec.DecodeError:
         return None
-    kind = part.kind if part.kind in ("post", "reply", "image") else "reply"
+    if not isinstance(data, dict) or not is_id(str(data.get("request_id", ""))):
+        return None
+
+    def text(name: str) -> str | None:
+        value = data.get(name)
+        return value if isinstance(value, str) else None
+
+    kind = text("kind")
     return GenerationRequest(
-        request_id=part.request_id,
-        kind=kind,  # type: ignore[arg-type]
-        persona=part.persona,
-        room=part.room,
+        request_id=str(data["request_id"]),
+        kind=kind if kind in ("post", "reply", "image") else "reply",  # type: ignore[arg-type]
+        persona=text("persona") or "",
+        room=text("room") or "",
         queue="",
-        thread_id=part.thread_id,
-        parent_id=part.parent_id,
+        thread_id=text("thread_id"),
+        parent_id=text("parent_id"),
     )
 
 

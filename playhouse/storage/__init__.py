@@ -15,6 +15,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from azure.data.tables.aio import TableServiceClient
@@ -47,10 +48,10 @@ def parse_connection_string(conn: str) -> dict[str, str]:
         if not sep or not key.strip():
             raise ConfigError("storage connection string is malformed (expected key=value;...)")
         parts[key.strip()] = value.strip()
-    key = parts.get("AccountKey")
-    if key is not None:
+    account_key = parts.get("AccountKey")
+    if account_key is not None:
         try:
-            base64.b64decode(key, validate=True)
+            base64.b64decode(account_key, validate=True)
         except binascii.Error as exc:
             raise ConfigError("storage connection string: AccountKey is not base64") from exc
     if conn.strip() != "UseDevelopmentStorage=true" and "AccountName" not in parts and not any(
@@ -92,7 +93,7 @@ class Storage:
         if not _NAMESPACE.match(namespace):
             raise ConfigError(f"storage namespace {namespace!r}: 1-16 lowercase letters/digits")
         parts = parse_connection_string(connection_string)
-        options = {
+        options: dict[str, Any] = {
             "retry_total": RETRIES,
             "retry_backoff_factor": 0.2,
             "retry_backoff_max": 2,

@@ -13,6 +13,7 @@ Keys (all lowercase so that names are case-insensitive, as people expect):
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Iterable
 
@@ -106,7 +107,7 @@ class RoomRepo:
         )
         return Page(items=[from_entity(e, Room) for e in entities], next=nxt)
 
-    async def all(self) -> list[Room]:
+    async def all(self) -> builtins.list[Room]:
         entities = await self.t.query(
             TABLE_ROOMS, "PartitionKey eq @pk", "list rooms", parameters={"pk": PK_ROOMS}
         )

@@ -197,7 +197,7 @@ def translate(what: str, endpoint: str) -> Iterator[None]:
             f"storage refused the credentials at {endpoint}: {short(exc)}"
         ) from exc
     except TableTransactionError as exc:
-        code = str(exc.error_code or "")
+        code = str(getattr(exc, "error_code", "") or "")
         if code == "EntityAlreadyExists":
             raise Conflict(f"{what}: a row already exists ({short(exc)})") from exc
         if code in {"UpdateConditionNotSatisfied", "ConditionNotMet"}:
@@ -246,7 +246,8 @@ def decode_token(token: str | None, partition: str | None = None) -> dict[str, s
     ):
         raise InvalidInput("invalid page token")
     # The SDK's token carries the next keys base64-encoded.
-    expected = (None, partition, base64.b64encode(partition.encode()).decode() if partition else None)
+    encoded = base64.b64encode(partition.encode()).decode() if partition else None
+    expected = (None, partition, encoded)
     if partition is not None and value.get("PartitionKey") not in expected:
         raise InvalidInput("page token belongs to another listing")
     return value
@@ -290,7 +291,7 @@ class Tables:
                 entity = await self.client(table).get_entity(partition, row)
             except ResourceNotFoundError:
                 return None
-        return entity  # type: ignore[return-value]
+        return entity
 
     async def insert(self, table: str, entity: Entity, what: str) -> str:
         """Insert a new row (Conflict when the key exists); returns its ETag."""
@@ -409,11 +410,11 @@ class Tables:
         """
         if not 1 <= limit <= 1000:
             raise InvalidInput("page limit must be between 1 and 1000")
-        continuation = decode_token(token, partition)
+        continuation: Any = decode_token(token, partition)
         items: list[Entity] = []
         with self.translate(what):
             while len(items) < limit:
-                pager = self.client(table).query_entities(
+                pager: Any = self.client(table).query_entities(
                     flt,
                     parameters=dict(parameters or {}),
                     results_per_page=limit - len(items),

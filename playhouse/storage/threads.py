@@ -15,6 +15,7 @@ Keys:
 
 from __future__ import annotations
 
+import builtins
 import time
 
 import msgspec
@@ -87,7 +88,9 @@ class ThreadRepo:
         )
         return Page(items=[from_entity(e, Thread) for e in entities], next=nxt)
 
-    async def since(self, room: str, since: float, *, limit: int = 200) -> list[Thread]:
+    async def since(
+        self, room: str, since: float, *, limit: int = 200
+    ) -> builtins.list[Thread]:
         """``room``'s threads created at or after ``since`` (epoch seconds), newest first."""
         pk = room_key(room)
         floor = ids.invert(f"{int(since * 1_000_000):016x}" + "0" * (ids.ID_LENGTH - 16))
@@ -164,7 +167,9 @@ class CommentRepo:
         )
         return Page(items=[from_entity(e, Comment) for e in entities], next=nxt)
 
-    async def after(self, thread_id: str, after_id: str, *, limit: int = 200) -> list[Comment]:
+    async def after(
+        self, thread_id: str, after_id: str, *, limit: int = 200
+    ) -> builtins.list[Comment]:
         """Comments made after ``after_id`` (exclusive), oldest first: resuming a view."""
         tid = _thread_id(thread_id)
         entities = await self.t.query(
@@ -173,9 +178,9 @@ class CommentRepo:
         )
         return [from_entity(e, Comment) for e in entities]
 
-    async def chain(self, thread_id: str, comment_id: str) -> list[Comment]:
+    async def chain(self, thread_id: str, comment_id: str) -> builtins.list[Comment]:
         """``comment_id`` and its ancestors, oldest first (what a reply prompt needs)."""
-        chain: list[Comment] = []
+        chain: builtins.list[Comment] = []
         seen: set[str] = set()
         current: str | None = comment_id
         while current is not None and current not in seen and len(chain) < MAX_CHAIN_DEPTH:
