@@ -34,6 +34,10 @@ class StorageSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     emulator_dir: Annotated[
         str, _doc("Folder for Azurite's data when the emulator is used.")
     ] = "var/azurite"
+    namespace: Annotated[
+        str,
+        _doc("Prefix of every table, queue and container name (several playhouses, one account)."),
+    ] = ""
 
     secret_fields: ClassVar[tuple[str, ...]] = ("connection_string",)
 
@@ -141,17 +145,26 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             continue
         if key in _ALIASES:
             section, name = _ALIASES[key]
-            raw.setdefault(section, {})[name] = value
+            _section(raw, section)[name] = value
             continue
         rest = key.removeprefix("PLAYHOUSE_").lower()
         for section, struct in _SECTIONS.items():
             prefix = section + "_"
             if rest.startswith(prefix) and rest[len(prefix) :] in struct.__struct_fields__:
-                raw.setdefault(section, {})[rest[len(prefix) :]] = value
+                _section(raw, section)[rest[len(prefix) :]] = value
                 break
         else:
             if rest in top_fields:
                 raw[rest] = value
+
+
+def _section(raw: dict[str, Any], section: str) -> dict[str, Any]:
+    """The table ``raw[section]``, created when absent; ConfigError when the file set it to
+    a plain value (``web = 3``), which an environment variable cannot be merged into."""
+    table = raw.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"settings: {section}: expected a [{section}] table, got {table!r}")
+    return table
 
 
 def field_docs(struct: type[msgspec.Struct]) -> dict[str, str]:
@@ -167,20 +180,37 @@ def field_docs(struct: type[msgspec.Struct]) -> dict[str, str]:
     return docs
 
 
-_SECRET_IN_CONN = re.compile(r"(?i)(AccountKey|SharedAccessSignature|password)=([^;]+)")
+_SECRET_IN_CONN = re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|password)=([^;]+)")
+_SAS_SIG = re.compile(r"(?i)([?&]sig)=([^&;\s]+)")
+_URL_PASSWORD = re.compile(r"//([^:/@\s]*):([^@/\s]*)@")
+_CONN_KEY = re.compile(
+    r"(?i)^\s*(DefaultEndpointsProtocol|AccountName|AccountKey|SharedAccessSignature"
+    r"|EndpointSuffix|UseDevelopmentStorage|DevelopmentStorageProxyUri"
+    r"|(Blob|Queue|Table|File)(Secondary)?Endpoint)="
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret-looking part (``AccountKey=``, ``SharedAccessSignature=``,
+    ``password=``, a SAS ``sig=``, a URL's password) replaced by ``***``; the rest is kept,
+    so a log message stays readable."""
+    text = _SECRET_IN_CONN.sub(lambda m: f"{m.group(1)}=***", text)
+    text = _SAS_SIG.sub(lambda m: f"{m.group(1)}=***", text)
+    return _URL_PASSWORD.sub(r"//\1:***@", text)
 
 
 def mask(value: str | None) -> str:
-    """Hide the secret parts of a connection string, URL or key."""
+    """Hide the secret parts of a connection string or URL, or all of a plain secret.
+
+    A connection string (it starts with one of Azure's keys) or a URL keeps everything but
+    its secrets; any other value is taken as a secret itself and shown as ``***`` (with
+    its first two characters when it is long enough that they give nothing away).
+    """
     if value is None:
         return "(unset)"
-    if "=" in value and ";" in value:
-        return _SECRET_IN_CONN.sub(lambda m: f"{m.group(1)}=***", value)
-    url = re.sub(r"//([^:/@]*):([^@]*)@", r"//\1:***@", value)
-    if url != value:
-        return url
-    if "://" in value:
-        return value
+    masked = redact(value)
+    if masked != value or _CONN_KEY.match(value) or "://" in value:
+        return masked
     return value[:2] + "***" if len(value) > 8 else "***"
 
 

@@ -1,9 +1,10 @@
 """Time-ordered, collision-free identifiers used as Azure Table row keys.
 
 An id is 26 lowercase hex characters, ``{micros:016x}{counter:04x}{random:06x}``:
-microseconds since the epoch, a per-process tie-breaker and a random tail. Lexical order equals creation order within one process (the counter breaks ties in
-the same microsecond) and across processes up to clock skew; the random tail makes
-collisions between processes vanishingly unlikely.
+microseconds since the epoch, a per-process tie-breaker and a random tail. Lexical order
+equals creation order within one process (the counter breaks ties in the same
+microsecond) and across processes up to clock skew; the random tail makes collisions
+between processes vanishingly unlikely.
 
 ``invert(id)`` maps an id to a key that sorts newest-first, so a single-partition
 range query lists a room's threads from the newest without scanning.

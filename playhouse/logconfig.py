@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
 
-from playhouse.config import mask
+from playhouse.config import mask, redact
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
 _SECRET_KEYS = ("connection_string", "password", "secret", "account_key", "token")
 
 
-def _mask_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _mask_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Mask a field named like a secret whole, and secret parts (``AccountKey=``, a SAS
+    ``sig=``, a URL password ...) of any other text, the formatted exception included."""
     for key, value in event.items():
-        if isinstance(value, str) and any(s in key.lower() for s in _SECRET_KEYS):
+        if not isinstance(value, str):
+            continue
+        if any(s in key.lower() for s in _SECRET_KEYS):
             event[key] = mask(value) if key != "password" else "***"
-        elif isinstance(value, str) and "AccountKey=" in value:
-            event[key] = mask(value)
+        else:
+            event[key] = redact(value)
     return event
 
 
@@ -37,7 +42,6 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _mask_secrets,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -45,9 +49,9 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer]
+        processors=[*shared, structlog.processors.format_exc_info, _mask_secrets, renderer]
         if use_json
-        else [*shared, renderer],
+        else [*shared, _mask_secrets, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
@@ -58,6 +62,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                _mask_secrets,
                 renderer,
             ],
             foreign_pre_chain=[

@@ -108,12 +108,34 @@ def fit_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES
         chain.pop(0)
         request = msgspec.structs.replace(request, chain=tuple(chain))
         data = encode(request)
-    if len(data) > limit and request.post is not None:
-        excess = len(data) - limit + 64
-        body = request.post.body.encode()[: max(0, len(request.post.body.encode()) - excess)]
-        post = msgspec.structs.replace(request.post, body=body.decode(errors="ignore"))
-        request = msgspec.structs.replace(request, post=post)
-        data = encode(request)
+    if len(data) > limit and request.post is not None and request.post.body:
+        data = _fit_body(request, request.post, limit)
     if len(data) > limit:
         raise InvalidInput(f"generation request is {len(data)} bytes, over the {limit} limit")
     return data
+
+
+def _fit_body(request: GenerationRequest, post: PostContext, limit: int) -> bytes:
+    """``request`` encoded with the longest prefix of the post body that fits ``limit``.
+
+    Searched on the encoded size, because JSON escaping makes a quote, a backslash or a
+    newline take two bytes and a control character six. Over the limit even with an empty
+    body, it returns that (too large) encoding for the caller to reject.
+    """
+
+    def with_body(length: int) -> bytes:
+        shorter = msgspec.structs.replace(post, body=post.body[:length])
+        return encode(msgspec.structs.replace(request, post=shorter))
+
+    best = with_body(0)
+    if len(best) > limit:
+        return best
+    lo, hi = 0, len(post.body)  # a body of `lo` characters fits, one of `hi` does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        data = with_body(mid)
+        if len(data) <= limit:
+            lo, best = mid, data
+        else:
+            hi = mid
+    return best

@@ -29,9 +29,9 @@ import structlog
 from playhouse.config import WorkerSettings
 from playhouse.constants import CONTAINER_IMAGES, QUEUE_RESULTS
 from playhouse.errors import InvalidInput
-from playhouse.ids import is_id
 from playhouse.generation.completion import Outcome
 from playhouse.generation.engines import Engine
+from playhouse.ids import is_id
 from playhouse.messages import GenerationRequest, GenerationResult, decode_request, encode
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ import pytest
 
 from playhouse import ids
 from playhouse.constants import CONTAINER_IMAGES, QUEUE_INTERACTIVE, poison_queue
-from playhouse.errors import ConfigError, Conflict, InvalidInput, NotFound, StorageUnavailable
 from playhouse.emulator import free_port
+from playhouse.errors import ConfigError, Conflict, InvalidInput, NotFound, StorageUnavailable
 from playhouse.storage import Storage
 from playhouse.storage.models import Comment, Job, Room, Thread, User
 from playhouse.storage.queues import decode_poison
