@@ -18,7 +18,9 @@ def web_dir() -> Path:
     for candidate in (_PACKAGE / "_web", _PACKAGE.parent / "web"):
         if (candidate / "templates").is_dir():
             return candidate
-    raise ConfigError(f"web assets not found under {_PACKAGE / '_web'} or {_PACKAGE.parent / 'web'}")
+    raise ConfigError(
+        f"web assets not found under {_PACKAGE / '_web'} or {_PACKAGE.parent / 'web'}"
+    )
 
 
 def templates_dir() -> Path:

@@ -233,8 +233,8 @@ ServerEvent = (
 )
 
 _encoder = msgspec.json.Encoder()
-_client_decoder = msgspec.json.Decoder(ClientMessage)
-_server_decoder = msgspec.json.Decoder(ServerEvent)
+_client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
+_server_decoder: msgspec.json.Decoder[ServerEvent] = msgspec.json.Decoder(ServerEvent)
 _probe_decoder = msgspec.json.Decoder(dict[str, object])
 
 
@@ -262,10 +262,10 @@ def decode_client(frame: str | bytes) -> ClientMessage:
         )
     try:
         return _client_decoder.decode(frame)
+    except msgspec.ValidationError as exc:  # a subclass of DecodeError: test it first
+        raise _explain(frame, exc) from exc
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", f"not JSON: {exc}") from exc
-    except msgspec.ValidationError as exc:
-        raise _explain(frame, exc) from exc
 
 
 def decode_server(frame: str | bytes) -> ServerEvent:

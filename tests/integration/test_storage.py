@@ -27,7 +27,8 @@ def _room(name: str = "Lounge", public: bool = True) -> Room:
 
 def _thread(room: str = "Lounge", title: str = "t", at: float | None = None) -> Thread:
     now = time.time() if at is None else at
-    return Thread(thread_id=ids.new_id(now), room=room, title=title, body="b", url=None,
+    thread_id = ids.new_id() if at is None else _past_id(at)
+    return Thread(thread_id=thread_id, room=room, title=title, body="b", url=None,
                   author="alice", is_bot=False, persona=None, created_at=now, last_activity=now)
 
 

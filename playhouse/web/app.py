@@ -1,0 +1,116 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import structlog
+from litestar import Litestar
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi.config import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+
+from playhouse.errors import PlayhouseError
+from playhouse.web import api, auth, errors, live, pages
+from playhouse.web.assets import static_dir
+from playhouse.web.consumer import ResultsConsumer
+from playhouse.web.context import WebContext
+from playhouse.web.limits import Limits
+from playhouse.web.templating import template_config
+
+if TYPE_CHECKING:
+    from litestar.channels.backends.base import ChannelsBackend
+    from litestar.types import Scope
+    from redis.asyncio import Redis
+
+    from playhouse.config import Settings
+    from playhouse.personas import Cast
+    from playhouse.storage import Storage
+
+SESSION_COOKIE = "playhouse_session"
+log = structlog.get_logger()
+
+
+async def _log_crash(exc: BaseException, scope: Scope) -> None:
+    """Log what no handler expected (expected errors are answered by errors.HANDLERS)."""
+    if not isinstance(exc, HTTPException | PlayhouseError):
+        log.error("request.crashed", path=scope.get("path", "?"), exc_info=exc)
+
+
+def _derive(secret: bytes, purpose: str) -> bytes:
+    return hashlib.sha256(purpose.encode() + b":" + secret).digest()
+
+
+def channels_backend(redis_url: str | None) -> tuple[ChannelsBackend, Redis | None]:
+    """Memory fan-out for one instance; Redis pub/sub when several share the load."""
+    if redis_url is None:
+        return MemoryChannelsBackend(), None
+    from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(redis_url)
+    return RedisChannelsPubSubBackend(redis=redis), redis
+
+
+def create_app(
+    settings: Settings,
+    storage: Storage,
+    cast: Cast,
+    *,
+    secret: bytes,
+    consume: bool = True,
+    instance: str | None = None,
+) -> Litestar:
+    """The web app over open ``storage``; ``consume`` runs the results consumer in it."""
+    secure = settings.web.secure_cookies
+    backend, redis = channels_backend(settings.web.redis_url)
+    channels = ChannelsPlugin(
+        backend=backend, arbitrary_channels_allowed=True,
+        subscriber_max_backlog=2000, subscriber_backlog_strategy="dropleft",
+    )
+    limits = Limits.from_rates(posts_per_minute=settings.web.posts_per_minute,
+                               logins_per_minute=settings.web.logins_per_minute)
+    ctx = WebContext(settings=settings, storage=storage, cast=cast, limits=limits,
+                     channels=channels, instance=instance or os.urandom(4).hex())
+    consumer = ResultsConsumer(ctx)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if consume:
+            consumer.start()
+        try:
+            yield
+        finally:
+            await consumer.stop()
+            await ctx.drain()
+            if redis is not None:
+                await redis.aclose()
+
+    session = auth.SessionConfig(
+        secret=_derive(secret, "session"), key=SESSION_COOKIE, httponly=True, samesite="lax",
+        secure=secure, max_age=14 * 24 * 3600,
+    )
+    return Litestar(
+        route_handlers=[
+            *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket,
+            create_static_files_router(path="/static", directories=[static_dir()]),
+        ],
+        plugins=[channels],
+        middleware=[session.middleware],
+        csrf_config=CSRFConfig(secret=_derive(secret, "csrf").hex(), cookie_secure=secure,
+                               cookie_samesite="lax", exclude=["/api", "/schema"]),
+        template_config=template_config(),
+        openapi_config=OpenAPIConfig(title="playhouse", version="1", path="/schema"),
+        exception_handlers=errors.HANDLERS,
+        after_exception=[_log_crash],
+        lifespan=[lifespan],
+        state=State({"playhouse": ctx, "consumer": consumer}),
+    )

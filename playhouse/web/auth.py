@@ -1,0 +1,174 @@
+"""Accounts: register, log in, log out.
+
+Passwords are hashed with argon2 (in a worker thread: hashing is slow on purpose). The
+session is Litestar's client-side cookie, encrypted and authenticated with AES-GCM, so
+a tampered cookie reads as no session at all. Forms carry Litestar's CSRF token. Login
+attempts are limited per IP and per user name, registrations per IP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from litestar import Request, get, post
+from litestar.middleware.session.client_side import ClientSideSessionBackend, CookieBackendConfig
+from litestar.params import Parameter
+from litestar.response import Redirect, Template
+
+from playhouse.errors import Conflict, InvalidInput
+from playhouse.storage.models import User
+from playhouse.web.context import SESSION_USER, client_ip, context_of, current_user
+from playhouse.web.templating import page
+
+log = structlog.get_logger()
+
+USERNAME = re.compile(r"^[A-Za-z0-9_-]{3,24}$")
+PASSWORD_MIN = 8
+PASSWORD_MAX = 256
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("not a real password, only for timing")
+
+
+class _SessionBackend(ClientSideSessionBackend):
+    """Litestar's cookie backend, reading any malformed cookie as no session.
+
+    Litestar 2.25 suppresses a failed decryption but not a cookie whose (authenticated,
+    unencrypted) expiry part was altered: that raised a JSON error and answered 500.
+    """
+
+    def load_data(self, data: list[bytes]) -> dict[str, Any]:
+        try:
+            return super().load_data(data)
+        except Exception as exc:  # untrusted input: any parse failure means "no session"
+            log.warning("session.rejected", reason=type(exc).__name__)
+            return {}
+
+
+@dataclass
+class SessionConfig(CookieBackendConfig):
+    """Encrypted, authenticated session cookie (AES-GCM), tamper-safe."""
+
+    _backend_class = _SessionBackend
+
+
+def safe_next(target: str | None) -> str:
+    """Only same-site paths may be redirected to after logging in (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def check_new_account(username: str, password: str, reserved: set[str]) -> str | None:
+    """The reason a registration is refused, or None."""
+    if not USERNAME.match(username):
+        return "user names are 3-24 letters, digits, '_' or '-'"
+    if username.casefold() in reserved:
+        return "that name belongs to a bot"
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        return f"passwords are {PASSWORD_MIN}-{PASSWORD_MAX} characters"
+    if "\x00" in password:
+        return "passwords cannot contain NUL"
+    return None
+
+
+async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    form = await request.form()
+    return {k: str(v) for k, v in form.items() if isinstance(v, str)}
+
+
+@get("/login", name="login")
+async def login_page(
+    request: Request[Any, Any, Any],
+    target: Annotated[str | None, Parameter(query="next", max_length=500)] = None,
+) -> Template:
+    return page(request, "login.html", next=safe_next(target), error=None, username="")
+
+
+@post("/login")
+async def login(request: Request[Any, Any, Any]) -> Template | Redirect:
+    ctx = context_of(request)
+    form = await _form(request)
+    username = form.get("username", "").strip()
+    password = form.get("password", "")
+    target = safe_next(form.get("next"))
+    ip = client_ip(request)
+    wait = ctx.limits.logins_per_ip.hit(ip)
+    if not wait and username:
+        wait = ctx.limits.logins_per_user.hit(username.casefold())
+    if wait:
+        log.warning("login.limited", ip=ip, username=username[:40])
+        return page(request, "login.html", status_code=429, next=target, username=username,
+                    error=f"too many attempts; try again in {wait:.0f} s")
+    user = None
+    if USERNAME.match(username):
+        user = await ctx.storage.users.find(username)
+    ok = await asyncio.to_thread(_verify, user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not ok or user.disabled:
+        log.info("login.failed", username=username[:40], ip=ip)
+        return page(request, "login.html", status_code=400, next=target, username=username,
+                    error="wrong user name or password")
+    request.set_session({SESSION_USER: user.display_name, "at": time.time()})
+    log.info("login.succeeded", username=user.username)
+    return Redirect(path=target)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@get("/register", name="register")
+async def register_page(request: Request[Any, Any, Any]) -> Template:
+    return page(request, "register.html", error=None, username="")
+
+
+@post("/register")
+async def register(request: Request[Any, Any, Any]) -> Template | Redirect:
+    ctx = context_of(request)
+    form = await _form(request)
+    username = form.get("username", "").strip()
+    password = form.get("password", "")
+    ip = client_ip(request)
+    wait = ctx.limits.registrations_per_ip.hit(ip)
+    if wait:
+        return page(request, "register.html", status_code=429, username=username,
+                    error=f"too many new accounts from here; try again in {wait:.0f} s")
+    reserved = {name.casefold() for name in ctx.cast.personas}
+    problem = check_new_account(username, password, reserved)
+    if problem is None and password != form.get("password2", password):
+        problem = "the two passwords differ"
+    if problem is not None:
+        return page(request, "register.html", status_code=400, username=username, error=problem)
+    password_hash = await asyncio.to_thread(_hasher.hash, password)
+    try:
+        user = await ctx.storage.users.create(User(
+            username=username, display_name=username, password_hash=password_hash,
+            created_at=time.time(),
+        ))
+    except (Conflict, InvalidInput):
+        return page(request, "register.html", status_code=400, username=username,
+                    error="that name is taken")
+    request.set_session({SESSION_USER: user.display_name, "at": time.time()})
+    log.info("account.registered", username=user.username, ip=ip)
+    return Redirect(path="/")
+
+
+@post("/logout")
+async def logout(request: Request[Any, Any, Any]) -> Redirect:
+    user = current_user(request)
+    request.clear_session()
+    if user:
+        log.info("account.logged_out", username=user)
+    return Redirect(path="/")
+
+
+ROUTES = [login_page, login, register_page, register, logout]

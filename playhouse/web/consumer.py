@@ -1,0 +1,123 @@
+"""The results consumer: apply what workers answered and show it live.
+
+Reads ``gen-results`` in pages of up to 32, applies each result through
+:func:`playhouse.jobs.apply_result` (idempotent on the request id), broadcasts the
+replaced placeholder or the new thread, and only then deletes the message. A message
+that cannot be decoded goes to the poison queue at once; one whose application keeps
+failing goes there after ``max_attempts`` deliveries. A failed generation is applied
+like any result: its placeholder becomes a visible "… could not answer" comment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from playhouse.constants import QUEUE_RESULTS
+from playhouse.errors import InvalidInput, PlayhouseError
+from playhouse.jobs import Applied, apply_result
+from playhouse.messages import decode_result
+from playhouse.storage.queues import Received
+from playhouse.web import views
+from playhouse.web.context import WebContext, room_channel, thread_channel
+from playhouse.web.protocol import CommentReplaced, ThreadEvent, encode
+
+log = structlog.get_logger()
+
+
+class ResultsConsumer:
+    """Polls the results queue; ``run_once`` handles one page (what tests call)."""
+
+    def __init__(
+        self,
+        ctx: WebContext,
+        *,
+        poll_min_s: float = 0.1,
+        poll_max_s: float = 2.0,
+        max_attempts: int = 5,
+        visibility_timeout: int = 60,
+    ) -> None:
+        self.ctx = ctx
+        self.poll_min_s = poll_min_s
+        self.poll_max_s = poll_max_s
+        self.max_attempts = max_attempts
+        self.visibility_timeout = visibility_timeout
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    async def run_once(self) -> int:
+        """Apply one page of results; returns how many messages were handled."""
+        messages = await self.ctx.storage.queues.receive(
+            QUEUE_RESULTS, visibility_timeout=self.visibility_timeout
+        )
+        for message in messages:
+            await self.handle(message)
+        return len(messages)
+
+    async def handle(self, message: Received) -> None:
+        queues = self.ctx.storage.queues
+        try:
+            result = decode_result(message.content)
+        except InvalidInput as exc:
+            log.warning("result.malformed", message_id=message.id, reason=str(exc))
+            await queues.to_poison(message, str(exc))
+            return
+        try:
+            applied = await apply_result(self.ctx.storage, result)
+        except PlayhouseError as exc:
+            if message.dequeue_count >= self.max_attempts:
+                log.error("result.poisoned", request_id=result.request_id, reason=str(exc))
+                await queues.to_poison(message, f"could not apply: {exc}")
+            else:
+                log.warning("result.retry", request_id=result.request_id, reason=str(exc),
+                            attempt=message.dequeue_count)
+            return
+        await self.broadcast(applied)
+        await queues.delete(message)
+        log.info("result.applied", request_id=result.request_id, kind=applied.kind,
+                 failed=applied.failed)
+
+    async def broadcast(self, applied: Applied) -> None:
+        thread = applied.thread
+        if applied.kind == "duplicate" or thread is None:
+            return
+        if applied.comment is not None:
+            comment = applied.comment
+            self.ctx.publish(
+                encode(CommentReplaced(comment=views.comment_out(comment))),
+                thread_channel(comment.thread_id),
+            )
+            with contextlib.suppress(PlayhouseError):  # fresh reply count for room pages
+                thread = await self.ctx.storage.threads.get(thread.thread_id)
+        self.ctx.publish(
+            encode(ThreadEvent(thread=views.thread_out(thread))), room_channel(thread.room)
+        )
+
+    async def run(self) -> None:
+        """Poll until :meth:`stop`: quickly while results come, backing off when idle."""
+        wait = self.poll_min_s
+        while not self._stop.is_set():
+            try:
+                handled = await self.run_once()
+            except PlayhouseError as exc:
+                log.warning("consumer.failed", reason=str(exc))
+                handled = 0
+            wait = self.poll_min_s if handled else min(wait * 2, self.poll_max_s)
+            if handled:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), wait)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.create_task(self.run())
+        log.info("consumer.started", queue=QUEUE_RESULTS)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,162 @@
+"""What every web handler works with: storage, the cast, settings, limits and channels.
+
+One :class:`WebContext` is built by :func:`playhouse.web.app.create_app` and handed to
+handlers through dependency injection (``ctx: WebContext``). The access rule for rooms
+lives here too, because pages, the REST API and the websocket must apply the same one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from playhouse.errors import Forbidden, NotFound
+from playhouse.storage.accounts import room_key
+from playhouse.storage.models import Room, Thread
+
+if TYPE_CHECKING:
+    from litestar.channels import ChannelsPlugin
+    from litestar.connection import ASGIConnection
+
+    from playhouse.config import Settings
+    from playhouse.personas import Cast
+    from playhouse.storage import Storage
+    from playhouse.web.limits import Limits
+
+log = structlog.get_logger()
+
+SESSION_USER = "user"
+"""Key of the user name in the session cookie."""
+
+
+def room_channel(room: str) -> str:
+    """Channel of a room's events: new threads, thread activity, presence."""
+    return f"room.{room_key(room)}"
+
+
+def thread_channel(thread_id: str) -> str:
+    """Channel of one thread's comments, placeholders and replacements."""
+    return f"thread.{thread_id}"
+
+
+@dataclass
+class PresenceBook:
+    """Who watches each room through this instance (users by name, and how many sockets)."""
+
+    users: dict[str, Counter[str]] = field(default_factory=dict)
+    anonymous: Counter[str] = field(default_factory=Counter)
+
+    def enter(self, room: str, user: str | None) -> None:
+        key = room_key(room)
+        if user is None:
+            self.anonymous[key] += 1
+        else:
+            self.users.setdefault(key, Counter())[user] += 1
+
+    def leave(self, room: str, user: str | None) -> None:
+        key = room_key(room)
+        if user is None:
+            self.anonymous[key] -= 1
+            if self.anonymous[key] <= 0:
+                del self.anonymous[key]
+            return
+        names = self.users.get(key)
+        if names is None:
+            return
+        names[user] -= 1
+        if names[user] <= 0:
+            del names[user]
+        if not names:
+            del self.users[key]
+
+    def of(self, room: str) -> tuple[tuple[str, ...], int]:
+        key = room_key(room)
+        return tuple(sorted(self.users.get(key, Counter()))), self.anonymous.get(key, 0)
+
+
+@dataclass
+class WebContext:
+    settings: Settings
+    storage: Storage
+    cast: Cast
+    limits: Limits
+    channels: ChannelsPlugin
+    instance: str
+    presence: PresenceBook = field(default_factory=PresenceBook)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
+        """Run ``work`` in the background, logging (never raising) a failure."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("task.failed", task=what)
+
+        task = asyncio.create_task(guarded())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for the background tasks still running (shutdown, tests)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    def publish(self, text: str, *channels: str) -> None:
+        self.channels.publish(text, list(channels))
+
+    def is_persona(self, name: str) -> bool:
+        folded = name.casefold()
+        return any(p.casefold() == folded for p in self.cast.personas)
+
+    async def readable_room(self, name: str, user: str | None) -> tuple[Room, bool]:
+        """The room and whether ``user`` is a member; Forbidden when private to others."""
+        room = await self.storage.rooms.get(name)
+        member = user is not None and await self.storage.members.is_member(room.name, user)
+        if not room.public and not member:
+            raise Forbidden(f"r/{room.name} is private: only its members can read it")
+        return room, member
+
+    async def readable_thread(self, thread_id: str, user: str | None) -> tuple[Thread, Room]:
+        """A thread, checked against its room's access rule."""
+        thread = await self.storage.threads.get(thread_id)
+        room, _ = await self.readable_room(thread.room, user)
+        return thread, room
+
+
+def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The logged-in user's name from the (encrypted, authenticated) session cookie."""
+    session = connection.scope.get("session")
+    if not isinstance(session, dict):
+        return None
+    user = session.get(SESSION_USER)
+    return user if isinstance(user, str) and user else None
+
+
+def client_ip(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    client = connection.client
+    return client.host if client is not None else "unknown"
+
+
+def context_of(connection: ASGIConnection[Any, Any, Any, Any]) -> WebContext:
+    ctx = connection.app.state["playhouse"]
+    assert isinstance(ctx, WebContext)
+    return ctx
+
+
+__all__ = [
+    "NotFound",
+    "PresenceBook",
+    "WebContext",
+    "client_ip",
+    "context_of",
+    "current_user",
+    "room_channel",
+    "thread_channel",
+]

@@ -1,0 +1,46 @@
+"""One place that turns playhouse errors into HTTP answers: a page, or JSON under /api."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException
+from litestar.response import Template
+from litestar.types import ExceptionHandlersMap
+
+from playhouse.errors import Conflict, Forbidden, InvalidInput, NotFound, PlayhouseError
+from playhouse.web.templating import page
+
+log = structlog.get_logger()
+
+_STATUS: list[tuple[type[PlayhouseError], int]] = [
+    (NotFound, 404), (Forbidden, 403), (InvalidInput, 400), (Conflict, 409),
+]
+
+
+def _answer(request: Request[Any, Any, Any], status: int, reason: str) -> Response[Any]:
+    if request.url.path.startswith(("/api", "/schema")) or "text/html" not in request.headers.get(
+        "accept", ""
+    ):
+        return Response({"status_code": status, "detail": reason}, status_code=status,
+                        media_type=MediaType.JSON)
+    template: Template = page(request, "error.html", status_code=status, status=status,
+                              reason=reason)
+    return template
+
+
+def on_playhouse_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 503)
+    if status >= 500:
+        log.warning("request.failed", path=request.url.path, reason=str(exc))
+    return _answer(request, status, str(exc))
+
+
+def on_http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    assert isinstance(exc, HTTPException)
+    return _answer(request, exc.status_code, str(exc.detail))
+
+
+HANDLERS: ExceptionHandlersMap = {PlayhouseError: on_playhouse_error, HTTPException: on_http_error}

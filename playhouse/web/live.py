@@ -1,0 +1,321 @@
+"""The websocket endpoint ``/ws``: subscribe to a room or a thread, page history, post.
+
+Every socket holds at most one subscription (a room, or a thread with its room). The
+channel subscription starts *before* the history is read, and live events that arrive
+while the history is being sent are held back and sent after it, minus the comments the
+history already carried: a resuming page sees no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import msgspec
+import structlog
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from playhouse import ids
+from playhouse.errors import Forbidden, NotFound, PlayhouseError
+from playhouse.web import views
+from playhouse.web.context import (
+    WebContext,
+    client_ip,
+    context_of,
+    current_user,
+    room_channel,
+    thread_channel,
+)
+from playhouse.web.posting import PostRefused, announce, check_rate, store_post
+from playhouse.web.protocol import (
+    Ack,
+    ClientMessage,
+    CommentOut,
+    CommentReplaced,
+    Error,
+    ErrorCode,
+    Hello,
+    History,
+    HistoryRequest,
+    Ping,
+    Pong,
+    Post,
+    Presence,
+    ProtocolError,
+    ServerEvent,
+    Subscribe,
+    Subscribed,
+    Thinking,
+    Unsubscribe,
+    decode_client,
+    encode,
+)
+
+if TYPE_CHECKING:
+    from litestar.channels import Subscriber
+
+log = structlog.get_logger()
+
+_comment_probe = msgspec.json.Decoder(dict[str, Any])
+
+
+class Session:
+    """One connected socket: its user, its subscription, and the pump of live events."""
+
+    def __init__(self, ctx: WebContext, socket: WebSocket[Any, Any, Any]) -> None:
+        self.ctx = ctx
+        self.socket = socket
+        self.user = current_user(socket)
+        self.ip = client_ip(socket)
+        self.send_lock = asyncio.Lock()
+        self.subscriber: Subscriber | None = None
+        self.pump: asyncio.Task[None] | None = None
+        self.room: str | None = None
+        self.thread_id: str | None = None
+        self.replaying = False
+        self.held: list[bytes] = []
+        self.replayed: set[str] = set()
+        self.closed = False
+
+    # ------------------------------------------------------------------ sending
+    async def send(self, event: ServerEvent) -> None:
+        await self.send_text(encode(event))
+
+    async def send_text(self, text: str) -> None:
+        if self.closed:
+            return
+        async with self.send_lock:
+            try:
+                await self.socket.send_text(text)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                self.closed = True
+
+    async def error(self, code: ErrorCode, reason: str, client_id: str | None = None) -> None:
+        await self.send(Error(code=code, reason=reason, client_id=client_id))
+
+    async def _on_event(self, data: bytes) -> None:
+        if self.replaying:
+            self.held.append(data)
+            return
+        await self.send_text(data.decode())
+
+    async def _run_pump(self, subscriber: Subscriber) -> None:
+        async for data in subscriber.iter_events():
+            await self._on_event(data)
+            if self.closed:
+                return
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self) -> None:
+        await self.socket.accept()
+        await self.send(Hello(user=self.user, instance=self.ctx.instance))
+        log.info("socket.opened", user=self.user or "-", ip=self.ip)
+        try:
+            while not self.closed:
+                event = await self.socket.receive()
+                if event["type"] == "websocket.disconnect":
+                    break
+                text, data = event.get("text"), event.get("bytes")
+                frame = text if isinstance(text, str) else data
+                await self.handle_frame(frame if isinstance(frame, str | bytes) else b"")
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.closed = True
+            await self.unsubscribe()
+            log.info("socket.closed", user=self.user or "-")
+
+    async def handle_frame(self, frame: str | bytes) -> None:
+        try:
+            msg = decode_client(frame)
+        except ProtocolError as exc:
+            await self.error(exc.code, exc.reason, exc.client_id)
+            return
+        try:
+            await self.dispatch(msg)
+        except PlayhouseError as exc:
+            await self.error("internal", f"could not do that: {exc}")
+        except Exception:
+            log.exception("socket.failed", user=self.user or "-")
+            await self.error("internal", "the server failed to handle that message")
+
+    async def dispatch(self, msg: ClientMessage) -> None:
+        if isinstance(msg, Post):
+            await self.post(msg)
+        elif isinstance(msg, Subscribe):
+            await self.subscribe(msg)
+        elif isinstance(msg, HistoryRequest):
+            await self.history(msg)
+        elif isinstance(msg, Unsubscribe):
+            await self.unsubscribe()
+        elif isinstance(msg, Ping):
+            await self.send(Pong())
+
+    # ------------------------------------------------------------ subscriptions
+    async def subscribe(self, msg: Subscribe) -> None:
+        try:
+            room, _ = await self.ctx.readable_room(msg.room, self.user)
+            thread = None
+            if msg.thread_id is not None:
+                thread = await self.ctx.storage.threads.get(msg.thread_id)
+                if thread.room.casefold() != room.name.casefold():
+                    raise NotFound(f"no thread {msg.thread_id!r} in r/{room.name}")
+        except Forbidden as exc:
+            await self.error("forbidden", str(exc))
+            return
+        except NotFound as exc:
+            await self.error("not_found", str(exc))
+            return
+        if msg.after is not None and not ids.is_id(msg.after):
+            await self.error("bad_message", "`after` is not an id")
+            return
+        await self.unsubscribe()
+        channels = [room_channel(room.name)]
+        if thread is not None:
+            channels.append(thread_channel(thread.thread_id))
+        self.replaying = True
+        self.held, self.replayed = [], set()
+        self.subscriber = await self.ctx.channels.subscribe(channels)
+        self.pump = asyncio.create_task(self._run_pump(self.subscriber))
+        self.room, self.thread_id = room.name, msg.thread_id
+        self.ctx.presence.enter(room.name, self.user)
+        try:
+            await self.send(Subscribed(room=room.name, thread_id=msg.thread_id))
+            if thread is not None:
+                await self._thread_history(room.name, thread.thread_id, msg.after)
+                await self._pending(thread.thread_id, msg.pending)
+            else:
+                await self._room_history(room.name, msg.after)
+        finally:
+            await self._release_held()
+        self._publish_presence(room.name)
+        log.info("socket.subscribed", user=self.user or "-", room=room.name,
+                 thread_id=msg.thread_id or "-")
+
+    async def _release_held(self) -> None:
+        held, self.held = self.held, []
+        self.replaying = False
+        for data in held:
+            if self.replayed and b'"type":"comment"' in data[:20]:
+                event = _comment_probe.decode(data)
+                if event.get("comment", {}).get("id") in self.replayed:
+                    continue
+            await self.send_text(data.decode())
+        self.replayed = set()
+
+    async def _thread_history(self, room: str, thread_id: str, after: str | None) -> None:
+        page = self.ctx.settings.web.history_page
+        if after is None:
+            listed = await self.ctx.storage.comments.list(thread_id, limit=page)
+            items, more = listed.items, listed.next is not None
+        else:
+            found = await self.ctx.storage.comments.after(thread_id, after, limit=page + 1)
+            items, more = found[:page], len(found) > page
+        comments = tuple(views.comment_out(c) for c in items)
+        self.replayed.update(c.id for c in comments)
+        await self.send(History(room=room, thread_id=thread_id, comments=comments, more=more))
+
+    async def _room_history(self, room: str, after: str | None) -> None:
+        page = self.ctx.settings.web.history_page
+        if after is None:
+            listed = await self.ctx.storage.threads.list(room, limit=page)
+            threads, more = listed.items, listed.next is not None
+        else:
+            newer = await self.ctx.storage.threads.since(room, ids.id_time(after), limit=page + 1)
+            newer = [t for t in newer if t.thread_id > after]
+            threads, more = newer[:page], len(newer) > page
+        await self.send(History(room=room, threads=tuple(views.thread_out(t) for t in threads),
+                                more=more))
+
+    async def _pending(self, thread_id: str, pending: tuple[str, ...]) -> None:
+        """Send the current state of placeholders the page still shows (after a reconnect)."""
+        for comment_id in pending:
+            if not ids.is_id(comment_id) or comment_id in self.replayed:
+                continue
+            try:
+                comment = await self.ctx.storage.comments.get(thread_id, comment_id)
+            except (NotFound, PlayhouseError):
+                continue
+            out: CommentOut = views.comment_out(comment)
+            self.replayed.add(comment_id)
+            if comment.status == "placeholder":
+                await self.send(Thinking(comment=out))
+            else:
+                await self.send(CommentReplaced(comment=out))
+
+    async def history(self, msg: HistoryRequest) -> None:
+        if self.room is None:
+            await self.error("not_subscribed", "subscribe to a room or thread first")
+            return
+        if not ids.is_id(msg.after):
+            await self.error("bad_message", "`after` is not an id")
+            return
+        if self.thread_id is not None:
+            await self._thread_history(self.room, self.thread_id, msg.after)
+        else:
+            await self._room_history(self.room, msg.after)
+        self.replayed = set()
+
+    async def unsubscribe(self) -> None:
+        if self.pump is not None:
+            self.pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.pump
+            self.pump = None
+        if self.subscriber is not None:
+            with contextlib.suppress(Exception):
+                await self.ctx.channels.unsubscribe(self.subscriber)
+            self.subscriber = None
+        if self.room is not None:
+            room, self.room, self.thread_id = self.room, None, None
+            self.ctx.presence.leave(room, self.user)
+            self._publish_presence(room)
+
+    def _publish_presence(self, room: str) -> None:
+        users, anonymous = self.ctx.presence.of(room)
+        event = Presence(room=room, instance=self.ctx.instance, users=users, anonymous=anonymous)
+        self.ctx.publish(encode(event), room_channel(room))
+
+    # ------------------------------------------------------------------ posting
+    async def post(self, msg: Post) -> None:
+        if self.user is None:
+            await self.error("login_required", "log in to post", msg.client_id)
+            return
+        if self.room is None or self.room.casefold() != msg.room.casefold():
+            await self.error("not_subscribed", f"subscribe to r/{msg.room} before posting there",
+                             msg.client_id)
+            return
+        try:
+            check_rate(self.ctx, self.user, self.ip)
+            stored = await store_post(self.ctx, self.user, msg)
+        except PostRefused as exc:
+            await self.error(exc.code, exc.reason, msg.client_id)
+            return
+        comment_id = stored.comment.comment_id if stored.comment else None
+        await self.send(Ack(client_id=msg.client_id, thread_id=stored.thread.thread_id,
+                            comment_id=comment_id))
+        log.info("post.accepted", user=self.user, room=stored.room.name,
+                 thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
+        announce(self.ctx, stored)
+
+
+def _same_origin(socket: WebSocket[Any, Any, Any]) -> bool:
+    """Refuse cross-site sockets: a browser always sends Origin, and it must be this host."""
+    origin = socket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser (tests, the benchmark, scripts)
+    host = socket.headers.get("host", "")
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+@websocket("/ws")
+async def live_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    """The live endpoint: typed JSON frames, see :mod:`playhouse.web.protocol`."""
+    if not _same_origin(socket):
+        log.warning("socket.refused", reason="cross-origin", origin=socket.headers.get("origin"))
+        await socket.close(code=4403, reason="cross-origin websocket refused")
+        return
+    await Session(context_of(socket), socket).run()

@@ -1,0 +1,189 @@
+"""A person's post: validate, store first, then announce and ask the bots it calls.
+
+:func:`store_post` checks the text and writes the thread or comment; only after it
+returns does the caller acknowledge, and only then :func:`announce` broadcasts the post
+and, in the background, submits a generation request per bot called (a mention, a
+reply to a bot, the room's default bot on a new thread) and broadcasts its "thinking"
+placeholder. A failure after the write never loses the post: it is already stored.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from playhouse import ids, jobs
+from playhouse.constants import COMMENT_MAX_CHARS, QUEUE_IMAGE, QUEUE_INTERACTIVE, TITLE_MAX_CHARS
+from playhouse.errors import Forbidden, NotFound
+from playhouse.grammar import clean_text
+from playhouse.storage.models import Comment, Room, Thread
+from playhouse.web import views
+from playhouse.web.context import WebContext, room_channel, thread_channel
+from playhouse.web.protocol import (
+    CommentEvent,
+    ErrorCode,
+    Post,
+    Thinking,
+    ThreadEvent,
+    encode,
+)
+
+log = structlog.get_logger()
+
+
+class PostRefused(Exception):
+    """A post that is not stored; ``code`` and ``reason`` go back to the poster."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code: ErrorCode = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a post wrote: a new thread, or a comment in an existing one."""
+
+    room: Room
+    thread: Thread
+    comment: Comment | None
+    parent: Comment | None
+
+
+def check_text(text: str, what: str, max_chars: int, *, allow_empty: bool = False) -> str:
+    """The cleaned text, or PostRefused with the reason (empty, too long, NUL)."""
+    if "\x00" in text:
+        raise PostRefused("bad_message", f"the {what} contains a NUL character")
+    if len(text) > max_chars:
+        raise PostRefused("too_long", f"the {what} is {len(text)} characters, at most {max_chars}")
+    if allow_empty and not text.strip():
+        return ""
+    try:
+        return clean_text(text, max_chars=max_chars)
+    except Exception as exc:  # InvalidInput: "empty" or "too long"
+        code: ErrorCode = "empty" if str(exc) == "empty" else "too_long"
+        reason = f"the {what} is empty" if code == "empty" else f"the {what} is {exc}"
+        raise PostRefused(code, reason) from exc
+
+
+def check_rate(ctx: WebContext, user: str, ip: str) -> None:
+    wait = max(ctx.limits.posts_per_user.hit(user), ctx.limits.posts_per_ip.hit(ip))
+    if wait > 0:
+        raise PostRefused("rate_limited", f"too many posts; try again in {wait:.0f} s")
+
+
+async def store_post(ctx: WebContext, user: str, msg: Post) -> Stored:
+    """Validate ``msg`` and write it; PostRefused (nothing written) when it is refused."""
+    try:
+        room, member = await ctx.readable_room(msg.room, user)
+    except NotFound as exc:
+        raise PostRefused("not_found", str(exc)) from exc
+    except Forbidden as exc:
+        raise PostRefused("forbidden", str(exc)) from exc
+    if not room.public and not member:  # readable_room already refused; kept explicit
+        raise PostRefused("forbidden", f"r/{room.name} is private")
+    if msg.thread_id is None:
+        return await _store_thread(ctx, user, room, msg)
+    return await _store_comment(ctx, user, room, msg)
+
+
+async def _store_thread(ctx: WebContext, user: str, room: Room, msg: Post) -> Stored:
+    if msg.parent_id is not None:
+        raise PostRefused("bad_message", "a new thread has no parent_id")
+    title = check_text(msg.title, "title", TITLE_MAX_CHARS)
+    body = check_text(msg.text, "text", COMMENT_MAX_CHARS, allow_empty=True)
+    now = time.time()
+    thread = Thread(
+        thread_id=ids.new_id(now), room=room.name, title=" ".join(title.split()), body=body,
+        url=None, author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
+    )
+    await ctx.storage.threads.create(thread)
+    room = await ctx.storage.rooms.touch(room.name, threads=1, at=now)
+    return Stored(room=room, thread=thread, comment=None, parent=None)
+
+
+async def _store_comment(ctx: WebContext, user: str, room: Room, msg: Post) -> Stored:
+    assert msg.thread_id is not None
+    if msg.title:
+        raise PostRefused("bad_message", "a reply has no title")
+    text = check_text(msg.text, "text", COMMENT_MAX_CHARS)
+    try:
+        thread = await ctx.storage.threads.get(msg.thread_id)
+    except NotFound as exc:
+        raise PostRefused("not_found", f"no thread {msg.thread_id!r}") from exc
+    if thread.room.casefold() != room.name.casefold():
+        raise PostRefused("not_found", f"no thread {msg.thread_id!r} in r/{room.name}")
+    parent: Comment | None = None
+    if msg.parent_id is not None:
+        try:
+            parent = await ctx.storage.comments.get(thread.thread_id, msg.parent_id)
+        except NotFound as exc:
+            raise PostRefused("not_found", f"no comment {msg.parent_id!r} to reply to") from exc
+        if parent.status == "placeholder":
+            raise PostRefused("bad_message", "that bot has not answered yet")
+    now = time.time()
+    comment = Comment(
+        comment_id=ids.new_id(now), thread_id=thread.thread_id, room=thread.room,
+        parent_id=parent.comment_id if parent else None, author=user, is_bot=False,
+        persona=None, text=text, created_at=now, depth=parent.depth + 1 if parent else 0,
+    )
+    comment = await ctx.storage.comments.add(comment)
+    thread = await ctx.storage.threads.touch(thread.thread_id, comments=1, at=now)
+    room = await ctx.storage.rooms.touch(room.name, comments=1, at=now)
+    return Stored(room=room, thread=thread, comment=comment, parent=parent)
+
+
+def announce(ctx: WebContext, stored: Stored) -> None:
+    """Broadcast the stored post, then ask the bots it calls (in the background)."""
+    thread_event = encode(ThreadEvent(thread=views.thread_out(stored.thread)))
+    if stored.comment is not None:
+        ctx.publish(
+            encode(CommentEvent(comment=views.comment_out(stored.comment))),
+            thread_channel(stored.thread.thread_id),
+        )
+    ctx.publish(thread_event, room_channel(stored.room.name))
+    ctx.spawn(call_bots(ctx, stored), "call_bots")
+
+
+async def call_bots(ctx: WebContext, stored: Stored) -> None:
+    """Submit one request per bot the post calls; broadcast each placeholder."""
+    comment = stored.comment
+    text = comment.text if comment else f"{stored.thread.title}\n{stored.thread.body}"
+    author = comment.author if comment else stored.thread.author
+    called = jobs.bots_to_call(
+        ctx.cast, room_bots=views.room_bots(stored.room, ctx.cast),
+        default_bot=stored.room.default_bot, text=text, parent=stored.parent,
+        is_top_level_post=comment is None, author=author,
+    )
+    if not called:
+        return
+    chain: list[Comment] = []
+    if comment is not None:
+        chain = await ctx.storage.comments.chain(comment.thread_id, comment.comment_id)
+    answered = comment.comment_id if comment else stored.thread.thread_id
+    for persona in called:
+        request_id = ids.new_id()
+        if not await ctx.storage.replies.claim(answered, persona.name, request_id):
+            continue
+        parent_id = comment.comment_id if comment else None
+        if persona.kind == "image":
+            prompt = comment.text if comment else f"{stored.thread.title}. {stored.thread.body}"
+            request = jobs.image_request(
+                persona=persona, thread=stored.thread, parent_id=parent_id,
+                prompt=prompt.strip(), queue=QUEUE_IMAGE, request_id=request_id,
+            )
+        else:
+            request = jobs.reply_request(
+                persona=persona, thread=stored.thread, chain=chain, parent_id=parent_id,
+                queue=QUEUE_INTERACTIVE, request_id=request_id,
+            )
+        shown = await jobs.submit(ctx.storage, request)
+        log.info("bot.called", persona=persona.name, thread_id=stored.thread.thread_id,
+                 request_id=request_id, queue=request.queue)
+        if shown is not None:
+            ctx.publish(
+                encode(Thinking(comment=views.comment_out(shown))),
+                thread_channel(stored.thread.thread_id),
+            )
