@@ -74,7 +74,9 @@ def run_web(settings: Settings, *, host: str | None, port: int | None, scheduler
     secret = load_secret(settings)
 
     async def serve() -> None:
-        storage = await Storage.connect(conn, timeout_s=settings.storage.timeout_s)
+        storage = await Storage.connect(
+            conn, timeout_s=settings.storage.timeout_s, namespace=settings.storage.namespace
+        )
         try:
             await storage.ensure()
             created = await storage.rooms.ensure(seed_rooms(cast))
