@@ -93,8 +93,31 @@ class SchedulerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
         float, _doc("Jobs pending longer than this are re-queued or failed.")
     ] = 600.0
     time_scale: Annotated[
-        float, _doc("Multiply posting rates (demo: make a day pass in minutes).")
+        float,
+        _doc("Persona time runs this much faster: posting rates multiply, the caps' hours "
+             "and reply ages shrink (demo: make a day pass in minutes)."),
     ] = 1.0
+    housekeeping_interval_s: Annotated[
+        float, _doc("Seconds between housekeeping passes (stuck jobs, poison summary).")
+    ] = 60.0
+    threads_per_room: Annotated[
+        int, _doc("Newest threads per room each scheduling round reads.")
+    ] = 50
+    max_replies_per_sweep: Annotated[
+        int, _doc("Most bot replies (and posts) one scheduling round asks for.")
+    ] = 12
+    reply_delay_s: Annotated[
+        float, _doc("Longest pause before a bot notices a comment (each bot draws its own).")
+    ] = 60.0
+    requeue_max_attempts: Annotated[
+        int, _doc("Times a stuck job is queued in all before it is failed visibly.")
+    ] = 3
+    poison_age_s: Annotated[
+        float, _doc("Poison messages older than this are counted as old in the summary.")
+    ] = 3600.0
+    seed: Annotated[
+        int | None, _doc("Seed of the scheduler's random draws; unset draws a fresh one.")
+    ] = None
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
