@@ -19,6 +19,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 
 from playhouse.errors import PlayhouseError
+from playhouse.scheduling.scheduler import Scheduler
 from playhouse.web import api, auth, errors, live, pages
 from playhouse.web.assets import static_dir
 from playhouse.web.consumer import ResultsConsumer
@@ -67,9 +68,11 @@ def create_app(
     *,
     secret: bytes,
     consume: bool = True,
+    schedule: bool = False,
     instance: str | None = None,
 ) -> Litestar:
-    """The web app over open ``storage``; ``consume`` runs the results consumer in it."""
+    """The web app over open ``storage``; ``consume`` runs the results consumer in it and
+    ``schedule`` the bots' scheduler (which schedules only while it holds the lease)."""
     secure = settings.web.secure_cookies
     backend, redis = channels_backend(settings.web.redis_url)
     channels = ChannelsPlugin(
@@ -82,13 +85,19 @@ def create_app(
                      channels=channels, instance=instance or os.urandom(4).hex())
     consumer = ResultsConsumer(ctx)
 
+    scheduler = Scheduler.create(storage, cast, settings.scheduler) if schedule else None
+
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         if consume:
             consumer.start()
+        if scheduler is not None:
+            await scheduler.start()
         try:
             yield
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
             await consumer.stop()
             await ctx.drain()
             if redis is not None:

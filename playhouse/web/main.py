@@ -60,7 +60,8 @@ def seed_rooms(cast: Cast) -> list[Room]:
 
 
 def run_web(settings: Settings, *, host: str | None, port: int | None, scheduler: bool) -> int:
-    """Serve the web app until interrupted; ``scheduler`` is accepted for the CLI."""
+    """Serve the web app until interrupted; with ``scheduler`` (and the scheduler enabled in
+    the settings) this instance also competes for the scheduler's lease."""
     import uvicorn
 
     from playhouse.personas import load_cast_strict
@@ -68,7 +69,7 @@ def run_web(settings: Settings, *, host: str | None, port: int | None, scheduler
     from playhouse.storage import Storage
     from playhouse.web.app import create_app
 
-    del scheduler  # the scheduler runs in its own process for now
+    schedule = scheduler and settings.scheduler.enabled
     cast = load_cast_strict(Path(settings.personas_dir))
     conn = resolve_connection_string(settings)
     secret = load_secret(settings)
@@ -81,7 +82,7 @@ def run_web(settings: Settings, *, host: str | None, port: int | None, scheduler
             await storage.ensure()
             created = await storage.rooms.ensure(seed_rooms(cast))
             log.info("rooms.seeded", created=created)
-            app = create_app(settings, storage, cast, secret=secret)
+            app = create_app(settings, storage, cast, secret=secret, schedule=schedule)
             config = uvicorn.Config(
                 app, host=host or settings.web.host, port=port or settings.web.port,
                 log_config=None, ws_max_size=1024 * 1024, proxy_headers=False,
