@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
+DEMO_TIME_SCALE = 60.0
+"""Persona time runs this much faster under `playhouse run` unless configured."""
+
 CONNECTION_FILE = "storage.conn"
 """Under var/: the emulator's connection string while `playhouse run` is up."""
 
@@ -103,6 +106,11 @@ def run_all(settings: Settings) -> int:
         asyncio.run(_prepare_storage(conn, settings))
         _ensure_demo_models(settings, cast)
         env = {**os.environ, "PLAYHOUSE_STORAGE": conn}
+        if settings.scheduler.time_scale == 1.0:
+            # The embedded default is a demo: a persona's day passes in 24 minutes, so
+            # the rooms come alive within minutes. Set scheduler.time_scale to change it.
+            env["PLAYHOUSE_SCHEDULER_TIME_SCALE"] = str(DEMO_TIME_SCALE)
+            log.info("scheduler.demo_time", time_scale=DEMO_TIME_SCALE)
         exe = [sys.executable, "-m", "playhouse"]
         children = [
             Child("web", [*exe, "web"]),

@@ -56,9 +56,11 @@ class TextEngine:
         max_models: int = 4,
         max_bytes: int = 8 << 30,
         loader: Callable[[str], TextModel] | None = None,
+        continuous: bool = False,
     ) -> None:
         self._resolve = resolve
         self._device = device
+        self._continuous = continuous
         self.models: ModelCache[TextModel] = ModelCache(
             loader or self._load, max_models=max_models, max_bytes=max_bytes
         )
@@ -66,7 +68,7 @@ class TextEngine:
     def _load(self, path: str) -> TextModel:
         from playhouse.generation.text import TextModel
 
-        return TextModel.load(path, device=self._device)
+        return TextModel.load(path, device=self._device, continuous=self._continuous)
 
     def run(self, persona: Persona, entries: Sequence[Entry], seed: int | None) -> list[Outcome]:
         try:
@@ -137,7 +139,13 @@ def _image_prompt(request: GenerationRequest) -> str:
 
 
 def make_engine(
-    kind: str, models_dir: Path, *, device: str, max_models: int, max_bytes: int
+    kind: str,
+    models_dir: Path,
+    *,
+    device: str,
+    max_models: int,
+    max_bytes: int,
+    continuous_batching: bool = False,
 ) -> Engine:
     """The engine registered for ``kind``."""
     from playhouse.personas import resolve_model
@@ -147,7 +155,8 @@ def make_engine(
 
     registry: dict[str, Callable[[], Engine]] = {
         "text": lambda: TextEngine(
-            resolve, device=device, max_models=max_models, max_bytes=max_bytes
+            resolve, device=device, max_models=max_models, max_bytes=max_bytes,
+            continuous=continuous_batching,
         ),
         "image": lambda: ImageEngine(resolve, device=device, max_bytes=max_bytes),
     }

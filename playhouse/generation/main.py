@@ -56,6 +56,7 @@ async def _main(settings: Settings, ws: object, kind: str, burst: bool) -> int:
             device=ws.device,
             max_models=ws.max_models,
             max_bytes=ws.max_memory_mb << 20,
+            continuous_batching=ws.continuous_batching,
         )
         worker = Worker(
             queues=storage.queues,

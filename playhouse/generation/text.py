@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from playhouse.errors import ModelUnavailable
+from playhouse.generation.continuous import ContinuousBatcher
 
 if TYPE_CHECKING:
     from playhouse.personas import Persona
@@ -88,17 +89,28 @@ def split_by_length(lengths: Sequence[int], *, step_cost: float) -> list[list[in
 class TextModel:
     """A causal LM and its tokenizer, loaded once and used for many batches."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str, device: str) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, name: str, device: str, continuous: bool = False
+    ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.device = device
+        self.continuous: ContinuousBatcher | None = (
+            ContinuousBatcher(model, tokenizer) if continuous else None
+        )
+        """Set when this model generates through transformers' continuous batching."""
         self._single_token_cache: dict[str, int | None] = {}
         self._stop_criteria_cache: dict[tuple[str, ...], Any] = {}
 
     @classmethod
-    def load(cls, path_or_id: str, *, device: str = "auto", name: str = "") -> TextModel:
-        """``from_pretrained`` a model directory or hub id; ModelUnavailable on failure."""
+    def load(
+        cls, path_or_id: str, *, device: str = "auto", name: str = "", continuous: bool = False
+    ) -> TextModel:
+        """``from_pretrained`` a model directory or hub id; ModelUnavailable on failure.
+
+        ``continuous`` generates through transformers' continuous batching
+        (:mod:`playhouse.generation.continuous`) instead of padded ``generate()`` calls."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -119,14 +131,16 @@ class TextModel:
         model.eval()
         if model.generation_config.pad_token_id is None:
             model.generation_config.pad_token_id = tokenizer.pad_token_id
-        log.info("model.loaded", model=path_or_id, device=dev, params=model.num_parameters())
-        return cls(model, tokenizer, name=name or path_or_id, device=dev)
+        log.info("model.loaded", model=path_or_id, device=dev, params=model.num_parameters(),
+                 continuous=continuous)
+        return cls(model, tokenizer, name=name or path_or_id, device=dev, continuous=continuous)
 
     @property
     def context_size(self) -> int:
-        n = getattr(self.model.config, "n_positions", None) or getattr(
-            self.model.config, "max_position_embeddings", 1024
-        )
+        config = self.model.config
+        n: int = getattr(config, "n_positions", None) or getattr(
+            config, "max_position_embeddings", None
+        ) or 1024
         return int(n)
 
     @property
@@ -162,6 +176,11 @@ class TextModel:
 
         if not prompts:
             return []
+        if self.continuous is not None:
+            rows = self.continuous.generate(
+                prompts, params, stop_ids=self._stop_ids(stop), seed=seed
+            )
+            return [self._decode(row) for row in rows]
         if seed is not None:
             torch.manual_seed(seed)
         encoded = self.tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
@@ -185,9 +204,7 @@ class TextModel:
         enc = self.tokenizer(
             list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.device)
-        stop_ids = [i for i in (self.single_token_id(s) for s in stop) if i is not None]
-        eos = [*stop_ids, *( [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id
-                             is not None else [])]
+        eos = self._stop_ids(stop)
         with torch.inference_mode():
             out = self.model.generate(
                 **enc,
@@ -203,6 +220,13 @@ class TextModel:
             )
         new = out[:, enc["input_ids"].shape[1] :]
         return [self._decode(row) for row in new]
+
+    def _stop_ids(self, stop: Sequence[str]) -> list[int]:
+        """Token ids that end a generation: the stop strings that are single tokens, and eos."""
+        ids = [i for i in (self.single_token_id(s) for s in stop) if i is not None]
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(int(self.tokenizer.eos_token_id))
+        return ids
 
     def _stop_criteria(self, stop: Sequence[str]) -> Any:
         """``stop_strings`` as a criteria list built once per stop set.
@@ -228,5 +252,8 @@ class TextModel:
 
     def close(self) -> None:
         self._stop_criteria_cache.clear()
+        if self.continuous is not None:
+            self.continuous.close()
+            self.continuous = None
         self.model = None
         self.tokenizer = None

@@ -361,3 +361,24 @@ async def test_sigterm_finishes_the_batch_then_exits_0(
     results = [decode_result(r) for r in await _drain(storage)]
     assert len(results) == 32
     assert len(await storage.queues.receive(QUEUE_INTERACTIVE)) == 8  # left for others
+
+
+async def test_continuous_batching_path_answers_like_the_padded_one(
+    storage: Storage, models_dir: Path
+) -> None:
+    cast = load_cast_strict(SHIPPED_PERSONAS)
+    requests = [_reply("CoopBot", i) for i in range(6)]
+    await _send(storage, requests)
+    engine = make_engine("text", models_dir, device="cpu", max_models=2, max_bytes=1 << 30,
+                         continuous_batching=True)
+    worker = Worker(queues=storage.queues, blobs=None, cast=cast, engine=engine,
+                    settings=FAST, burst=True, seed=5)
+    await worker.main()
+    model = engine.models.get(str(models_dir / "demo" / "CoopBot"))  # type: ignore[attr-defined]
+    assert model.continuous is not None
+    results = [decode_result(r) for r in await _drain(storage)]
+    assert sorted(r.request_id for r in results) == sorted(r.request_id for r in requests)
+    assert any(r.ok for r in results)
+    for result in results:
+        assert (result.ok and result.text.strip() and "<|" not in result.text) or result.error
+    engine.close()
