@@ -74,5 +74,5 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level, logging.INFO))
-    for noisy in ("azure", "urllib3", "httpx", "uvicorn.access", "aiohttp.access"):
+    for noisy in ("azure", "urllib3", "httpx", "uvicorn.access", "aiohttp.access", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -20,7 +20,7 @@ from litestar.static_files import create_static_files_router
 
 from playhouse.errors import PlayhouseError
 from playhouse.scheduling.scheduler import Scheduler
-from playhouse.web import api, auth, errors, live, pages
+from playhouse.web import api, auth, errors, live, pages, status
 from playhouse.web.assets import static_dir
 from playhouse.web.consumer import ResultsConsumer
 from playhouse.web.context import WebContext
@@ -44,6 +44,9 @@ async def _log_crash(exc: BaseException, scope: Scope) -> None:
     """Log what no handler expected (expected errors are answered by errors.HANDLERS)."""
     if not isinstance(exc, HTTPException | PlayhouseError):
         log.error("request.crashed", path=scope.get("path", "?"), exc_info=exc)
+        state = scope["app"].state
+        if "playhouse" in state:
+            state["playhouse"].metrics.errors.labels("crash").inc()
 
 
 def _derive(secret: bytes, purpose: str) -> bytes:
@@ -86,6 +89,8 @@ def create_app(
     consumer = ResultsConsumer(ctx)
 
     scheduler = Scheduler.create(storage, cast, settings.scheduler) if schedule else None
+    interval = settings.web.sample_interval_s
+    sampler = status.Sampler(ctx, interval) if interval > 0 else None
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -93,9 +98,13 @@ def create_app(
             consumer.start()
         if scheduler is not None:
             await scheduler.start()
+        if sampler is not None:
+            sampler.start()
         try:
             yield
         finally:
+            if sampler is not None:
+                await sampler.stop()
             if scheduler is not None:
                 await scheduler.stop()
             await consumer.stop()
@@ -109,11 +118,11 @@ def create_app(
     )
     return Litestar(
         route_handlers=[
-            *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket,
+            *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket, *status.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
         plugins=[channels],
-        middleware=[session.middleware],
+        middleware=[ctx.metrics.middleware, session.middleware],
         csrf_config=CSRFConfig(secret=_derive(secret, "csrf").hex(), cookie_secure=secure,
                                cookie_samesite="lax", exclude=["/api", "/schema"]),
         template_config=template_config(),
@@ -121,5 +130,6 @@ def create_app(
         exception_handlers=errors.HANDLERS,
         after_exception=[_log_crash],
         lifespan=[lifespan],
+        logging_config=None,  # logging is structlog's, configured once by the CLI
         state=State({"playhouse": ctx, "consumer": consumer}),
     )

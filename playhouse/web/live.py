@@ -29,7 +29,13 @@ from playhouse.web.context import (
     room_channel,
     thread_channel,
 )
-from playhouse.web.posting import PostRefused, announce, check_rate, store_post
+from playhouse.web.posting import (
+    PostRefused,
+    announce,
+    check_rate,
+    count_in_room,
+    store_post,
+)
 from playhouse.web.protocol import (
     Ack,
     ClientMessage,
@@ -300,6 +306,7 @@ class Session:
         log.info("post.accepted", user=self.user, room=stored.room.name,
                  thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
         announce(self.ctx, stored)
+        await count_in_room(self.ctx, stored)
 
 
 def _same_origin(socket: WebSocket[Any, Any, Any]) -> bool:

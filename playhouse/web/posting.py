@@ -5,6 +5,13 @@ returns does the caller acknowledge, and only then :func:`announce` broadcasts t
 and, in the background, submits a generation request per bot called (a mention, a
 reply to a bot, the room's default bot on a new thread) and broadcasts its "thinking"
 placeholder. A failure after the write never loses the post: it is already stored.
+
+The room's counters (threads, comments, last activity) move last, in
+:func:`count_in_room` after the broadcast: they feed the room list only, and every post
+in a room contends for that one row (a read-modify-write with ETag retries), so keeping
+it off the path from post to ack to broadcast leaves that path at the post's own writes.
+The socket awaits it before reading its next frame, so one socket never has two of these
+writes in flight.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import structlog
 
 from playhouse import ids, jobs
 from playhouse.constants import COMMENT_MAX_CHARS, QUEUE_IMAGE, QUEUE_INTERACTIVE, TITLE_MAX_CHARS
-from playhouse.errors import Forbidden, NotFound
+from playhouse.errors import Forbidden, NotFound, PlayhouseError
 from playhouse.grammar import clean_text
 from playhouse.storage.models import Comment, Room, Thread
 from playhouse.web import views
@@ -47,6 +54,7 @@ class Stored:
     """What a post wrote: a new thread, or a comment in an existing one."""
 
     room: Room
+    """As read before the post: its counters move after the broadcast."""
     thread: Thread
     comment: Comment | None
     parent: Comment | None
@@ -100,7 +108,6 @@ async def _store_thread(ctx: WebContext, user: str, room: Room, msg: Post) -> St
         url=None, author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
     )
     await ctx.storage.threads.create(thread)
-    room = await ctx.storage.rooms.touch(room.name, threads=1, at=now)
     return Stored(room=room, thread=thread, comment=None, parent=None)
 
 
@@ -131,12 +138,12 @@ async def _store_comment(ctx: WebContext, user: str, room: Room, msg: Post) -> S
     )
     comment = await ctx.storage.comments.add(comment)
     thread = await ctx.storage.threads.touch(thread.thread_id, comments=1, at=now)
-    room = await ctx.storage.rooms.touch(room.name, comments=1, at=now)
     return Stored(room=room, thread=thread, comment=comment, parent=parent)
 
 
 def announce(ctx: WebContext, stored: Stored) -> None:
-    """Broadcast the stored post, then ask the bots it calls (in the background)."""
+    """Broadcast the stored post (each event encoded once for all sockets), then ask the
+    bots it calls (in the background)."""
     thread_event = encode(ThreadEvent(thread=views.thread_out(stored.thread)))
     if stored.comment is not None:
         ctx.publish(
@@ -145,6 +152,21 @@ def announce(ctx: WebContext, stored: Stored) -> None:
         )
     ctx.publish(thread_event, room_channel(stored.room.name))
     ctx.spawn(call_bots(ctx, stored), "call_bots")
+
+
+async def count_in_room(ctx: WebContext, stored: Stored) -> None:
+    """Move the room's counters and last activity for a post already stored and shown;
+    a failure is logged (the post itself is safe)."""
+    comment = stored.comment
+    try:
+        if comment is None:
+            await ctx.storage.rooms.touch(stored.room.name, threads=1,
+                                          at=stored.thread.created_at)
+        else:
+            await ctx.storage.rooms.touch(stored.room.name, comments=1, at=comment.created_at)
+    except PlayhouseError as exc:
+        log.warning("room.count_failed", room=stored.room.name,
+                    thread_id=stored.thread.thread_id, reason=str(exc))
 
 
 async def call_bots(ctx: WebContext, stored: Stored) -> None:

@@ -1,48 +1,113 @@
 """Two people in headless Debian chromium: register, post, see each other and the bots live.
 
-The test plays the GPU worker: it takes each generation request off its queue and puts
-a result on ``gen-results``; the app's own results consumer applies it and the pages
-update over the websocket. Screenshots go to ``tests/artifacts/`` (git-ignored).
+The bots are real: ``playhouse worker --kind text`` and ``--kind image`` run as
+subprocesses on the test's Azurite namespace with the session's tiny demo models, and
+the app's own results consumer applies what they answer. Each worker loads its model
+on its first request (seconds on this machine), so a bot's "thinking" placeholder is
+on the page long enough to be seen before the reply replaces it. The tiny model's words
+are unpredictable: the test checks that a reply by the bot replaces the placeholder,
+not what it says. Screenshots go to ``tests/artifacts/`` (git-ignored).
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from playhouse.constants import CONTAINER_IMAGES, DEFAULT_ROOM, QUEUE_IMAGE, QUEUE_INTERACTIVE
+from playhouse.constants import DEFAULT_ROOM
 from playhouse.storage import Storage
-from tests.integration.test_web_live import answer, take_request
-from tests.integration.web_support import PASSWORD, build, serve
+from tests.integration.conftest import SHIPPED_PERSONAS
+from tests.integration.web_support import PASSWORD, ROOT, build, serve
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 WAIT_MS = 20_000
+BOT_WAIT_MS = 150_000
+"""A bot's answer: the worker imports torch and loads the model on its first request."""
+IMAGE_SIZE = 64
 
 
-def png(width: int = 96, height: int = 64) -> bytes:
-    """A small orange-and-blue striped PNG, made without an imaging library."""
-    rows = b"".join(
-        b"\x00" + b"".join(
-            (b"\xff\x80\x20" if (x // 8 + y // 8) % 2 else b"\x20\x60\xff") for x in range(width)
-        )
-        for y in range(height)
+def fast_personas(folder: Path) -> Path:
+    """The shipped cast with a small, quick ImageBot (64x64, 2 steps) and a patient CoopBot
+    (more re-samples, so the barely trained model closes its tags in time)."""
+    shutil.copytree(SHIPPED_PERSONAS, folder)
+    image = (folder / "imagebot.toml").read_text(encoding="utf-8")
+    for old, new in (("steps = 25", "steps = 2"), ("width = 512", f"width = {IMAGE_SIZE}"),
+                     ("height = 512", f"height = {IMAGE_SIZE}")):
+        assert old in image, old
+        image = image.replace(old, new)
+    (folder / "imagebot.toml").write_text(image, encoding="utf-8")
+    coop = (folder / "coopbot.toml").read_text(encoding="utf-8")
+    assert "[generation]\n" in coop
+    coop = coop.replace("[generation]\n", "[generation]\nmax_attempts = 8\n")
+    (folder / "coopbot.toml").write_text(coop, encoding="utf-8")
+    return folder
+
+
+@contextlib.contextmanager
+def workers(connection_string: str, namespace: str, models_dir: Path, personas: Path,
+            logs: Path) -> Iterator[list[Path]]:
+    """A text and an image ``playhouse worker`` on ``namespace``; stopped (SIGTERM) after.
+
+    Yields the workers' log files (their output goes to files, never to an unread pipe).
+    """
+    env = {
+        **os.environ,
+        "PLAYHOUSE_STORAGE": connection_string,
+        "PLAYHOUSE_STORAGE_NAMESPACE": namespace,
+        "PLAYHOUSE_MODELS_DIR": str(models_dir),
+        "PLAYHOUSE_PERSONAS_DIR": str(personas),
+        "PLAYHOUSE_WORKER_DEVICE": "cpu",
+        "PLAYHOUSE_WORKER_THREADS": "1",
+        "PLAYHOUSE_WORKER_GATHER_MS": "20",
+        "PLAYHOUSE_WORKER_POLL_MAX_S": "0.2",
+        "PLAYHOUSE_LOG_FORMAT": "json",
+        "PLAYHOUSE_LOG_LEVEL": "info",
+    }
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    paths: list[Path] = []
+    try:
+        for kind in ("text", "image"):
+            path = logs / f"worker-{kind}.log"
+            with path.open("wb") as out:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "playhouse", "--config", "/dev/null", "worker",
+                     "--kind", kind],
+                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                ))
+            paths.append(path)
+        yield paths
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def tails(paths: list[Path], lines: int = 25) -> str:
+    return "\n".join(
+        f"--- {p.name} ---\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
+        for p in paths if p.exists()
     )
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
 
 
 async def register(browser: Browser, base: str, name: str) -> Page:
@@ -63,7 +128,19 @@ async def shot(page: Page, name: str) -> None:
     await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-async def test_two_people_chat_with_each_other_and_the_bots(storage: Storage) -> None:
+async def test_two_people_chat_with_each_other_and_the_bots(
+    storage: Storage, connection_string: str, models_dir: Path, tmp_path: Path
+) -> None:
+    personas = fast_personas(tmp_path / "personas")
+    with workers(connection_string, storage.namespace, models_dir, personas,
+                 tmp_path / "logs") as logs:
+        try:
+            await _chat(storage)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{tails(logs)}") from exc
+
+
+async def _chat(storage: Storage) -> None:
     app = await build(storage, consume=True)
     dialogs: list[str] = []
     async with serve(app) as base, async_playwright() as pw:
@@ -85,18 +162,19 @@ async def test_two_people_chat_with_each_other_and_the_bots(storage: Storage) ->
             await expect(row).to_be_visible()
             await shot(bob, "1-room-live-thread")
 
-            # Both open it: ImageBot (the room's default bot) is thinking.
+            # Both open it: ImageBot (the room's default bot) is thinking, then paints.
             await row.locator("a.title").click()
             await alice.locator(".thread-row a.title", has_text="A lighthouse").click()
             for page in (alice, bob):
                 await expect(page.locator(".comment.placeholder")).to_contain_text("thinking")
-            request = await take_request(storage, QUEUE_IMAGE)
-            blob = f"{request.request_id}.png"
-            await storage.blobs.put(CONTAINER_IMAGES, blob, png(), "image/png")
-            await answer(storage, request, text="A lighthouse at dusk", image_blob=blob)
             image = bob.locator(".comment.bot img.generated")
-            await expect(image).to_be_visible()
-            assert await image.evaluate("img => img.complete && img.naturalWidth") == 96
+            await expect(image).to_be_visible(timeout=BOT_WAIT_MS)
+            await expect(image).to_have_js_property("complete", True)
+            assert await image.evaluate("img => img.naturalWidth") == IMAGE_SIZE
+            painter = bob.locator(".comment.bot", has=bob.locator("img.generated"))
+            await expect(painter.locator(".author").first).to_contain_text("u/ImageBot")
+            await expect(alice.locator(".comment.bot img.generated")).to_be_visible()
+            await expect(alice.locator(".comment.placeholder")).to_have_count(0)
             await shot(bob, "2-imagebot-image")
 
             # Bob mentions CoopBot; Alice sees Bob's comment, then CoopBot thinking, then it.
@@ -105,14 +183,26 @@ async def test_two_people_chat_with_each_other_and_the_bots(storage: Storage) ->
             await expect(alice.locator(".comment", has_text="What do you think")).to_be_visible()
             thinking = alice.locator(".comment.placeholder", has_text="thinking")
             await expect(thinking).to_be_visible()
+            await expect(thinking.locator(".author").first).to_contain_text("u/CoopBot")
+            slot = await thinking.get_attribute("id")
+            assert slot is not None
             await shot(alice, "3-coopbot-thinking")
-            request = await take_request(storage, QUEUE_INTERACTIVE)
-            assert request.persona == "CoopBot"
-            await answer(storage, request, text="Needs more seagulls.")
+            # The worker's answer replaces the placeholder in place, on both pages.
+            reply_text = ""
             for page in (alice, bob):
-                await expect(page.locator(".comment.bot", has_text="Needs more seagulls.")
-                             ).to_be_visible()
+                reply = page.locator(f"#{slot}")
+                await expect(reply).not_to_have_class("comment bot placeholder",
+                                                      timeout=BOT_WAIT_MS)
+                await expect(reply).to_have_class("comment bot")  # not "failed"
+                await expect(reply.locator(".author").first).to_contain_text("u/CoopBot")
+                text = reply.locator(":scope > details > .text")
+                await expect(text).not_to_have_text("thinking…")
+                shown = (await text.text_content() or "").strip()
+                assert shown, "CoopBot's reply is empty"
+                assert reply_text in ("", shown)
+                reply_text = shown
             await expect(alice.locator(".comment.placeholder")).to_have_count(0)
+            await shot(alice, "3b-coopbot-reply")
 
             # Alice replies to Bob's comment with markup: it shows as text, nothing runs.
             bobs = alice.locator(".comment", has_text="What do you think").first
@@ -120,8 +210,8 @@ async def test_two_people_chat_with_each_other_and_the_bots(storage: Storage) ->
             box = alice.locator("form.inline-reply textarea")
             await box.fill("<script>alert(1)</script>")
             await alice.locator("form.inline-reply button[type=submit]").click()
-            shown = bob.locator(".comment .text", has_text="<script>alert(1)</script>")
-            await expect(shown).to_be_visible()
+            shown_markup = bob.locator(".comment .text", has_text="<script>alert(1)</script>")
+            await expect(shown_markup).to_be_visible()
             await expect(bob.locator(".comment .text script")).to_have_count(0)
             await shot(bob, "4-script-as-text")
 
@@ -145,8 +235,9 @@ async def test_two_people_chat_with_each_other_and_the_bots(storage: Storage) ->
             # After a reload the whole tree is server-rendered the same way.
             await bob.reload()
             await expect(bob.locator(".comment.bot img.generated")).to_be_visible()
-            bot_reply = bob.locator(".comment.bot", has_text="Needs more seagulls.")
-            await expect(bot_reply).to_be_visible()
+            bot_reply = bob.locator(f"#{slot}")
+            await expect(bot_reply).to_have_class("comment bot")
+            await expect(bot_reply.locator(":scope > details > .text")).to_have_text(reply_text)
             await expect(bob.locator(".comment .text", has_text="<script>")).to_be_visible()
             await shot(bob, "5-thread-after-reload")
             assert dialogs == []
