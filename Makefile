@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 PIP := $(BIN)/pip
+DOCKER ?= docker
 export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM := false
 export WANDB_MODE := disabled
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-system run test test-unit test-faults lint typecheck bench demo-models clean
+.PHONY: help install install-system run test test-unit test-faults lint typecheck bench demo-models images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -26,10 +27,10 @@ node_modules/.stamp-install: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install-system: ## Debian packages the browser and Redis tests use (chromium, redis-server)
-	@if ! command -v chromium >/dev/null || ! command -v redis-server >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium redis-server >/dev/null; \
-	  else echo "install chromium and redis-server (Debian packages) for the browser and Redis tests"; fi; \
+install-system: ## Debian packages the tests use (chromium, redis-server, systemd for systemd-analyze)
+	@if ! command -v chromium >/dev/null || ! command -v redis-server >/dev/null || ! command -v systemd-analyze >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium redis-server systemd >/dev/null; \
+	  else echo "install chromium, redis-server and systemd (Debian packages) for the browser, Redis and deploy tests"; fi; \
 	fi
 
 install: $(VENV)/.stamp-install node_modules/.stamp-install install-system ## venv (torch CPU first), Python deps, Azurite, chromium, redis
@@ -58,6 +59,13 @@ bench: install ## the benchmarks under bench/ (tables under bench/results)
 
 demo-models: install ## build the offline demo models under var/models
 	$(BIN)/playhouse models build-demo
+
+images: ## build the web and worker images (deploy/docker; needs a working Docker)
+	@if ! command -v $(DOCKER) >/dev/null 2>&1 || ! $(DOCKER) info >/dev/null 2>&1; then \
+	  echo "make images: Docker is not available here ('$(DOCKER)' is missing or its daemon does not answer); run it where Docker works" >&2; exit 1; \
+	fi
+	$(DOCKER) build -f deploy/docker/Dockerfile.web -t playhouse-web:latest .
+	$(DOCKER) build -f deploy/docker/Dockerfile.worker -t playhouse-worker:latest .
 
 clean: ## remove build outputs (keeps var/ and its history)
 	rm -rf dist build .mypy_cache .ruff_cache .pytest_cache

@@ -56,8 +56,19 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     posts_per_minute: Annotated[int, _doc("Posts one user may make per minute.")] = 20
     logins_per_minute: Annotated[int, _doc("Login attempts per IP per minute.")] = 10
     history_page: Annotated[int, _doc("Items sent per page of history.")] = 50
+    admins: Annotated[
+        tuple[str, ...],
+        _doc("User names that may open the status page (comma-separated in the environment)."),
+    ] = ()
+    metrics_token: Annotated[
+        str | None,
+        _doc("Bearer token /metrics requires; unset leaves /metrics open (a private network)."),
+    ] = None
+    sample_interval_s: Annotated[
+        float, _doc("Seconds between the queue-depth samples the status page charts.")
+    ] = 15.0
 
-    secret_fields: ClassVar[tuple[str, ...]] = ("secret_key", "redis_url")
+    secret_fields: ClassVar[tuple[str, ...]] = ("secret_key", "redis_url", "metrics_token")
 
 
 class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -80,6 +91,9 @@ class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     continuous_batching: Annotated[
         bool, _doc("Use transformers' continuous batching instead of padded generate().")
     ] = False
+    heartbeat_s: Annotated[
+        float, _doc("Seconds between heartbeats written to storage (status page, /metrics).")
+    ] = 15.0
 
 
 class SchedulerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -174,11 +188,37 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
         for section, struct in _SECTIONS.items():
             prefix = section + "_"
             if rest.startswith(prefix) and rest[len(prefix) :] in struct.__struct_fields__:
-                _section(raw, section)[rest[len(prefix) :]] = value
+                name = rest[len(prefix) :]
+                _section(raw, section)[name] = _env_value(struct, name, value)
                 break
         else:
             if rest in top_fields:
                 raw[rest] = value
+
+
+def _env_value(struct: type[msgspec.Struct], name: str, value: str) -> Any:
+    """A list-valued setting is comma-separated in the environment; others stay text."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        kind = field.type
+        if isinstance(kind, msgspec.inspect.Metadata):
+            kind = kind.type
+        if field.name == name and isinstance(
+            kind, msgspec.inspect.VarTupleType | msgspec.inspect.ListType
+        ):
+            return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def env_names() -> set[str]:
+    """Every environment variable :meth:`Settings.load` reads (deploy files are checked
+    against it)."""
+    names = set(_ALIASES)
+    for section, struct in _SECTIONS.items():
+        names |= {f"PLAYHOUSE_{section.upper()}_{f.upper()}" for f in struct.__struct_fields__}
+    names |= {f"PLAYHOUSE_{f.upper()}" for f in Settings.__struct_fields__ if f not in _SECTIONS}
+    return names
 
 
 def _section(raw: dict[str, Any], section: str) -> dict[str, Any]:

@@ -13,6 +13,10 @@ TABLE_COMMENTS: Final = "comments"
 TABLE_JOBS: Final = "jobs"
 TABLE_REPLIES: Final = "replies"
 """Which persona answered which comment: PK comment id, RK persona (the scheduler's memory)."""
+TABLE_WORKERS: Final = "workers"
+"""Each worker's latest heartbeat: PK ``PK_WORKERS``, RK the worker id."""
+TABLE_METRICS: Final = "metrics"
+"""Time series for the status page: PK the UTC hour, RK time and source."""
 
 TABLES: Final = (
     TABLE_USERS,
@@ -22,6 +26,8 @@ TABLES: Final = (
     TABLE_COMMENTS,
     TABLE_JOBS,
     TABLE_REPLIES,
+    TABLE_WORKERS,
+    TABLE_METRICS,
 )
 
 # Queues
@@ -52,6 +58,7 @@ SCHEDULER_LEASE_BLOB: Final = "scheduler"
 # Table partition keys for single-partition tables
 PK_USERS: Final = "user"
 PK_ROOMS: Final = "room"
+PK_WORKERS: Final = "worker"
 
 # Limits
 QUEUE_MESSAGE_MAX_BYTES: Final = 48 * 1024

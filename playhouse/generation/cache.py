@@ -90,6 +90,20 @@ class ModelCache(Generic[M]):
             model.close()
             log.info("model.evicted", model=oldest, loaded=len(self._models))
 
+    def keys(self) -> list[str]:
+        """The loaded models' keys, least recently used first."""
+        return list(self._models)
+
+    def state(self, key: str) -> tuple[str, str]:
+        """``("loaded", "")``, ``("unavailable", reason)`` when its last load failed, or
+        ``("idle", "")`` when it was never asked for (or was evicted)."""
+        if key in self._models:
+            return "loaded", ""
+        failed = self._failed.get(key)
+        if failed is not None:
+            return "unavailable", failed[1]
+        return "idle", ""
+
     def clear(self) -> None:
         for model in self._models.values():
             model.close()

@@ -60,6 +60,8 @@ class Outcome:
     attempts: int = 0
     png: bytes | None = None
     """The image an image persona made (the worker stores it as a blob)."""
+    tokens: int = 0
+    """Tokens of the accepted completion (throughput figures)."""
 
 
 def build_prompt(request: GenerationRequest, persona: Persona, model: Generates) -> str:
@@ -119,7 +121,8 @@ def complete(
                 continue
             errors.append(None)
             done[item.key] = Outcome(
-                item.key, item.request, True, title=title, text=text, attempts=attempt + 1
+                item.key, item.request, True, title=title, text=text, attempts=attempt + 1,
+                tokens=model.count_tokens(output),
             )
         pending = pending.tried(errors).filter(i.key for i in pending.items if i.key not in done)
         if not pending:

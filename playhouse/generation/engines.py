@@ -79,6 +79,13 @@ class TextEngine:
         outcomes = complete(model, Batch.from_items(persona.name, items), persona, seed=seed)
         return [*outcomes, *failed]
 
+    def model_state(self, persona: Persona) -> tuple[str, str]:
+        """The state of ``persona``'s model here (see :meth:`ModelCache.state`)."""
+        return self.models.state(self._resolve(persona))
+
+    def loaded_models(self) -> list[str]:
+        return self.models.keys()
+
     def close(self) -> None:
         self.models.clear()
 
@@ -125,6 +132,13 @@ class ImageEngine:
             else:
                 outcomes.append(Outcome(key, req, True, text=prompt, png=out.png, attempts=1))
         return outcomes
+
+    def model_state(self, persona: Persona) -> tuple[str, str]:
+        """The state of ``persona``'s model here (see :meth:`ModelCache.state`)."""
+        return self.models.state(self._resolve(persona))
+
+    def loaded_models(self) -> list[str]:
+        return self.models.keys()
 
     def close(self) -> None:
         self.models.clear()

@@ -36,6 +36,7 @@ def run_worker(
 async def _main(settings: Settings, ws: object, kind: str, burst: bool) -> int:
     from playhouse.config import WorkerSettings
     from playhouse.generation.engines import make_engine
+    from playhouse.generation.heartbeat import Heartbeat
     from playhouse.generation.worker import Worker
     from playhouse.personas import load_cast_strict
     from playhouse.runner import resolve_connection_string
@@ -65,6 +66,8 @@ async def _main(settings: Settings, ws: object, kind: str, burst: bool) -> int:
             engine=engine,
             settings=ws,
             burst=burst,
+            reporter=Heartbeat(storage.workers, storage.metrics, kind=kind,
+                               interval_s=ws.heartbeat_s),
         )
         await worker.async_run()
         engine.close()

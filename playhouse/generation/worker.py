@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 import structlog
@@ -33,6 +33,7 @@ from playhouse.generation.completion import Outcome
 from playhouse.generation.engines import Engine
 from playhouse.ids import is_id
 from playhouse.messages import GenerationRequest, GenerationResult, decode_request, encode
+from playhouse.storage.ops import BATCH_BUCKETS, LATENCY_BUCKETS
 
 if TYPE_CHECKING:
     from playhouse.personas import Cast, Persona
@@ -40,6 +41,14 @@ if TYPE_CHECKING:
     from playhouse.storage.queues import QueueStore, Received
 
 log = structlog.get_logger()
+
+
+@dataclass
+class PersonaStats:
+    answered: int = 0
+    failed: int = 0
+    last_answer_at: float = 0.0
+    last_error: str = ""
 
 
 @dataclass
@@ -51,6 +60,47 @@ class WorkerStats:
     renewals: int = 0
     generated_s: float = 0.0
     batch_sizes: list[int] = field(default_factory=list)
+    tokens: int = 0
+    batch_counts: list[int] = field(default_factory=lambda: [0] * (len(BATCH_BUCKETS) + 1))
+    """Batches per :data:`BATCH_BUCKETS` bound (not cumulative), the last one +Inf."""
+    latency_counts: list[int] = field(
+        default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1)
+    )
+    """Requests per :data:`LATENCY_BUCKETS` bound of their batch's generation time."""
+    latency_sum: float = 0.0
+    personas: dict[str, PersonaStats] = field(default_factory=dict)
+    last_error: str = ""
+    last_error_at: float = 0.0
+
+    def batch(self, size: int, seconds: float) -> None:
+        self.batches += 1
+        self.generated_s += seconds
+        self.batch_sizes.append(size)
+        self.batch_counts[_bucket(BATCH_BUCKETS, size)] += 1
+        self.latency_counts[_bucket(LATENCY_BUCKETS, seconds)] += size
+        self.latency_sum += seconds * size
+
+    def persona(self, name: str) -> PersonaStats:
+        return self.personas.setdefault(name, PersonaStats())
+
+    def error(self, persona: str | None, reason: str) -> None:
+        self.last_error, self.last_error_at = reason[:500], time.time()
+        if persona:
+            stats = self.persona(persona)
+            stats.failed += 1
+            stats.last_error = reason[:500]
+
+
+def _bucket(bounds: Sequence[float], value: float) -> int:
+    return next((i for i, bound in enumerate(bounds) if value <= bound), len(bounds))
+
+
+class Reporter(Protocol):
+    """Where a worker reports its heartbeat (:class:`playhouse.generation.heartbeat.Heartbeat`)."""
+
+    interval_s: float
+
+    async def report(self, worker: Worker, state: str) -> None: ...
 
 
 class Worker:
@@ -64,6 +114,7 @@ class Worker:
         settings: WorkerSettings,
         burst: bool = False,
         seed: int | None = None,
+        reporter: Reporter | None = None,
     ) -> None:
         self.queues = queues
         self.blobs = blobs
@@ -72,6 +123,7 @@ class Worker:
         self.settings = settings
         self.burst = burst
         self.seed = seed
+        self.reporter = reporter
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         self._poll = settings.poll_min_s
@@ -89,6 +141,8 @@ class Worker:
     async def main(self) -> None:
         log.info("worker.started", kind=self.engine.kind, queues=list(self.engine.queues),
                  burst=self.burst)
+        await self._report("running")
+        beats = asyncio.create_task(self._beat_loop()) if self.reporter is not None else None
         try:
             while not self._stopping.is_set():
                 messages = await self._receive()
@@ -100,7 +154,12 @@ class Worker:
                 self._poll = self.settings.poll_min_s
                 await self._process(messages)
         finally:
+            if beats is not None:
+                beats.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beats
             self._executor.shutdown(wait=True)
+            await self._report("stopped")
             log.info("worker.stopped", kind=self.engine.kind, answered=self.stats.answered,
                      failed=self.stats.failed, batches=self.stats.batches)
 
@@ -110,6 +169,21 @@ class Worker:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
         await self.main()
+
+    async def _beat_loop(self) -> None:
+        assert self.reporter is not None
+        while True:
+            await asyncio.sleep(self.reporter.interval_s)
+            await self._report("stopping" if self._stopping.is_set() else "running")
+
+    async def _report(self, state: str) -> None:
+        """Write a heartbeat; a failure is logged, never raised (the work comes first)."""
+        if self.reporter is None:
+            return
+        try:
+            await self.reporter.report(self, state)
+        except Exception as exc:
+            log.warning("heartbeat.failed", error=str(exc))
 
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -192,13 +266,13 @@ class Worker:
         except Exception as exc:  # a crashed batch: leave the messages to reappear
             log.exception("batch.crashed", persona=persona.name, size=len(entries),
                           error=str(exc))
+            self.stats.error(None, f"batch for {persona.name} crashed: {exc}")
             if _is_fatal_device_error(exc):
                 self.stop()
             return
         elapsed = time.perf_counter() - started
-        self.stats.batches += 1
-        self.stats.generated_s += elapsed
-        self.stats.batch_sizes.append(len(entries))
+        self.stats.batch(len(entries), elapsed)
+        self.stats.tokens += sum(o.tokens for o in outcomes)
         log.info("batch.generated", persona=persona.name, size=len(entries),
                  ok=sum(o.ok for o in outcomes), seconds=round(elapsed, 3))
         # Each outcome is written then deleted in order, but the outcomes go concurrently:
@@ -255,12 +329,16 @@ class Worker:
             if outcome.ok:
                 await self.queues.delete(message)
                 self.stats.answered += 1
+                counters = self.stats.persona(request.persona)
+                counters.answered += 1
+                counters.last_answer_at = time.time()
                 log.info("request.answered", persona=request.persona, kind=request.kind,
                          attempts=outcome.attempts)
             else:
                 await self.queues.to_poison(message, outcome.error)
                 self.stats.failed += 1
                 self.stats.poisoned += 1
+                self.stats.error(request.persona, outcome.error)
                 log.warning("request.failed", persona=request.persona, reason=outcome.error)
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
@@ -286,6 +364,7 @@ class Worker:
             )
             await self.queues.send(QUEUE_RESULTS, encode(result))
             self.stats.failed += 1
+        self.stats.error(request.persona if request is not None else None, reason)
         await self.queues.to_poison(message, reason)
         self.stats.poisoned += 1
         log.warning("request.poisoned", queue=message.queue, message_id=message.id,

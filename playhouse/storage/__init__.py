@@ -27,6 +27,7 @@ from playhouse.errors import ConfigError, StorageUnavailable
 from playhouse.storage.accounts import MemberRepo, RoomRepo, UserRepo
 from playhouse.storage.blobs import BlobStore
 from playhouse.storage.jobs import JobRepo
+from playhouse.storage.ops import MetricsRepo, WorkerRepo
 from playhouse.storage.queues import QueueStore
 from playhouse.storage.tables import Tables, short, translate
 from playhouse.storage.threads import CommentRepo, ReplyRepo, ThreadRepo
@@ -78,6 +79,8 @@ class Storage:
         self.comments = CommentRepo(self.tables)
         self.jobs = JobRepo(self.tables)
         self.replies = ReplyRepo(self.tables)
+        self.workers = WorkerRepo(self.tables)
+        self.metrics = MetricsRepo(self.tables)
 
     @property
     def namespace(self) -> str:

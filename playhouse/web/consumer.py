@@ -73,11 +73,15 @@ class ResultsConsumer:
             else:
                 log.warning("result.retry", request_id=result.request_id, reason=str(exc),
                             attempt=message.dequeue_count)
+            self.ctx.metrics.errors.labels("consumer").inc()
             return
+        if applied.kind != "duplicate":
+            self.ctx.metrics.result_applied(result)
         await self.broadcast(applied)
         await queues.delete(message)
         log.info("result.applied", request_id=result.request_id, kind=applied.kind,
-                 failed=applied.failed)
+                 failed=applied.failed, elapsed_ms=result.elapsed_ms,
+                 comment_id=applied.comment.comment_id if applied.comment else None)
 
     async def broadcast(self, applied: Applied) -> None:
         thread = applied.thread

@@ -18,6 +18,7 @@ import structlog
 from playhouse.errors import Forbidden, NotFound
 from playhouse.storage.accounts import room_key
 from playhouse.storage.models import Room, Thread
+from playhouse.web.metrics import WebMetrics
 
 if TYPE_CHECKING:
     from litestar.channels import ChannelsPlugin
@@ -88,6 +89,7 @@ class WebContext:
     channels: ChannelsPlugin
     instance: str
     presence: PresenceBook = field(default_factory=PresenceBook)
+    metrics: WebMetrics = field(default_factory=WebMetrics)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:

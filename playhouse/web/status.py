@@ -1,0 +1,262 @@
+"""Operations endpoints: ``/healthz``, ``/readyz``, ``/metrics`` and the admin status page.
+
+* ``/healthz`` answers 200 while the process serves requests (liveness: no storage call).
+* ``/readyz`` answers 200 with the queue depths when storage answers, 503 otherwise.
+* ``/metrics`` is the Prometheus exposition (:mod:`playhouse.web.metrics`), behind a bearer
+  token when ``web.metrics_token`` is set.
+* ``/status`` (and its data, ``/status/data``, polled by ``web/static/status.js``) is for
+  the user names in ``web.admins``: queue depth, throughput and latency over the last hour,
+  every worker that wrote a heartbeat, and each persona's state.
+
+The :class:`Sampler` runs in each web instance: it records the queue depths every
+``web.sample_interval_s`` for the charts, and prunes old samples and long-gone workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import math
+import time
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response, get
+from litestar.exceptions import HTTPException
+from litestar.response import Redirect, Template
+
+from playhouse.constants import ALL_QUEUES
+from playhouse.errors import Forbidden
+from playhouse.storage.ops import Sample, WorkerBeat
+from playhouse.web.context import WebContext, context_of, current_user
+from playhouse.web.metrics import CONTENT_TYPE, Snapshot
+from playhouse.web.templating import page
+
+log = structlog.get_logger()
+
+READY_TIMEOUT_S = 3.0
+WINDOW_S = 3600.0
+BUCKET_S = 60.0
+KEEP_S = 24 * 3600.0
+"""Samples and silent workers' rows older than this are deleted."""
+
+
+async def queue_depths(ctx: WebContext) -> dict[str, int]:
+    queues = ctx.storage.queues
+    depths = await asyncio.gather(*(queues.depth(q) for q in ALL_QUEUES))
+    return dict(zip(ALL_QUEUES, depths, strict=True))
+
+
+async def snapshot(ctx: WebContext) -> Snapshot:
+    """Queue depths and heartbeats now; ``depths`` None when storage did not answer."""
+    now = time.time()
+    try:
+        depths, workers = await asyncio.wait_for(
+            asyncio.gather(queue_depths(ctx), ctx.storage.workers.all()), READY_TIMEOUT_S
+        )
+    except Exception as exc:  # any storage failure: report it as figures, not as a crash
+        log.warning("snapshot.failed", reason=str(exc)[:200])
+        return Snapshot(at=now, depths=None)
+    return Snapshot(at=now, depths=depths, workers=workers)
+
+
+@get("/healthz", name="healthz", cache=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", name="readyz", cache=False)
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    ctx = context_of(request)
+    try:
+        await ctx.storage.ping(READY_TIMEOUT_S)
+        depths = await asyncio.wait_for(queue_depths(ctx), READY_TIMEOUT_S)
+    except Exception as exc:
+        reason = str(exc)[:300] or type(exc).__name__
+        log.warning("readiness.failed", reason=reason)
+        return Response({"status": "unavailable", "reason": reason}, status_code=503)
+    return Response({"status": "ready", "instance": ctx.instance, "queues": depths})
+
+
+@get("/metrics", name="metrics", cache=False)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    ctx = context_of(request)
+    token = ctx.settings.web.metrics_token
+    if token is not None:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(status_code=401, detail="metrics need the bearer token")
+    body = ctx.metrics.render(await snapshot(ctx))
+    return Response(body, media_type=CONTENT_TYPE)
+
+
+def is_admin(ctx: WebContext, user: str | None) -> bool:
+    return user is not None and user.casefold() in {a.casefold() for a in
+                                                    ctx.settings.web.admins}
+
+
+@get("/status", name="status", cache=False)
+async def status_page(request: Request[Any, Any, Any]) -> Template | Redirect:
+    ctx = context_of(request)
+    user = current_user(request)
+    if user is None:
+        return Redirect(path="/login?next=/status")
+    if not is_admin(ctx, user):
+        raise Forbidden("the status page is for the playhouse's admins")
+    return page(request, "status.html", data=await status_data(ctx))
+
+
+@get("/status/data", name="status_data", cache=False, media_type=MediaType.JSON)
+async def status_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    ctx = context_of(request)
+    user = current_user(request)
+    if user is None:
+        raise HTTPException(status_code=401, detail="log in first")
+    if not is_admin(ctx, user):
+        raise Forbidden("the status page is for the playhouse's admins")
+    return await status_data(ctx)
+
+
+async def status_data(ctx: WebContext) -> dict[str, Any]:
+    """Everything the status page shows, as JSON-ready values."""
+    snap = await snapshot(ctx)
+    samples: list[Sample] = []
+    if snap.depths is not None:
+        try:
+            samples = await ctx.storage.metrics.since(snap.at - WINDOW_S)
+        except Exception as exc:
+            log.warning("samples.unreadable", reason=str(exc)[:200])
+    return {
+        "now": snap.at,
+        "storage": "up" if snap.depths is not None else "down",
+        "queues": snap.depths or {},
+        "series": series(samples, end=snap.at),
+        "workers": [_worker_out(w, snap.at) for w in
+                    sorted(snap.workers, key=lambda w: (-w.seen_at, w.worker_id))],
+        "personas": personas_out(ctx, snap),
+    }
+
+
+def series(samples: list[Sample], *, end: float, window_s: float = WINDOW_S,
+           bucket_s: float = BUCKET_S) -> dict[str, Any]:
+    """Per-minute series over the window ending at ``end``: the deepest each queue was,
+    tokens per second and answers per minute summed over workers, mean generation latency.
+    A minute with no data is None (a gap in the chart, not a zero)."""
+    n = math.ceil(window_s / bucket_s)
+    start = end - n * bucket_s
+    depth: dict[str, list[int | None]] = {}
+    tokens = [0.0] * n
+    answers = [0] * n
+    failures = [0] * n
+    lat_sum = [0.0] * n
+    lat_count = [0] * n
+    for s in samples:
+        i = int((s.at - start) // bucket_s)
+        if not 0 <= i < n:
+            continue
+        for queue, d in s.depths:
+            row = depth.setdefault(queue, [None] * n)
+            row[i] = max(row[i] or 0, d)
+        tokens[i] += s.tokens
+        answers[i] += s.answered
+        failures[i] += s.failed
+        lat_sum[i] += s.latency_sum
+        lat_count[i] += s.latency_count
+    return {
+        "start": start,
+        "bucket_s": bucket_s,
+        "depth": {q: depth[q] for q in ALL_QUEUES if q in depth},
+        "tokens_per_s": [round(t / bucket_s, 3) for t in tokens],
+        "answers_per_min": [round(a * 60 / bucket_s, 3) for a in answers],
+        "failures_per_min": [round(f * 60 / bucket_s, 3) for f in failures],
+        "latency_s": [round(ls / c, 3) if c else None for ls, c in zip(lat_sum, lat_count,
+                                                                       strict=True)],
+    }
+
+
+def _worker_out(w: WorkerBeat, now: float) -> dict[str, Any]:
+    return {
+        "id": w.worker_id, "host": w.host, "kind": w.kind, "pid": w.pid,
+        "state": w.state if w.alive(now) or w.state == "stopped" else "silent",
+        "alive": w.alive(now), "seen_at": w.seen_at, "started_at": w.started_at,
+        "models": list(w.models), "batches": w.batches, "answered": w.answered,
+        "failed": w.failed, "poisoned": w.poisoned, "tokens": w.tokens,
+        "tokens_per_s": round(w.tokens_per_s, 2),
+        "mean_batch": round(w.batch_sum / w.batches, 2) if w.batches else 0,
+        "last_error": w.last_error, "last_error_at": w.last_error_at,
+    }
+
+
+def personas_out(ctx: WebContext, snap: Snapshot) -> list[dict[str, Any]]:
+    """Each persona of the cast, merged over the workers' heartbeats: ``loaded`` when a
+    live worker holds its model, ``unavailable`` when the live workers that tried failed
+    to load it, ``idle`` when none holds it, ``no worker`` when no live worker serves it."""
+    out: list[dict[str, Any]] = []
+    live = [w for w in snap.workers if w.alive(snap.at)]
+    for persona in sorted(ctx.cast.personas.values(), key=lambda p: p.name):
+        states = [p for w in live for p in w.personas if p.name == persona.name]
+        every = [p for w in snap.workers for p in w.personas if p.name == persona.name]
+        if any(p.model == "loaded" for p in states):
+            state, reason = "loaded", ""
+        elif any(p.model == "unavailable" for p in states):
+            state = "unavailable"
+            reason = next(p.reason for p in states if p.model == "unavailable")
+        elif states:
+            state, reason = "idle", ""
+        else:
+            state, reason = "no worker", ""
+        out.append({
+            "name": persona.name, "kind": persona.kind, "state": state, "reason": reason,
+            "answered": sum(p.answered for p in every),
+            "failed": sum(p.failed for p in every),
+            "last_answer_at": max((p.last_answer_at for p in every), default=0.0),
+            "last_error": next((p.last_error for p in every if p.last_error), ""),
+        })
+    return out
+
+
+class Sampler:
+    """Records queue depths for the charts and prunes what is older than a day."""
+
+    def __init__(self, ctx: WebContext, interval_s: float) -> None:
+        self.ctx = ctx
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._pruned_at = 0.0
+
+    async def sample_once(self) -> None:
+        now = time.time()
+        depths = await queue_depths(self.ctx)
+        await self.ctx.storage.metrics.add(Sample(
+            source=f"web:{self.ctx.instance}", at=now, interval_s=self.interval_s,
+            depths=tuple(sorted(depths.items())),
+        ))
+        if now - self._pruned_at > 3600:
+            self._pruned_at = now
+            await self.ctx.storage.metrics.prune(now - KEEP_S)
+            await self.ctx.storage.workers.forget_before(now - KEEP_S)
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.sample_once()
+            except Exception as exc:  # storage down: the next round tries again
+                log.warning("sample.failed", reason=str(exc)[:200])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval_s)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+ROUTES = [healthz, readyz, metrics, status_page, status_json]
