@@ -1,26 +1,43 @@
 """Worker benchmark: the old one-request-at-a-time design against the batching worker.
 
-One GPT-2-shaped model (6 layers x 512 by default, the project's byte-level BPE tokenizer,
-a short CPU training run so that it learns to close its tags; cached under ``var/bench``)
-answers the same reply requests (mixed prompt lengths, same seeds, ``max_new_tokens`` 48)
-four ways, side by side in one run:
+Two workloads, one after the other in one run, each answered five ways (A-E below):
+
+primary       one GPT-2-shaped model (6 layers x 512 by default, the project's byte-level BPE
+              tokenizer, a short CPU training run so that it learns to close its tags; cached
+              under ``var/bench``) answers reply requests of mixed prompt lengths (chains of
+              0-16 comments, about 25-300 tokens). Its replies close their tag after ~10
+              tokens, so the prompt pass dominates: on a CPU that pass is compute-bound and
+              barely cheaper per token in a batch, so batching cannot win much here.
+decode-heavy  the same shape and tokenizer with random-init weights (it closes a tag only by
+              chance, so nearly every reply runs to ``max_new_tokens``) on short prompts
+              (chains of 0-2 comments). Decode steps dominate: a step streams all the
+              weights for one token per row, so one step of 32 rows costs far less than
+              32 steps of one row.
+
+Both use the same seeds and ``max_new_tokens`` (48); the variants are:
 
 A  the old design: load the model from disk for every request, one request at a time;
 B  the model loaded once, one request at a time;
 C  the real :class:`~playhouse.generation.worker.Worker` through Azurite queues (started
    here in a temporary folder): the requests are sent to ``gen-interactive``, the worker runs
    in burst mode (batched), the results are read back from ``gen-results``;
-D  the very batches C generated, called in-process with no queue (the ceiling for C).
+D  the very batches C generated, called in-process with no queue (the ceiling for C);
+E  C with transformers' continuous batching: the same Worker through Azurite, its engine
+   from ``make_engine(..., continuous_batching=True)``. The manager it keeps per model costs
+   seconds to build, so E's engine is built and warmed up with one batch before any timing
+   (the warm-up seconds are reported on their own line) and reused by every round.
 
 A, B and D go through the same engine code as C (``TextEngine.run``: prompt building, one
 ``generate()``, parsing), so the only differences are model loading, batching and queues.
 Every variant samples each request once (the persona's ``max_attempts`` is 1 unless
-``--attempts`` says otherwise) and counts the tokens it really generated: the non-pad tokens
-of each row that ``generate()`` returned, so a row that stopped early at its end tag counts
-only what it wrote (the padded steps it sat through in a batch are not counted).
+``--attempts`` says otherwise) and counts the tokens it really generated: for ``generate()``
+each row up to its last non-pad token (finished rows are right-padded by ``generate()``, so
+a row that stopped early at its end tag counts only what it wrote, not the padded steps it
+sat through in a batch); for continuous batching the length of each returned sequence.
 
-Prints a table and writes it to ``bench/results/worker.md`` (``--out``). ``--quick`` is a
-smoke run (a tiny model, a few requests, well under a minute) that writes under var/bench.
+Prints two tables and writes them to ``bench/results/worker.md`` (``--out``). ``--quick`` is
+a smoke run (tiny models, a few requests, about a minute, most of it the two continuous-
+batching warm-ups) that writes under var/bench.
 
     .venv/bin/python bench/worker.py            # the full run, <= 10 min on 2 CPU cores
     .venv/bin/python bench/worker.py --quick    # smoke check
@@ -55,7 +72,9 @@ MODEL_VERSION = 1
 BOT = "CoopBot"
 """The persona whose sampling parameters the benchmark uses (its model is replaced)."""
 DEPTHS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16)
-"""Chain depths the requests cycle through: prompts from ~25 to ~400 tokens."""
+"""Chain depths the primary requests cycle through: prompts from ~25 to ~400 tokens."""
+DECODE_DEPTHS = (0, 1, 2)
+"""Chain depths of the decode-heavy requests: short prompts (~25-60 tokens)."""
 
 
 # --- options -----------------------------------------------------------------------------
@@ -92,6 +111,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=None,
                    help="run every variant this many times and keep each one's fastest "
                         "(the machine is shared; default 3, 1 with --quick)")
+    p.add_argument("--decode-rounds", type=int, default=None,
+                   help="rounds of the decode-heavy workload (default 2, 1 with --quick; "
+                        "0 skips it)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 min)")
     p.add_argument("--out", type=Path, default=None,
                    help="markdown table (default bench/results/worker.md; "
@@ -105,6 +127,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     args.rounds = max(1, args.rounds)
+    if args.decode_rounds is None:
+        args.decode_rounds = 1 if args.quick else 2
+    args.decode_rounds = max(0, args.decode_rounds)
     if args.requests is None:
         args.requests = 8 if args.quick else 64
     if args.a_requests is None:
@@ -214,6 +239,57 @@ def build_model(path: Path, lines: Sequence[str], shape: Shape, seed: int) -> di
     return meta
 
 
+def random_model_dir(args: argparse.Namespace) -> Path:
+    s = args.shape
+    return args.cache / f"gpt2-{s.n_layer}x{s.n_embd}-v{MODEL_VERSION}-seed{args.seed}-random"
+
+
+def build_random_model(path: Path, tokenizer_from: Path, shape: Shape,
+                       seed: int) -> dict[str, Any]:
+    """The trained model's tokenizer and a random-init GPT-2 of the same shape, saved."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    started = time.perf_counter()
+    staging = path.with_name(path.name + f".staging-{os.getpid()}")
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_from))
+    tokenizer.save_pretrained(str(staging))
+    torch.manual_seed(seed + 1)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=1024, n_embd=shape.n_embd,
+        n_layer=shape.n_layer, n_head=shape.n_head,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    model.eval()
+    model.save_pretrained(str(staging))
+    meta = {
+        "layers": shape.n_layer, "width": shape.n_embd, "heads": shape.n_head,
+        "params": model.num_parameters(), "vocab": len(tokenizer), "steps": 0,
+        "final_loss": None, "random_init": True,
+        "build_s": round(time.perf_counter() - started, 1),
+    }
+    (staging / "bench-model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if path.exists():
+        import shutil
+
+        shutil.rmtree(path)
+    staging.rename(path)
+    return meta
+
+
+def ensure_random_model(args: argparse.Namespace, trained: Path,
+                        rebuild: bool) -> tuple[Path, dict[str, Any]]:
+    path = random_model_dir(args)
+    meta_file = path / "bench-model.json"
+    if meta_file.is_file() and not rebuild:
+        return path, {**json.loads(meta_file.read_text(encoding="utf-8")), "cached": True}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"building the random-init model under {path} (once; cached) ...", flush=True)
+    return path, {**build_random_model(path, trained, args.shape, args.seed), "cached": False}
+
+
 def ensure_model(args: argparse.Namespace, lines: Sequence[str]) -> tuple[Path, dict[str, Any]]:
     path = model_dir(args)
     meta_file = path / "bench-model.json"
@@ -228,10 +304,11 @@ def ensure_model(args: argparse.Namespace, lines: Sequence[str]) -> tuple[Path, 
 
 
 def make_requests(
-    lines: Sequence[str], persona: Persona, n: int, seed: int
+    lines: Sequence[str], persona: Persona, n: int, seed: int,
+    depths: Sequence[int] = DEPTHS,
 ) -> list[GenerationRequest]:
     """``n`` reply requests for ``persona``: corpus threads whose chains are stretched to
-    the depths in :data:`DEPTHS` (so prompt lengths are mixed), each with its own seed."""
+    the ``depths`` (:data:`DEPTHS`: mixed prompt lengths), each with its own seed."""
     import msgspec
 
     from playhouse import grammar
@@ -247,7 +324,7 @@ def make_requests(
     for i in range(n):
         src = parsed[rng.randrange(len(parsed))]
         post = src.post
-        depth = DEPTHS[i % len(DEPTHS)]
+        depth = depths[i % len(depths)]
         comments = list(src.comments[:-1])  # the persona's own last comment is the answer
         while len(comments) < depth:
             comments.append(pool[rng.randrange(len(pool))])
@@ -286,9 +363,23 @@ class Counter:
     prompt_tokens: int = 0
     prompt_padded: int = 0
     batch_sizes: list[int] = field(default_factory=list)
+    continuous: bool = False
+    """Counted from continuous batching (no padding, no idle decode slots)."""
 
     def reset(self) -> None:
-        self.__init__()  # type: ignore[misc]
+        self.__init__(continuous=self.continuous)  # type: ignore[misc]
+
+
+def generated_lengths(new: Any, pad: int) -> Any:
+    """Tokens each row of ``generate()``'s new part really generated: up to and including its
+    last non-pad token. Finished rows are right-padded, so this stops at the end tag; a pad
+    token sampled mid-row (a random model can) still counts, as the row went on after it."""
+    import torch
+
+    real = new != pad
+    width = new.shape[1]
+    from_right = real.flip(1).int().argmax(1)
+    return torch.where(real.any(1), width - from_right, torch.zeros_like(from_right))
 
 
 def instrument(model: TextModel, counter: Counter) -> TextModel:
@@ -303,13 +394,40 @@ def instrument(model: TextModel, counter: Counter) -> TextModel:
         counter.calls += 1
         counter.rows += int(ids.shape[0])
         counter.batch_sizes.append(int(ids.shape[0]))
-        counter.tokens += int((new != pad).sum())
+        counter.tokens += int(generated_lengths(new, pad).sum())
         counter.slots += int(new.numel())
         counter.prompt_tokens += int(kw["attention_mask"].sum())
         counter.prompt_padded += int(ids.numel())
         return out
 
     model.model.generate = generate
+    return model
+
+
+def instrument_continuous(model: TextModel, counter: Counter) -> TextModel:
+    """Count the rows, prompt tokens and generated tokens of every continuous batch."""
+    batcher = model.continuous
+    if batcher is None:
+        raise RuntimeError(f"{model.name} does not generate through continuous batching")
+    inner = batcher.generate
+    tokenizer = model.tokenizer
+    counter.continuous = True
+
+    def generate(prompts: Sequence[str], params: Any, *, stop_ids: Sequence[int],
+                 seed: int | None = None) -> list[list[int]]:
+        rows = inner(prompts, params, stop_ids=stop_ids, seed=seed)
+        prompt_tokens = sum(len(tokenizer.encode(p, add_special_tokens=False))
+                            for p in prompts)
+        counter.calls += 1
+        counter.rows += len(rows)
+        counter.batch_sizes.append(len(rows))
+        counter.tokens += sum(len(row) for row in rows)
+        counter.slots += sum(len(row) for row in rows)
+        counter.prompt_tokens += prompt_tokens
+        counter.prompt_padded += prompt_tokens
+        return rows
+
+    batcher.generate = generate  # type: ignore[method-assign]
     return model
 
 
@@ -406,14 +524,26 @@ class RecordingEngine:
         self.inner.close()
 
 
+def padded_engine(model: TextModel) -> Any:
+    """A TextEngine serving the already loaded (instrumented) ``model`` for any persona."""
+    from playhouse.generation.engines import TextEngine
+
+    engine = TextEngine(lambda _p: "bench", device="cpu", loader=lambda _p: model)
+    engine.models.get("bench")
+    return engine
+
+
 async def run_c_async(
-    conn: str, namespace: str, model: TextModel, counter: Counter, cast: Cast, persona: Persona,
+    conn: str, namespace: str, inner: Any, counter: Counter, cast: Cast,
     requests: Sequence[GenerationRequest], args: argparse.Namespace,
+    name: str = "C", what: str = "Worker via Azurite queues, batched",
 ) -> tuple[Run, list[Batch]]:
-    """The real Worker through Azurite: send, run in burst mode, read the results."""
+    """The real Worker through Azurite: send, run in burst mode, read the results.
+
+    ``inner`` is the worker's engine (padded batches for C, continuous batching for E); it
+    is not closed here, so its loaded model (and E's manager) serves every round."""
     from playhouse.config import WorkerSettings
     from playhouse.constants import QUEUE_INTERACTIVE, QUEUE_RESULTS, poison_queue
-    from playhouse.generation.engines import TextEngine
     from playhouse.generation.worker import Worker
     from playhouse.messages import decode_result, encode
     from playhouse.storage import Storage
@@ -425,8 +555,6 @@ async def run_c_async(
         for i in range(0, len(sends), 16):
             await asyncio.gather(*sends[i : i + 16])
         depth = await storage.queues.depth(QUEUE_INTERACTIVE)
-        inner = TextEngine(lambda _p: "bench", device="cpu", loader=lambda _p: model)
-        inner.models.get("bench")
         engine = RecordingEngine(inner)
         settings = WorkerSettings(device="cpu", batch_size=args.batch_size,
                                   **({"gather_ms": args.gather_ms}
@@ -452,8 +580,8 @@ async def run_c_async(
     mine = {r.request_id for r in requests}
     results = [r for r in results if r.request_id in mine]
     latencies = sorted(r.finished_at - t0_wall for r in results)
-    run = Run("C", "Worker via Azurite queues, batched", len(requests), seconds,
-              _copy(counter), sum(r.ok for r in results), latencies)
+    run = Run(name, what, len(requests), seconds, _copy(counter), sum(r.ok for r in results),
+              latencies)
     run.notes = {
         "queued": depth, "results": len(results), "left_in_queue": left,
         "poisoned": poisoned, "worker_batches": list(worker.stats.batch_sizes),
@@ -496,6 +624,109 @@ def warm_up(model: TextModel, persona: Persona, requests: Sequence[GenerationReq
     engine.run(persona, _entries(requests[4:5]), 2)
 
 
+def continuous_engine(
+    path: Path, persona: Persona, requests: Sequence[GenerationRequest],
+    prompt_lens: Sequence[int], counter: Counter, args: argparse.Namespace,
+) -> tuple[Any, float, int]:
+    """E's engine, built as ``playhouse worker`` builds it with ``continuous_batching`` on,
+    its model loaded and its manager warmed up with one batch of the longest prompts (so
+    the manager is sized for the worst batch). Returns the engine, the warm-up seconds and
+    the warm-up batch's size."""
+    from playhouse.generation.engines import make_engine
+
+    engine: Any = make_engine("text", args.cache, device="cpu", max_models=1,
+                              max_bytes=4 << 30, continuous_batching=True)
+    instrument_continuous(engine.models.get(persona.model), counter)
+    longest = sorted(range(len(requests)), key=lambda i: -prompt_lens[i])[: args.batch_size]
+    started = time.perf_counter()
+    engine.run(persona, _entries([requests[i] for i in longest]), 1)
+    return engine, time.perf_counter() - started, len(longest)
+
+
+# --- the workloads -----------------------------------------------------------------------
+
+
+@dataclass
+class Workload:
+    key: str
+    """"primary" or "decode-heavy"."""
+    ns: str
+    """Azurite namespace letter."""
+    title: str
+    path: Path
+    meta: dict[str, Any]
+    persona: Persona
+    cast: Cast
+    requests: list[GenerationRequest]
+    rounds: int
+    a_requests: int
+    prompt_lens: list[int] = field(default_factory=list)
+    runs: dict[str, Run] = field(default_factory=dict)
+    all_seconds: dict[str, list[float]] = field(default_factory=dict)
+    load_s: float = 0.0
+    e_warm_s: float = 0.0
+    e_warm_rows: int = 0
+
+    @property
+    def prefix(self) -> str:
+        """What the ratio lines of this workload start with."""
+        return "" if self.key == "primary" else f"{self.key} "
+
+
+def run_workload(wl: Workload, conn: str, args: argparse.Namespace,
+                 step: Callable[[str, int, Run], None]) -> None:
+    """Every round of B, C, D, E, A on ``wl``; keeps the figures the table shows."""
+    from playhouse.generation.completion import build_prompt
+    from playhouse.generation.text import TextModel
+
+    TextModel.load(str(wl.path), device="cpu").close()  # imports and page cache, not timed
+    load_started = time.perf_counter()
+    counter = Counter()
+    model = instrument(TextModel.load(str(wl.path), device="cpu"), counter)
+    wl.load_s = time.perf_counter() - load_started
+    wl.prompt_lens = [model.count_tokens(build_prompt(r, wl.persona, model))
+                      for r in wl.requests]
+    warm_up(model, wl.persona, wl.requests)
+    e_counter = Counter()
+    print(f"[{wl.key}] warming up continuous batching (builds its manager) ...", flush=True)
+    e_engine, wl.e_warm_s, wl.e_warm_rows = continuous_engine(
+        wl.path, wl.persona, wl.requests, wl.prompt_lens, e_counter, args
+    )
+    print(f"[{wl.key}] E warm-up {wl.e_warm_s:.1f} s", flush=True)
+    c_engine = padded_engine(model)
+    rounds: list[dict[str, Run]] = []
+    try:
+        for n in range(wl.rounds):
+            runs: dict[str, Run] = {}
+            runs["B"] = run_b(model, counter, wl.persona, wl.requests)
+            step(wl.key, n, runs["B"])
+            runs["C"], batches = asyncio.run(
+                run_c_async(conn, f"b{wl.ns}{n}c", c_engine, counter, wl.cast, wl.requests,
+                            args)
+            )
+            step(wl.key, n, runs["C"])
+            runs["D"] = run_d(model, counter, batches)
+            step(wl.key, n, runs["D"])
+            runs["E"], _ = asyncio.run(
+                run_c_async(conn, f"b{wl.ns}{n}e", e_engine, e_counter, wl.cast, wl.requests,
+                            args, name="E",
+                            what="C with transformers' continuous batching")
+            )
+            step(wl.key, n, runs["E"])
+            runs["A"] = run_a(wl.path, wl.persona, wl.requests[: wl.a_requests])
+            step(wl.key, n, runs["A"])
+            rounds.append(runs)
+    finally:
+        e_engine.close()
+        model.close()
+    # A, B and E: each one's fastest round. C and D: the pair from one round (D replays that
+    # round's batches of C), the round where the two together were fastest.
+    wl.runs = {k: min((r[k] for r in rounds), key=lambda run: run.seconds) for k in "ABE"}
+    pair = min(rounds, key=lambda r: r["C"].seconds + r["D"].seconds)
+    wl.runs["C"], wl.runs["D"] = pair["C"], pair["D"]
+    wl.all_seconds = {k: [round(r[k].seconds, 2) for r in rounds] for k in "ABCDE"}
+
+
 # --- the report --------------------------------------------------------------------------
 
 
@@ -507,34 +738,38 @@ def pct(values: Sequence[float], q: float) -> float:
     return ordered[k]
 
 
-def report(runs: dict[str, Run], ctx: dict[str, Any]) -> str:
-    a, b, c, d = runs["A"], runs["B"], runs["C"], runs["D"]
+def _model_line(meta: dict[str, Any]) -> str:
+    trained = (f"{meta['steps']} training steps, final loss {meta['final_loss']}"
+               if not meta.get("random_init") else "random init, untrained")
+    return (f"GPT-2 shape {meta['layers']} layers x {meta['width']} "
+            f"({meta['params'] / 1e6:.1f} M parameters, vocab {meta['vocab']}, {trained}), fp32")
+
+
+def workload_section(wl: Workload, ctx: dict[str, Any], number: int) -> list[str]:
+    a, b, c, d, e = (wl.runs[k] for k in "ABCDE")
+    lens = sorted(wl.prompt_lens)
+    g = wl.persona.generation
+    bk = b.counter
     out = [
-        "# Worker benchmark",
+        f"## {number}. {wl.title}",
         "",
-        f"Run {ctx['when']} by `{ctx['command']}` on {ctx['machine']}.",
-        "",
-        f"Model: GPT-2 shape {ctx['model']['layers']} layers x {ctx['model']['width']} "
-        f"({ctx['model']['params'] / 1e6:.1f} M parameters, vocab {ctx['model']['vocab']}, "
-        f"{ctx['model']['steps']} training steps, final loss {ctx['model']['final_loss']}), "
-        f"fp32, torch {ctx['torch']} / transformers {ctx['transformers']}, "
-        f"{ctx['threads']} torch thread(s).",
-        f"Requests: {b.requests} replies for {BOT} (temperature {ctx['temperature']}, "
-        f"top_k {ctx['top_k']}, top_p {ctx['top_p']}, repetition_penalty "
-        f"{ctx['repetition_penalty']}), max_new_tokens {ctx['max_new_tokens']}, "
-        f"{ctx['attempts']} attempt(s) each, prompts of {ctx['prompt_min']}-{ctx['prompt_max']} "
-        f"tokens (median {ctx['prompt_median']}), one seed per request shared by all variants.",
-        "",
-        f"Each variant ran {ctx['rounds']} time(s), interleaved (B, C, D, A per round), on a "
-        "shared machine; the table keeps A's and B's fastest rounds and the C+D pair of the "
-        "round where C and D together were fastest (D replays that round's batches of C). "
-        "All rounds, seconds: "
-        + ", ".join(f"{k} {v}" for k, v in ctx["all_seconds"].items()) + ".",
+        f"Model: {_model_line(wl.meta)}; {'reused from' if wl.meta['cached'] else 'built in'} "
+        f"{ctx['rel'](wl.path)}.",
+        f"Requests: {b.requests} replies for {BOT} (temperature {g.temperature}, top_k "
+        f"{g.top_k}, top_p {g.top_p}, repetition_penalty {g.repetition_penalty}), "
+        f"max_new_tokens {g.max_new_tokens}, {g.max_attempts} attempt(s) each, prompts of "
+        f"{lens[0]}-{lens[-1]} tokens (median {lens[len(lens) // 2]}), one seed per request "
+        "shared by all variants.",
+        f"Shape of the work (B's counts): {bk.prompt_tokens} prompt tokens and {bk.tokens} "
+        f"generated tokens ({bk.tokens / max(1, bk.rows):.1f} per reply, "
+        f"{bk.tokens / max(1, bk.rows * g.max_new_tokens):.0%} of max_new_tokens).",
+        f"Rounds: {wl.rounds}, all seconds: "
+        + ", ".join(f"{k} {v}" for k, v in wl.all_seconds.items()) + ".",
         "",
         "| variant | what | requests | ok | tokens generated | seconds | tokens/s | requests/s |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in (a, b, c, d):
+    for r in (a, b, c, d, e):
         what = r.what
         if r is a and a.requests < b.requests:
             what += f" (only the first {a.requests} requests: A is load-dominated)"
@@ -542,42 +777,154 @@ def report(runs: dict[str, Run], ctx: dict[str, Any]) -> str:
             f"| {r.name} | {what} | {r.requests} | {r.ok} | {r.tokens} | {r.seconds:.2f} | "
             f"{r.tok_s:.1f} | {r.req_s:.2f} |"
         )
+    p = wl.prefix
+    e_batch_s = e.notes["generate_s"] / max(1, len(e.notes["worker_batches"]))
     out += [
         "",
         "Ratios are of throughput in requests/s (the tokens/s ratios follow them):",
         "",
         "```",
-        f"ratio C/B = {c.req_s / b.req_s:.2f}",
-        f"ratio C/A = {c.req_s / a.req_s:.2f}",
-        f"ratio C/D = {c.req_s / d.req_s:.2f}",
-        f"tokens/s ratios: C/B = {c.tok_s / b.tok_s:.2f}, C/A = {c.tok_s / a.tok_s:.2f}, "
-        f"C/D = {c.tok_s / d.tok_s:.2f}",
-        f"C request latency (all {c.requests} queued at t0, t0 -> result on gen-results): "
+        f"{p}ratio C/B = {c.req_s / b.req_s:.2f}",
+        f"{p}ratio C/A = {c.req_s / a.req_s:.2f}",
+        f"{p}ratio C/D = {c.req_s / d.req_s:.2f}",
+        f"{p}ratio E/C = {e.req_s / c.req_s:.2f}",
+        f"{p}tokens/s ratios: C/B = {c.tok_s / b.tok_s:.2f}, C/A = {c.tok_s / a.tok_s:.2f}, "
+        f"C/D = {c.tok_s / d.tok_s:.2f}, E/C = {e.tok_s / c.tok_s:.2f}",
+        f"{p}E warm-up = {wl.e_warm_s:.1f} s (continuous-batching manager build + one batch of "
+        f"the {wl.e_warm_rows} longest prompts, once per model, before any timing; "
+        f"{wl.e_warm_s - e_batch_s:.1f} s more than a timed E batch, {e_batch_s:.2f} s)",
+        f"{p}C request latency (all {c.requests} queued at t0, t0 -> result on gen-results): "
         f"p50 = {pct(c.latencies, 50):.2f} s, p95 = {pct(c.latencies, 95):.2f} s",
-        f"B request latency (same burst, one at a time): p50 = {pct(b.latencies, 50):.2f} s, "
-        f"p95 = {pct(b.latencies, 95):.2f} s",
+        f"{p}E request latency (same): p50 = {pct(e.latencies, 50):.2f} s, "
+        f"p95 = {pct(e.latencies, 95):.2f} s",
+        f"{p}B request latency (same burst, one at a time): p50 = "
+        f"{pct(b.latencies, 50):.2f} s, p95 = {pct(b.latencies, 95):.2f} s",
         "```",
         "",
         "Details:",
         "",
-        f"- C: worker batches {c.notes['worker_batches']} (batch_size {ctx['batch_size']}, "
-        f"gather_ms {c.notes['gather_ms']}); generation {c.notes['generate_s']:.2f} s of "
-        f"{c.seconds:.2f} s, queues and the rest {c.seconds - c.notes['generate_s']:.2f} s; "
-        f"{c.notes['results']} results read, {c.notes['left_in_queue']} requests left, "
-        f"{c.notes['poisoned']} in the poison queue (invalid outputs, {ctx['attempts']} "
-        "attempt(s)).",
     ]
-    for r in (a, b, c, d):
-        k = r.counter
+    for r in (c, e):
         out.append(
-            f"- {r.name}: {k.calls} generate() calls, {k.rows} rows, prompt tokens "
-            f"{k.prompt_tokens} real / {k.prompt_padded} with padding, decode slots "
-            f"{k.slots} for {k.tokens} tokens ({k.tokens / max(1, k.slots):.0%} useful)."
+            f"- {r.name}: worker batches {r.notes['worker_batches']} (batch_size "
+            f"{ctx['batch_size']}, gather_ms {r.notes['gather_ms']}); generation "
+            f"{r.notes['generate_s']:.2f} s of {r.seconds:.2f} s, queues and the rest "
+            f"{r.seconds - r.notes['generate_s']:.2f} s; {r.notes['results']} results read, "
+            f"{r.notes['left_in_queue']} requests left, {r.notes['poisoned']} in the poison "
+            f"queue (invalid outputs, {g.max_attempts} attempt(s))."
         )
-    out.append(f"- Model load (A, per request): {ctx['load_s']:.2f} s measured once before "
-               f"the runs; model {'reused from' if ctx['model']['cached'] else 'built in'} "
-               f"{ctx['model_dir']}.")
-    return "\n".join(out) + "\n"
+    for r in (a, b, c, d, e):
+        k = r.counter
+        if k.continuous:
+            out.append(
+                f"- {r.name}: {k.calls} generate_batch() calls, {k.rows} rows, prompt tokens "
+                f"{k.prompt_tokens} (no padding), {k.tokens} tokens generated (finished rows "
+                "leave the batch at once: no idle decode slots)."
+            )
+        else:
+            out.append(
+                f"- {r.name}: {k.calls} generate() calls, {k.rows} rows, prompt tokens "
+                f"{k.prompt_tokens} real / {k.prompt_padded} with padding, decode slots "
+                f"{k.slots} for {k.tokens} tokens ({k.tokens / max(1, k.slots):.0%} useful)."
+            )
+    out += [
+        f"- Model load (A, per request): {wl.load_s:.2f} s measured once before the runs.",
+        "",
+    ]
+    return out
+
+
+def report(workloads: Sequence[Workload], ctx: dict[str, Any]) -> str:
+    out = [
+        "# Worker benchmark",
+        "",
+        f"Run {ctx['when']} by `{ctx['command']}` on {ctx['machine']}; load average "
+        f"(1/5/15 min) {ctx['load_start']} at the start and {ctx['load_end']} at the end "
+        f"({ctx['seconds']:.0f} s in all). torch {ctx['torch']} / transformers "
+        f"{ctx['transformers']}, {ctx['threads']} torch thread(s).",
+        "",
+        "Two workloads, each answered five ways on the same requests and seeds: A (load per "
+        "request, batch 1: the old design), B (loaded once, batch 1), C (`playhouse worker` "
+        "through Azurite, padded batches), D (C's batches in-process: C's ceiling), E (C with "
+        "`make_engine(..., continuous_batching=True)`: transformers' continuous batching). "
+        "Each round runs B, C, D, E, A in turn on a shared machine; the tables keep A's, B's "
+        "and E's fastest rounds and the C+D pair of the round where C and D together were "
+        "fastest (D replays that round's batches of C). Tokens are the ones really generated: "
+        "per row up to its last non-pad token for `generate()`, the returned sequence for "
+        "continuous batching.",
+        "",
+    ]
+    for n, wl in enumerate(workloads, 1):
+        out += workload_section(wl, ctx, n)
+    out += notes(workloads)
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def notes(workloads: Sequence[Workload]) -> list[str]:
+    by = {wl.key: wl for wl in workloads}
+    out = ["## Notes", ""]
+    prim = by.get("primary")
+    dec = by.get("decode-heavy")
+
+    def shape(wl: Workload) -> str:
+        k = wl.runs["B"].counter
+        return (f"{k.prompt_tokens} prompt tokens against {k.tokens} generated "
+                f"({k.prompt_tokens / max(1, k.tokens):.1f} : 1)")
+
+    if prim is not None:
+        b, c = prim.runs["B"], prim.runs["C"]
+        out.append(
+            f"- **Primary = prompt-pass-bound.** The trained model closes its tag after a few "
+            f"tokens, so the work is {shape(prim)}. On a CPU the prompt pass is compute-bound: "
+            "a prompt token costs about the same alone or in a batch of 32, so batching can "
+            "only save on the short decode part, and padding mixed-length prompts (even "
+            "split into length buckets) adds prompt tokens. Hence C/B = "
+            f"{c.req_s / b.req_s:.2f} here (target 4)."
+        )
+    if dec is not None:
+        b, c = dec.runs["B"], dec.runs["C"]
+        against = (f" against {prim.runs['C'].req_s / prim.runs['B'].req_s:.2f} on the "
+                   "primary workload" if prim is not None else "")
+        out.append(
+            f"- **Decode-heavy = decode-bound.** The random-init model (same shape and "
+            "tokenizer) closes a tag only by chance, so replies run to max_new_tokens, on "
+            f"short prompts: {shape(dec)}. A decode step streams all the weights for one "
+            "token per row, so one step of 32 rows costs far less than 32 steps of one: this is "
+            f"where batching can pay on a CPU, C/B = {c.req_s / b.req_s:.2f}{against}. "
+            "Its outputs are "
+            "noise, so nearly every request fails validation (the `ok` column); each failure "
+            "is still a result (and, in C and E, a poison-queue entry), so every variant "
+            "answers all requests."
+        )
+    def winner(ratio: float) -> str:
+        if ratio > 1.05:
+            return "continuous batching wins"
+        return "padded batches win" if ratio < 0.95 else "a tie"
+
+    ratios = [wl.runs["E"].req_s / wl.runs["C"].req_s for wl in workloads]
+    verdict = "; ".join(f"{wl.key} E/C = {r:.2f} ({winner(r)})"
+                        for wl, r in zip(workloads, ratios, strict=True))
+    default = (
+        "so the worker keeps padded batches as its default on CPU (`worker.continuous_batching` "
+        "off)" if max(ratios) < 1.0 else
+        "so continuous batching is worth turning on (`worker.continuous_batching`) for the "
+        "workloads where it wins"
+    )
+    out.append(
+        f"- **Continuous batching (E) against padded batches (C) on this CPU:** {verdict}; "
+        f"{default}. E also pays a one-off manager build per model (the warm-up lines above; "
+        "mostly zeroing the manager's static tensors), which the worker keeps alive per "
+        "loaded model, and, in transformers "
+        f"{_version('transformers')}, every `generate_batch` call restarts the manager's "
+        "generation loop and re-zeroes those tensors (about 0.5 s of a 0.65-0.8 s call with "
+        "the --quick model, seen with a sampling profiler), a fixed cost per worker batch. "
+        "Transformers' "
+        "continuous batching also drops the repetition penalty "
+        "(`RepetitionPenaltyLogitsProcessor isn't supported by CB`), so E samples without "
+        "the persona's repetition_penalty."
+    )
+    out.append("")
+    return out
 
 
 # --- main --------------------------------------------------------------------------------
@@ -591,6 +938,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
     import logging
+    import warnings
 
     import msgspec
     import structlog
@@ -598,84 +946,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     import transformers
 
     from playhouse.emulator import Azurite
-    from playhouse.generation.text import TextModel
     from playhouse.personas import Cast, load_cast_strict
 
     torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="Passing `repetition_penalty`")
     logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("ContinuousBatchingLogger").setLevel(logging.ERROR)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     began = time.perf_counter()
+    load_start = _loadavg()
 
     cast = load_cast_strict(ROOT / "personas")
     base = cast.personas[BOT]
-    persona = msgspec.structs.replace(
-        base,
-        generation=msgspec.structs.replace(
-            base.generation, max_new_tokens=args.max_new_tokens, max_attempts=args.attempts
-        ),
-    )
-    bench_cast = Cast(personas={persona.name: persona}, rooms=cast.rooms)
     lines = corpus(cast, args.shape, args.seed)
     path, meta = ensure_model(args, lines)
-    requests = make_requests(lines, persona, args.requests, args.seed)
+    rpath, rmeta = ensure_random_model(args, path, rebuild=args.rebuild or not meta["cached"])
 
-    TextModel.load(str(path), device="cpu").close()  # imports and page cache, not timed
-    load_started = time.perf_counter()
-    counter = Counter()
-    model = instrument(TextModel.load(str(path), device="cpu"), counter)
-    load_s = time.perf_counter() - load_started
-    from playhouse.generation.completion import build_prompt
+    def workload(key: str, ns: str, title: str, model_path: Path, model_meta: dict[str, Any],
+                 depths: Sequence[int], rounds: int) -> Workload:
+        persona = msgspec.structs.replace(
+            base,
+            model=str(model_path.resolve()),  # what make_engine resolves (E)
+            generation=msgspec.structs.replace(
+                base.generation, max_new_tokens=args.max_new_tokens,
+                max_attempts=args.attempts,
+            ),
+        )
+        return Workload(
+            key=key, ns=ns, title=title, path=model_path, meta=model_meta, persona=persona,
+            cast=Cast(personas={persona.name: persona}, rooms=cast.rooms),
+            requests=make_requests(lines, persona, args.requests, args.seed, depths),
+            rounds=rounds, a_requests=args.a_requests,
+        )
 
-    prompt_lens = sorted(model.count_tokens(build_prompt(r, persona, model)) for r in requests)
-    warm_up(model, persona, requests)
+    workloads = [workload(
+        "primary", "p",
+        "Primary workload: trained model, mixed prompts, short replies (prompt-pass-bound)",
+        path, meta, DEPTHS, args.rounds,
+    )]
+    if args.decode_rounds:
+        workloads.append(workload(
+            "decode-heavy", "d",
+            "Decode-heavy workload: random-init model, short prompts, replies run to "
+            "max_new_tokens (decode-bound)",
+            rpath, rmeta, DECODE_DEPTHS, args.decode_rounds,
+        ))
 
-    rounds: list[dict[str, Run]] = []
     step = _progress(began)
     with tempfile.TemporaryDirectory(prefix="bench-azurite-") as tmp:
         emulator = Azurite(Path(tmp), root=ROOT)
         emulator.start()
         try:
-            for n in range(args.rounds):
-                runs: dict[str, Run] = {}
-                runs["B"] = run_b(model, counter, persona, requests)
-                step(n, runs["B"])
-                runs["C"], batches = asyncio.run(
-                    run_c_async(emulator.connection_string, f"bench{n}", model, counter,
-                                bench_cast, persona, requests, args)
-                )
-                step(n, runs["C"])
-                runs["D"] = run_d(model, counter, batches)
-                step(n, runs["D"])
-                runs["A"] = run_a(path, persona, requests[: args.a_requests])
-                step(n, runs["A"])
-                rounds.append(runs)
+            for wl in workloads:
+                run_workload(wl, emulator.connection_string, args, step)
         finally:
             emulator.stop()
-    # A and B: each one's fastest round. C and D: the pair from one round (D replays that
-    # round's batches of C), the round where the two together were fastest.
-    runs = {k: min((r[k] for r in rounds), key=lambda run: run.seconds) for k in "AB"}
-    pair = min(rounds, key=lambda r: r["C"].seconds + r["D"].seconds)
-    runs["C"], runs["D"] = pair["C"], pair["D"]
-    all_seconds = {k: [round(r[k].seconds, 2) for r in rounds] for k in "ABCD"}
 
-    g = persona.generation
+    def rel(p: Path) -> str:
+        return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
     ctx = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "command": "python bench/worker.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": f"{os.cpu_count()} CPU cores (shared), no GPU",
-        "model": meta, "model_dir": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT)
-        else str(path),
         "torch": torch.__version__, "transformers": transformers.__version__,
-        "threads": torch.get_num_threads(), "temperature": g.temperature, "top_k": g.top_k,
-        "top_p": g.top_p, "repetition_penalty": g.repetition_penalty,
-        "max_new_tokens": g.max_new_tokens, "attempts": g.max_attempts,
-        "prompt_min": prompt_lens[0], "prompt_max": prompt_lens[-1],
-        "prompt_median": prompt_lens[len(prompt_lens) // 2], "batch_size": args.batch_size,
-        "load_s": load_s, "rounds": args.rounds, "all_seconds": all_seconds,
+        "threads": torch.get_num_threads(), "batch_size": args.batch_size, "rel": rel,
+        "load_start": load_start, "load_end": _loadavg(),
+        "seconds": time.perf_counter() - began,
     }
-    text = report(runs, ctx)
+    text = report(workloads, ctx)
     print()
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -684,11 +1025,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _progress(began: float) -> Callable[[int, Run], None]:
-    def step(n: int, run: Run) -> None:
-        print(f"[{time.perf_counter() - began:6.1f} s] round {n + 1} {run.name}: "
-              f"{run.requests} requests in "
-              f"{run.seconds:.2f} s ({run.req_s:.2f} req/s, {run.tok_s:.1f} tok/s)", flush=True)
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "?"
+
+
+def _loadavg() -> str:
+    try:
+        return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def _progress(began: float) -> Callable[[str, int, Run], None]:
+    def step(key: str, n: int, run: Run) -> None:
+        print(f"[{time.perf_counter() - began:6.1f} s] {key} round {n + 1} {run.name}: "
+              f"{run.requests} requests in {run.seconds:.2f} s ({run.req_s:.2f} req/s, "
+              f"{run.tok_s:.1f} tok/s)", flush=True)
 
     return step
 

@@ -6,8 +6,11 @@ behind ``model.generate_batch``; the manager it builds costs seconds to set up (
 for a tiny GPT-2 on this project's CPU), so one manager is kept per model and rebuilt only
 when the sampling parameters change. It stops on token ids only: real ssi-bot models spell
 tags as several tokens, so their replies run to ``max_new_tokens`` and the grammar cuts them
-at the first ``<|`` (the padded path also stops on strings). Which path wins is measured by
-``bench/worker.py``; the worker uses this one only when ``worker.continuous_batching`` is on.
+at the first ``<|`` (the padded path also stops on strings). transformers 5.24's continuous
+batching also drops ``repetition_penalty`` (it logs "isn't supported by CB"), so a persona's
+penalty does not apply on this path. Which path wins is measured by ``bench/worker.py``
+(on this project's CPU the padded path does); the worker uses this one only when
+``worker.continuous_batching`` is on.
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ class ContinuousBatcher:
         if self._config_key is not None and key != self._config_key:
             self.close()  # a manager is built for one generation config
         self._config_key = key
+        if params.repetition_penalty != 1.0:
+            log.info("continuous.no_repetition_penalty", value=params.repetition_penalty,
+                     reason="not supported by transformers' continuous batching")
         return GenerationConfig(
             do_sample=True,
             temperature=params.temperature,
