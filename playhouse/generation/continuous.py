@@ -38,12 +38,13 @@ class ContinuousBatcher:
         from transformers import GenerationConfig
 
         key = (params, tuple(stop_ids))
-        if self._config_key is not None and key != self._config_key:
-            self.close()  # a manager is built for one generation config
+        if key != self._config_key:
+            if self._config_key is not None:
+                self.close()  # a manager is built for one generation config
+            if params.repetition_penalty != 1.0:
+                log.info("continuous.no_repetition_penalty", value=params.repetition_penalty,
+                         reason="not supported by transformers' continuous batching")
         self._config_key = key
-        if params.repetition_penalty != 1.0:
-            log.info("continuous.no_repetition_penalty", value=params.repetition_penalty,
-                     reason="not supported by transformers' continuous batching")
         return GenerationConfig(
             do_sample=True,
             temperature=params.temperature,
