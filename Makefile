@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 export WANDB_MODE := disabled
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-system run test test-unit test-faults lint typecheck bench demo-models images clean
+.PHONY: help install install-system run test test-unit test-faults lint typecheck bench bench-worker bench-fanout bench-latency bench-dataset demo-models images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -54,8 +54,19 @@ test-unit: $(VENV)/.stamp-install ## fast unit tests only
 test-faults: install ## the full fault, load and bad-input scenarios
 	$(BIN)/pytest -m faults -p no:cacheprovider
 
-bench: install ## the benchmarks under bench/ (tables under bench/results)
+bench: bench-worker bench-fanout bench-latency ## the benchmarks under bench/ (tables under bench/results)
+
+bench-worker: install ## old design vs batched worker (bench/results/worker.md)
 	$(PY) bench/worker.py
+
+bench-fanout: install ## 500 websocket viewers, 200 posts (bench/results/fanout.md)
+	$(PY) bench/fanout.py
+
+bench-latency: install ## a person's wait for a bot, idle vs saturated (bench/results/latency.md)
+	$(PY) bench/latency.py
+
+bench-dataset: install ## peak memory of `dataset build` on a generated 1 GB dump
+	$(PY) bench/dataset_memory.py
 
 demo-models: install ## build the offline demo models under var/models
 	$(BIN)/playhouse models build-demo
