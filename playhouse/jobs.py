@@ -225,6 +225,8 @@ class Applied:
     thread: Thread | None = None
     comment: Comment | None = None
     failed: bool = False
+    dropped: str = ""
+    """Why the result was dropped (its room or thread is gone): the job ends failed."""
 
 
 def failure_text(persona: str, reason: str) -> str:
@@ -257,6 +259,12 @@ async def _apply_post(storage: Storage, result: GenerationResult) -> Applied:
         return Applied("duplicate", thread=existing)
     except NotFound:
         pass
+    try:
+        await storage.rooms.get(result.room)
+    except NotFound:
+        log.warning("result.dropped", reason="room gone", room=result.room,
+                    persona=result.persona)
+        return Applied("duplicate", failed=True, dropped=f"room {result.room!r} is gone")
     now = time.time()
     is_link = result.text.startswith(("http://", "https://")) and " " not in result.text
     thread = Thread(
@@ -278,7 +286,7 @@ async def _apply_post(storage: Storage, result: GenerationResult) -> Applied:
         await storage.threads.create(thread)
     except Conflict:
         return Applied("duplicate", thread=await storage.threads.get(thread_id))
-    await storage.rooms.touch(result.room, threads=1, at=now)
+    await _touch_room(storage, result.room, threads=1, at=now)
     log.info("post.created", persona=result.persona, room=result.room, thread_id=thread_id)
     return Applied("thread", thread=thread)
 
@@ -291,8 +299,10 @@ async def _apply_reply(storage: Storage, result: GenerationResult) -> Applied:
     try:
         thread = await storage.threads.get(result.thread_id)
     except NotFound:
-        log.warning("result.orphan", reason="thread gone", thread_id=result.thread_id)
-        return Applied("duplicate", failed=not result.ok)
+        log.warning("result.dropped", reason="thread gone", thread_id=result.thread_id,
+                    room=result.room, persona=result.persona)
+        return Applied("duplicate", failed=True,
+                       dropped=f"thread {result.thread_id!r} is gone")
     current: Comment | None
     try:
         current = await storage.comments.get(result.thread_id, comment_id)
@@ -319,11 +329,25 @@ async def _apply_reply(storage: Storage, result: GenerationResult) -> Applied:
     )
     await storage.comments.upsert(comment)
     if result.ok:
-        await storage.threads.touch(thread.thread_id, comments=1, at=now)
-        await storage.rooms.touch(result.room, comments=1, at=now)
+        try:
+            await storage.threads.touch(thread.thread_id, comments=1, at=now)
+        except NotFound:  # deleted since it was read: the reply is stored, nothing to count
+            log.warning("thread.gone", thread_id=thread.thread_id, room=result.room)
+        else:
+            await _touch_room(storage, result.room, comments=1, at=now)
     log.info("reply.posted" if result.ok else "reply.failed", persona=result.persona,
              thread_id=result.thread_id, comment_id=comment_id)
     return Applied("comment", thread=thread, comment=comment, failed=not result.ok)
+
+
+async def _touch_room(storage: Storage, room: str, *, threads: int = 0, comments: int = 0,
+                      at: float) -> None:
+    """Count activity in ``room``; a room deleted meanwhile is logged, not an error (the
+    result is applied: raising would only make the consumer apply it again)."""
+    try:
+        await storage.rooms.touch(room, threads=threads, comments=comments, at=at)
+    except NotFound:
+        log.warning("room.gone", room=room)
 
 
 async def _job_finished(storage: Storage, result: GenerationResult) -> bool:
@@ -335,7 +359,8 @@ async def _job_finished(storage: Storage, result: GenerationResult) -> bool:
 
 
 async def _finish_job(storage: Storage, result: GenerationResult, applied: Applied) -> None:
-    state: JobState = "done" if result.ok else "failed"
+    state: JobState = "done" if result.ok and not applied.dropped else "failed"
+    error = applied.dropped or result.error
     result_id = None
     if applied.comment is not None:
         result_id = applied.comment.comment_id
@@ -344,7 +369,7 @@ async def _finish_job(storage: Storage, result: GenerationResult, applied: Appli
     # Conflict: already finished (a redelivered result); NotFound: never recorded.
     with contextlib.suppress(Conflict, NotFound):
         await storage.jobs.transition(
-            result.request_id, "pending", state, result_id=result_id, error=result.error,
+            result.request_id, "pending", state, result_id=result_id, error=error,
             attempts=result.attempts,
         )
 

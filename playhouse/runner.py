@@ -54,16 +54,22 @@ class Child:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM its process group, SIGKILL after ``timeout``; the exit code (None when
+        it never ran). A child that exited by itself before keeps its own code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            return self.proc.returncode
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            log.warning("process.kill", name=self.name, pid=self.proc.pid, grace_s=timeout)
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
         log.info("process.stopped", name=self.name, code=self.proc.returncode)
+        return self.proc.returncode
 
 
 def local_connection_string(settings: Settings) -> str | None:
@@ -175,9 +181,16 @@ def _supervise(children: list[Child], env: dict[str, str], settings: Settings) -
                 log.warning("process.exited", name=child.name, code=code,
                             restart_in=child.backoff_s)
                 time.sleep(child.backoff_s)
+                if stopping:
+                    break
                 child.restarts += 1
                 child.start(env)
     finally:
-        for child in sorted(children, key=lambda c: c.name == "web"):  # workers first
-            child.stop()
+        codes = {child.name: child.stop()  # workers first, then the web app
+                 for child in sorted(children, key=lambda c: c.name == "web")}
+    unclean = {name: code for name, code in codes.items() if code not in (0, None)}
+    if unclean:
+        log.warning("playhouse.stopped", clean=False, codes=unclean)
+        return 1
+    log.info("playhouse.stopped", clean=True)
     return 0
