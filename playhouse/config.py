@@ -100,7 +100,7 @@ class SchedulerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     enabled: Annotated[bool, _doc("Run the scheduler in the web process.")] = True
     sweep_interval_s: Annotated[float, _doc("Seconds between reply sweeps.")] = 15.0
     background_max_depth: Annotated[
-        int, _doc("Skip scheduling rounds while gen-background is deeper than this.")
+        int, _doc("Skip scheduling rounds while gen-background or gen-results is deeper.")
     ] = 64
     lease_s: Annotated[int, _doc("Scheduler leadership lease length (15-60 s).")] = 30
     pending_deadline_s: Annotated[

@@ -36,7 +36,7 @@ import structlog
 from azure.core.exceptions import AzureError
 
 from playhouse import ids, jobs
-from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE
+from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_RESULTS
 from playhouse.errors import PlayhouseError
 from playhouse.scheduling.housekeeping import Housekeeper, HousekeepingReport
 from playhouse.scheduling.leader import Leadership
@@ -229,12 +229,16 @@ class Scheduler:
         self.rounds += 1
         try:
             depth = await self.storage.queues.depth(QUEUE_BACKGROUND)
+            results = await self.storage.queues.depth(QUEUE_RESULTS)
             limit = self.settings.background_max_depth
-            if depth > limit:
-                report.skipped = "backpressure"
-                log.info("round.skipped", reason="backpressure", queue=QUEUE_BACKGROUND,
-                         depth=depth, threshold=limit)
-                return report
+            # A deep results queue means the consumers are behind: more bot traffic would
+            # only delay the answers people are waiting for.
+            for queue, seen in ((QUEUE_BACKGROUND, depth), (QUEUE_RESULTS, results)):
+                if seen > limit:
+                    report.skipped = "backpressure"
+                    log.info("round.skipped", reason="backpressure", queue=queue,
+                             depth=seen, threshold=limit)
+                    return report
             image_depth = await self.storage.queues.depth(QUEUE_IMAGE)
             window = self.policy.reply_window_s(self.cast.personas.values())
             snapshot = await self.reader.load(now, window)

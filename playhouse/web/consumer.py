@@ -2,7 +2,11 @@
 
 Reads ``gen-results`` in pages of up to 32, applies each result through
 :func:`playhouse.jobs.apply_result` (idempotent on the request id), broadcasts the
-replaced placeholder or the new thread, and only then deletes the message. A message
+replaced placeholder or the new thread, and only then deletes the message. A page's
+results are applied concurrently, one task per thread (results for the same thread in
+order), so a person's answer does not queue behind a page of bot traffic applied one
+round trip at a time. When idle it backs off to ``poll_max_s``; a bot call made on this
+instance (``ctx.results_expected``) wakes it to poll quickly for ``hot_s`` seconds. A message
 that cannot be decoded goes to the poison queue at once; one whose application keeps
 failing goes there after ``max_attempts`` deliveries. A failed generation is applied
 like any result: its placeholder becomes a visible "… could not answer" comment.
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import msgspec
 import structlog
 
 from playhouse.constants import QUEUE_RESULTS
@@ -34,14 +39,16 @@ class ResultsConsumer:
         self,
         ctx: WebContext,
         *,
-        poll_min_s: float = 0.1,
+        poll_min_s: float = 0.05,
         poll_max_s: float = 2.0,
+        hot_s: float = 120.0,
         max_attempts: int = 5,
         visibility_timeout: int = 60,
     ) -> None:
         self.ctx = ctx
         self.poll_min_s = poll_min_s
         self.poll_max_s = poll_max_s
+        self.hot_s = hot_s
         self.max_attempts = max_attempts
         self.visibility_timeout = visibility_timeout
         self._task: asyncio.Task[None] | None = None
@@ -52,8 +59,15 @@ class ResultsConsumer:
         messages = await self.ctx.storage.queues.receive(
             QUEUE_RESULTS, visibility_timeout=self.visibility_timeout
         )
+        lanes: dict[str, list[Received]] = {}
         for message in messages:
-            await self.handle(message)
+            lanes.setdefault(_thread_key(message), []).append(message)
+
+        async def lane(batch: list[Received]) -> None:
+            for message in batch:
+                await self.handle(message)
+
+        await asyncio.gather(*(lane(batch) for batch in lanes.values()))
         return len(messages)
 
     async def handle(self, message: Received) -> None:
@@ -101,18 +115,33 @@ class ResultsConsumer:
 
     async def run(self) -> None:
         """Poll until :meth:`stop`: quickly while results come, backing off when idle."""
+        loop = asyncio.get_running_loop()
         wait = self.poll_min_s
+        hot_until = 0.0
+        expected = self.ctx.results_expected
         while not self._stop.is_set():
+            if expected.is_set():
+                expected.clear()
+                hot_until = loop.time() + self.hot_s
             try:
                 handled = await self.run_once()
             except PlayhouseError as exc:
                 log.warning("consumer.failed", reason=str(exc))
                 handled = 0
-            wait = self.poll_min_s if handled else min(wait * 2, self.poll_max_s)
             if handled:
+                wait = self.poll_min_s
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), wait)
+            hot = loop.time() < hot_until
+            wait = self.poll_min_s if hot else min(wait * 2, self.poll_max_s)
+            stop, wake = asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(
+                expected.wait()
+            )
+            try:
+                await asyncio.wait({stop, wake}, timeout=wait,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in (stop, wake):
+                    waiter.cancel()
 
     def start(self) -> None:
         self._stop.clear()
@@ -125,3 +154,16 @@ class ResultsConsumer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+_thread_of = msgspec.json.Decoder(dict[str, object])
+
+
+def _thread_key(message: Received) -> str:
+    """The thread a result belongs to (its lane), or the message id when unreadable."""
+    try:
+        data = _thread_of.decode(message.content)
+    except msgspec.DecodeError:
+        return message.id
+    thread = data.get("thread_id")
+    return str(thread) if isinstance(thread, str) and thread else str(data.get("room", message.id))

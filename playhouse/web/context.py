@@ -91,6 +91,8 @@ class WebContext:
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    results_expected: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when this instance asked a bot for something: its results consumer wakes up."""
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``work`` in the background, logging (never raising) a failure."""
