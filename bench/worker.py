@@ -20,7 +20,7 @@ A  the old design: load the model from disk for every request, one request at a 
 B  the model loaded once, one request at a time;
 C  the real :class:`~playhouse.generation.worker.Worker` through Azurite queues (started
    here in a temporary folder): the requests are sent to ``gen-interactive``, the worker runs
-   in burst mode (batched), the results are read back from ``gen-results``;
+   in burst mode (batched), the results are read back from ``gen-results-interactive``;
 D  the very batches C generated, called in-process with no queue (the ceiling for C);
 E  C with transformers' continuous batching: the same Worker through Azurite, its engine
    from ``make_engine(..., continuous_batching=True)``. The manager it keeps per model costs
@@ -543,7 +543,7 @@ async def run_c_async(
     ``inner`` is the worker's engine (padded batches for C, continuous batching for E); it
     is not closed here, so its loaded model (and E's manager) serves every round."""
     from playhouse.config import WorkerSettings
-    from playhouse.constants import QUEUE_INTERACTIVE, QUEUE_RESULTS, poison_queue
+    from playhouse.constants import QUEUE_INTERACTIVE, poison_queue, results_queue
     from playhouse.generation.worker import Worker
     from playhouse.messages import decode_result, encode
     from playhouse.storage import Storage
@@ -568,7 +568,8 @@ async def run_c_async(
         seconds = time.perf_counter() - started
         results = []
         while len(results) < len(requests):
-            got = await storage.queues.receive(QUEUE_RESULTS, max_messages=32)
+            got = await storage.queues.receive(results_queue(QUEUE_INTERACTIVE),
+                                               max_messages=32)
             if not got:
                 break
             results += [decode_result(m.content) for m in got]
@@ -793,7 +794,8 @@ def workload_section(wl: Workload, ctx: dict[str, Any], number: int) -> list[str
         f"{p}E warm-up = {wl.e_warm_s:.1f} s (continuous-batching manager build + one batch of "
         f"the {wl.e_warm_rows} longest prompts, once per model, before any timing; "
         f"{wl.e_warm_s - e_batch_s:.1f} s more than a timed E batch, {e_batch_s:.2f} s)",
-        f"{p}C request latency (all {c.requests} queued at t0, t0 -> result on gen-results): "
+        f"{p}C request latency (all {c.requests} queued at t0, "
+        f"t0 -> result on gen-results-interactive): "
         f"p50 = {pct(c.latencies, 50):.2f} s, p95 = {pct(c.latencies, 95):.2f} s",
         f"{p}E request latency (same): p50 = {pct(e.latencies, 50):.2f} s, "
         f"p95 = {pct(e.latencies, 95):.2f} s",

@@ -76,7 +76,7 @@ class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     max_memory_mb: Annotated[int, _doc("Memory budget for loaded models, MiB.")] = 8192
     batch_size: Annotated[int, _doc("Requests generated together at most.")] = 32
     gather_ms: Annotated[
-        int, _doc("Wait this long to fill a batch when the queue is not empty.")
+        int, _doc("Wait this long to fill a batch of bot requests (not with a person's)."),
     ] = 40
     visibility_timeout_s: Annotated[
         int, _doc("Seconds a received message stays hidden from other workers.")
@@ -86,6 +86,9 @@ class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     ] = 3
     poll_min_s: Annotated[float, _doc("Shortest wait between empty polls.")] = 0.05
     poll_max_s: Annotated[float, _doc("Longest wait between empty polls.")] = 2.0
+    poll_linger_s: Annotated[
+        float, _doc("Keep polling at poll_min_s this long after the last work, then back off.")
+    ] = 10.0
     device: Annotated[str, _doc("torch device: auto, cpu, cuda.")] = "auto"
     threads: Annotated[int, _doc("torch CPU threads (0 keeps torch's default).")] = 0
     continuous_batching: Annotated[

@@ -35,11 +35,21 @@ QUEUE_INTERACTIVE: Final = "gen-interactive"
 QUEUE_BACKGROUND: Final = "gen-background"
 QUEUE_IMAGE: Final = "gen-image"
 QUEUE_RESULTS: Final = "gen-results"
+QUEUE_RESULTS_INTERACTIVE: Final = "gen-results-interactive"
+"""Results of what people asked for (gen-interactive): applied before the bots' results,
+so a person's answer never waits behind a backlog of bot traffic."""
 POISON_SUFFIX: Final = "-poison"
 
 WORK_QUEUES: Final = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND, QUEUE_IMAGE)
-QUEUES: Final = (*WORK_QUEUES, QUEUE_RESULTS)
+RESULT_QUEUES: Final = (QUEUE_RESULTS_INTERACTIVE, QUEUE_RESULTS)
+"""Result queues in the order a consumer drains them."""
+QUEUES: Final = (*WORK_QUEUES, *RESULT_QUEUES)
 ALL_QUEUES: Final = (*QUEUES, *(q + POISON_SUFFIX for q in QUEUES))
+
+
+def results_queue(request_queue: str) -> str:
+    """Where the result of a request taken from ``request_queue`` goes."""
+    return QUEUE_RESULTS_INTERACTIVE if request_queue == QUEUE_INTERACTIVE else QUEUE_RESULTS
 
 
 def poison_queue(queue: str) -> str:

@@ -76,10 +76,12 @@ var queueNames = [
   'gen-interactive'
   'gen-background'
   'gen-image'
+  'gen-results-interactive'
   'gen-results'
   'gen-interactive-poison'
   'gen-background-poison'
   'gen-image-poison'
+  'gen-results-interactive-poison'
   'gen-results-poison'
 ]
 var tableNames = [

@@ -27,8 +27,8 @@ import msgspec
 import structlog
 
 from playhouse.config import WorkerSettings
-from playhouse.constants import CONTAINER_IMAGES, QUEUE_RESULTS
-from playhouse.errors import InvalidInput
+from playhouse.constants import CONTAINER_IMAGES, results_queue
+from playhouse.errors import InvalidInput, StorageUnavailable
 from playhouse.generation.completion import Outcome
 from playhouse.generation.engines import Engine
 from playhouse.ids import is_id
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from playhouse.storage.queues import QueueStore, Received
 
 log = structlog.get_logger()
+
+OUTAGE_WAIT_MAX_S = 15.0
+"""Longest pause between polls while storage is unreachable."""
 
 
 @dataclass
@@ -127,6 +130,7 @@ class Worker:
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         self._poll = settings.poll_min_s
+        self._worked_at = time.monotonic()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
         self._handles: dict[str, Received] = {}
         self._handle_lock = asyncio.Lock()
@@ -144,15 +148,29 @@ class Worker:
         await self._report("running")
         beats = asyncio.create_task(self._beat_loop()) if self.reporter is not None else None
         try:
+            outage_wait = self.settings.poll_min_s
             while not self._stopping.is_set():
-                messages = await self._receive()
-                if not messages:
+                try:
+                    messages = await self._receive()
+                    if not messages:
+                        if self.burst:
+                            break
+                        await self._idle()
+                        continue
+                    self._poll = self.settings.poll_min_s
+                    self._worked_at = time.monotonic()
+                    await self._process(messages)
+                    outage_wait = self.settings.poll_min_s
+                except StorageUnavailable as exc:
+                    # An outage is not a reason to exit: the messages in hand become visible
+                    # again and are redelivered (results apply idempotently). A burst run
+                    # (tests, one-shot jobs) still fails fast.
                     if self.burst:
-                        break
-                    await self._idle()
-                    continue
-                self._poll = self.settings.poll_min_s
-                await self._process(messages)
+                        raise
+                    log.warning("storage.unavailable", retry_in=outage_wait, reason=str(exc))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=outage_wait)
+                    outage_wait = min(max(outage_wait * 2, 0.5), OUTAGE_WAIT_MAX_S)
         finally:
             if beats is not None:
                 beats.cancel()
@@ -188,14 +206,20 @@ class Worker:
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=self._poll)
-        self._poll = min(self._poll * 2, self.settings.poll_max_s)
+        if time.monotonic() - self._worked_at >= self.settings.poll_linger_s:
+            # Conversations come in bursts: stay quick for a while after work, then back off.
+            self._poll = min(self._poll * 2, self.settings.poll_max_s)
 
     # ----------------------------------------------------------------- receiving
     async def _receive(self) -> list[Received]:
         want = self.settings.batch_size
         got = await self._receive_up_to(want)
-        if got and len(got) < want and self.settings.gather_ms > 0:
-            # The queue is live: give it a moment to fill the batch (never when empty).
+        someone_waits = len(self.engine.queues) > 1 and any(
+            m.queue == self.engine.queues[0] for m in got
+        )
+        if got and len(got) < want and self.settings.gather_ms > 0 and not someone_waits:
+            # Bot traffic is live: give the queue a moment to fill the batch (never when
+            # it is empty, and never while a person's request is in hand).
             await asyncio.sleep(self.settings.gather_ms / 1000)
             got += await self._receive_up_to(want - len(got))
         return got
@@ -214,6 +238,43 @@ class Worker:
 
     # ----------------------------------------------------------------- processing
     async def _process(self, messages: Sequence[Received]) -> None:
+        """Generate ``messages`` group by group (one persona each). Between two groups the
+        first queue (interactive) is checked again, and what people asked for in the
+        meantime goes before the groups still waiting: a person waits for at most one
+        group of bot traffic, not for a whole page of it."""
+        pending = list((await self._group(messages)).values())
+        if not pending:
+            return
+        renewer = asyncio.create_task(self._renew_loop())
+        try:
+            while pending:
+                persona, entries = pending.pop(0)
+                await self._generate_group(persona, entries)
+                if pending and not self._stopping.is_set():
+                    urgent = await self._receive_priority()
+                    if urgent:
+                        pending[:0] = (await self._group(urgent)).values()
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            self._handles.clear()
+
+    async def _receive_priority(self) -> list[Received]:
+        """Whatever waits on the engine's first queue, when it has more than one."""
+        if len(self.engine.queues) < 2:
+            return []
+        return await self.queues.receive(
+            self.engine.queues[0],
+            max_messages=self.settings.batch_size,
+            visibility_timeout=self.settings.visibility_timeout_s,
+        )
+
+    async def _group(
+        self, messages: Sequence[Received]
+    ) -> dict[str, tuple[Persona, list[tuple[str, GenerationRequest]]]]:
+        """Requests by persona, in arrival order; what cannot be generated is answered
+        with a failure and parked in the poison queue here."""
         groups: dict[str, tuple[Persona, list[tuple[str, GenerationRequest]]]] = {}
         for message in messages:
             try:
@@ -241,17 +302,7 @@ class Worker:
                 groups.setdefault(persona.name, (persona, []))[1].append((message.id, request))
             finally:
                 structlog.contextvars.unbind_contextvars("request_id")
-        if not groups:
-            return
-        renewer = asyncio.create_task(self._renew_loop())
-        try:
-            for persona, entries in groups.values():
-                await self._generate_group(persona, entries)
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-            self._handles.clear()
+        return groups
 
     async def _generate_group(
         self, persona: Persona, entries: list[tuple[str, GenerationRequest]]
@@ -321,7 +372,7 @@ class Worker:
                 elapsed_ms=round(elapsed * 1000, 1),
                 finished_at=time.time(),
             )
-            await self.queues.send(QUEUE_RESULTS, encode(result))
+            await self.queues.send(results_queue(message.queue), encode(result))
             async with self._handle_lock:
                 # Popped (with its latest pop receipt) under the lock, the renew loop no
                 # longer touches it, so the delete itself need not hold the lock.
@@ -362,7 +413,7 @@ class Worker:
                 attempts=message.dequeue_count,
                 finished_at=time.time(),
             )
-            await self.queues.send(QUEUE_RESULTS, encode(result))
+            await self.queues.send(results_queue(message.queue), encode(result))
             self.stats.failed += 1
         self.stats.error(request.persona if request is not None else None, reason)
         await self.queues.to_poison(message, reason)

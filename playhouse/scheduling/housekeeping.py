@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from playhouse.constants import QUEUE_RESULTS, QUEUES, poison_queue
+from playhouse.constants import QUEUES, poison_queue, results_queue
 from playhouse.errors import Conflict, InvalidInput, NotFound
 from playhouse.jobs import decode_job_request, encode_job_request
 from playhouse.messages import GenerationResult, encode
@@ -107,7 +107,7 @@ class Housekeeper:
             parent_id=job.parent_id, error=reason, attempts=job.attempts + 1,
             finished_at=time.time(),
         )
-        await self.storage.queues.send(QUEUE_RESULTS, encode(result))
+        await self.storage.queues.send(results_queue(job.queue), encode(result))
         report.failed.append(job.request_id)
         log.error("job.abandoned", persona=job.persona, kind=job.kind, queue=job.queue,
                   reason=reason)

@@ -1,11 +1,12 @@
 """The results consumer: apply what workers answered and show it live.
 
-Reads ``gen-results`` in pages of up to 32, applies each result through
+Reads ``gen-results-interactive`` (what people asked for) before ``gen-results`` (the
+bots' traffic), in pages of up to 32, applies each result through
 :func:`playhouse.jobs.apply_result` (idempotent on the request id), broadcasts the
 replaced placeholder or the new thread, and only then deletes the message. A page's
 results are applied concurrently, one task per thread (results for the same thread in
-order), so a person's answer does not queue behind a page of bot traffic applied one
-round trip at a time. When idle it backs off to ``poll_max_s``; a bot call made on this
+order), and each result queue has its own loop, so a person's answer never queues behind
+a page of bot traffic. When idle it backs off to ``poll_max_s``; a bot call made on this
 instance (``ctx.results_expected``) wakes it to poll quickly for ``hot_s`` seconds. A message
 that cannot be decoded goes to the poison queue at once; one whose application keeps
 failing goes there after ``max_attempts`` deliveries. A failed generation is applied
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 import msgspec
 import structlog
 
-from playhouse.constants import QUEUE_RESULTS
+from playhouse.constants import RECEIVE_MAX, RESULT_QUEUES
 from playhouse.errors import InvalidInput, PlayhouseError
 from playhouse.jobs import Applied, apply_result
 from playhouse.messages import decode_result
@@ -42,6 +44,7 @@ class ResultsConsumer:
         poll_min_s: float = 0.05,
         poll_max_s: float = 2.0,
         hot_s: float = 120.0,
+        hot_poll_s: float = 0.02,
         max_attempts: int = 5,
         visibility_timeout: int = 60,
     ) -> None:
@@ -49,16 +52,23 @@ class ResultsConsumer:
         self.poll_min_s = poll_min_s
         self.poll_max_s = poll_max_s
         self.hot_s = hot_s
+        self.hot_poll_s = hot_poll_s
         self.max_attempts = max_attempts
         self.visibility_timeout = visibility_timeout
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
 
-    async def run_once(self) -> int:
-        """Apply one page of results; returns how many messages were handled."""
-        messages = await self.ctx.storage.queues.receive(
-            QUEUE_RESULTS, visibility_timeout=self.visibility_timeout
-        )
+    async def run_once(self, queues: Sequence[str] = RESULT_QUEUES) -> int:
+        """Apply one page of results from ``queues`` (in order); returns how many
+        messages were handled."""
+        messages: list[Received] = []
+        for queue in queues:
+            if len(messages) >= RECEIVE_MAX:
+                break
+            messages += await self.ctx.storage.queues.receive(
+                queue, max_messages=RECEIVE_MAX - len(messages),
+                visibility_timeout=self.visibility_timeout,
+            )
         lanes: dict[str, list[Received]] = {}
         for message in messages:
             lanes.setdefault(_thread_key(message), []).append(message)
@@ -114,17 +124,23 @@ class ResultsConsumer:
         )
 
     async def run(self) -> None:
-        """Poll until :meth:`stop`: quickly while results come, backing off when idle."""
+        """Poll until :meth:`stop`, one loop per result queue: a page of bot results being
+        applied never holds up the answer a person is waiting for."""
+        await asyncio.gather(*(self._poll(queue) for queue in RESULT_QUEUES))
+
+    async def _poll(self, queue: str) -> None:
+        """Quickly while results come, backing off when idle; the people's queue is woken
+        by a bot call on this instance."""
         loop = asyncio.get_running_loop()
         wait = self.poll_min_s
         hot_until = 0.0
-        expected = self.ctx.results_expected
+        expected = self.ctx.results_expected if queue == RESULT_QUEUES[0] else asyncio.Event()
         while not self._stop.is_set():
             if expected.is_set():
                 expected.clear()
                 hot_until = loop.time() + self.hot_s
             try:
-                handled = await self.run_once()
+                handled = await self.run_once((queue,))
             except PlayhouseError as exc:
                 log.warning("consumer.failed", reason=str(exc))
                 handled = 0
@@ -132,7 +148,7 @@ class ResultsConsumer:
                 wait = self.poll_min_s
                 continue
             hot = loop.time() < hot_until
-            wait = self.poll_min_s if hot else min(wait * 2, self.poll_max_s)
+            wait = self.hot_poll_s if hot else min(wait * 2, self.poll_max_s)
             stop, wake = asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(
                 expected.wait()
             )
@@ -146,7 +162,7 @@ class ResultsConsumer:
     def start(self) -> None:
         self._stop.clear()
         self._task = asyncio.create_task(self.run())
-        log.info("consumer.started", queue=QUEUE_RESULTS)
+        log.info("consumer.started", queues=list(RESULT_QUEUES))
 
     async def stop(self) -> None:
         self._stop.set()

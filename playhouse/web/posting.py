@@ -16,6 +16,7 @@ writes in flight.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import structlog
 
 from playhouse import ids, jobs
 from playhouse.constants import COMMENT_MAX_CHARS, QUEUE_IMAGE, QUEUE_INTERACTIVE, TITLE_MAX_CHARS
-from playhouse.errors import Forbidden, NotFound, PlayhouseError
+from playhouse.errors import Forbidden, NotFound, PlayhouseError, StorageUnavailable
 from playhouse.grammar import clean_text
 from playhouse.storage.models import Comment, Room, Thread
 from playhouse.web import views
@@ -169,8 +170,39 @@ async def count_in_room(ctx: WebContext, stored: Stored) -> None:
                     thread_id=stored.thread.thread_id, reason=str(exc))
 
 
+CALL_RETRY_S = 600.0
+"""How long a bot call keeps retrying while storage is unreachable (the post is stored)."""
+
+
+def call_request_id(answered: str, persona: str) -> str:
+    """The request id of ``persona`` answering ``answered``: derived, so a retried call
+    finds its own claim and job instead of asking twice."""
+    return ids.derived_id(answered, f"call:{persona}")
+
+
 async def call_bots(ctx: WebContext, stored: Stored) -> None:
-    """Submit one request per bot the post calls; broadcast each placeholder."""
+    """Submit one request per bot the post calls; broadcast each placeholder.
+
+    The post is acknowledged before this runs; when storage fails meanwhile the whole call
+    is retried with back-off for up to :data:`CALL_RETRY_S` (every step is idempotent on
+    the derived request id), so an outage delays the bots' answers instead of losing them.
+    """
+    delay = 0.5
+    deadline = time.monotonic() + CALL_RETRY_S
+    while True:
+        try:
+            await _call_bots_once(ctx, stored)
+            return
+        except StorageUnavailable as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("bot.call_retry", thread_id=stored.thread.thread_id,
+                        retry_in=delay, reason=str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+async def _call_bots_once(ctx: WebContext, stored: Stored) -> None:
     comment = stored.comment
     text = comment.text if comment else f"{stored.thread.title}\n{stored.thread.body}"
     author = comment.author if comment else stored.thread.author
@@ -186,9 +218,11 @@ async def call_bots(ctx: WebContext, stored: Stored) -> None:
         chain = await ctx.storage.comments.chain(comment.thread_id, comment.comment_id)
     answered = comment.comment_id if comment else stored.thread.thread_id
     for persona in called:
-        request_id = ids.new_id()
-        if not await ctx.storage.replies.claim(answered, persona.name, request_id):
-            continue
+        request_id = call_request_id(answered, persona.name)
+        if not await ctx.storage.replies.claim(answered, persona.name, request_id) and (
+            await ctx.storage.replies.claimed_by(answered, persona.name) != request_id
+        ):
+            continue  # answered (or being answered) through someone else's request
         parent_id = comment.comment_id if comment else None
         if persona.kind == "image":
             prompt = comment.text if comment else f"{stored.thread.title}. {stored.thread.body}"
@@ -202,6 +236,7 @@ async def call_bots(ctx: WebContext, stored: Stored) -> None:
                 queue=QUEUE_INTERACTIVE, request_id=request_id,
             )
         shown = await jobs.submit(ctx.storage, request)
+        ctx.results_expected.set()  # the results consumer polls quickly for a while
         log.info("bot.called", persona=persona.name, thread_id=stored.thread.thread_id,
                  request_id=request_id, queue=request.queue)
         if shown is not None:

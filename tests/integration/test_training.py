@@ -14,7 +14,7 @@ import pytest
 
 from playhouse import ids, training
 from playhouse.config import WorkerSettings
-from playhouse.constants import QUEUE_INTERACTIVE, QUEUE_RESULTS
+from playhouse.constants import QUEUE_INTERACTIVE, results_queue
 from playhouse.dataset.build import BuildOptions, build_dataset
 from playhouse.dataset.records import Filters
 from playhouse.generation.engines import make_engine
@@ -115,7 +115,8 @@ async def test_worker_serves_the_trained_persona(
                     settings=FAST, burst=True, seed=5)
     await worker.main()
     results = []
-    while batch := await storage.queues.receive(QUEUE_RESULTS, visibility_timeout=60):
+    while batch := await storage.queues.receive(results_queue(QUEUE_INTERACTIVE),
+                                                 visibility_timeout=60):
         for message in batch:
             results.append(decode_result(message.content))
             await storage.queues.delete(message)

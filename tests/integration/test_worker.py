@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from playhouse.constants import (
     QUEUE_BACKGROUND,
     QUEUE_IMAGE,
     QUEUE_INTERACTIVE,
-    QUEUE_RESULTS,
+    RESULT_QUEUES,
     poison_queue,
 )
 from playhouse.generation.completion import Outcome
@@ -66,12 +67,14 @@ async def _send(storage: Storage, requests: Sequence[GenerationRequest]) -> None
         await storage.queues.send(request.queue, encode(request))
 
 
-async def _drain(storage: Storage, queue: str = QUEUE_RESULTS) -> list[bytes]:
+async def _drain(storage: Storage, *queues: str) -> list[bytes]:
+    """Every message of ``queues`` (default: both result queues), deleted as read."""
     out: list[bytes] = []
-    while batch := await storage.queues.receive(queue, visibility_timeout=60):
-        for message in batch:
-            out.append(message.content)
-            await storage.queues.delete(message)
+    for queue in queues or RESULT_QUEUES:
+        while batch := await storage.queues.receive(queue, visibility_timeout=60):
+            for message in batch:
+                out.append(message.content)
+                await storage.queues.delete(message)
     return out
 
 
@@ -382,3 +385,49 @@ async def test_continuous_batching_path_answers_like_the_padded_one(
     for result in results:
         assert (result.ok and result.text.strip() and "<|" not in result.text) or result.error
     engine.close()
+
+
+@pytest.mark.parametrize(("linger", "expected"), [(0.0, 0.08), (60.0, 0.01)])
+async def test_idle_polling_backs_off_after_the_linger(
+    storage: Storage, linger: float, expected: float
+) -> None:
+    settings = msgspec.structs.replace(FAST, poll_min_s=0.01, poll_max_s=0.08,
+                                       poll_linger_s=linger)
+    worker = Worker(queues=storage.queues, blobs=None, cast=load_cast_strict(SHIPPED_PERSONAS),
+                    engine=_SlowEngine(0), settings=settings)
+    for _ in range(6):  # six empty polls
+        assert await worker._receive() == []
+        await worker._idle()
+    assert worker._poll == pytest.approx(expected)
+
+
+class _RecordingEngine(_SlowEngine):
+    """Records which persona each group was for, in order."""
+
+    queues: tuple[str, ...] = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND)
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.order: list[str] = []
+        self.started = threading.Event()
+
+    def run(self, persona: Persona, entries: Sequence[tuple[str, GenerationRequest]],
+            seed: int | None) -> list[Outcome]:
+        self.order.append(persona.name)
+        self.started.set()
+        return super().run(persona, entries, seed)
+
+
+async def test_people_overtake_bot_groups_already_in_hand(storage: Storage) -> None:
+    cast = load_cast_strict(SHIPPED_PERSONAS)
+    bots = ["CoopBot", "Spez", "ByteBot", "GoalBot"]
+    await _send(storage, [_reply(b, i, QUEUE_BACKGROUND) for i, b in enumerate(bots)])
+    engine = _RecordingEngine(0.6)
+    worker = Worker(queues=storage.queues, blobs=None, cast=cast, engine=engine,
+                    settings=msgspec.structs.replace(FAST, gather_ms=0), burst=True)
+    task = asyncio.create_task(worker.main())
+    assert await asyncio.to_thread(engine.started.wait, 30)  # the first bot group runs
+    await _send(storage, [_reply("WickBot", 9)])  # a person asks WickBot meanwhile
+    await task
+    assert engine.order == ["CoopBot", "WickBot", "Spez", "ByteBot", "GoalBot"]
+    assert len(await _drain(storage)) == 5
