@@ -213,6 +213,14 @@ class ReplyRepo:
             return False
         return True
 
+    async def claimed_by(self, comment_id: str, persona: str) -> str | None:
+        """The request id that claimed ``persona``'s answer to ``comment_id``, if any."""
+        entity = await self.t.get(
+            TABLE_REPLIES, check_key("comment id", comment_id), check_key("persona", persona),
+            f"reply of {persona} to {comment_id}",
+        )
+        return None if entity is None else str(entity.get("request_id", ""))
+
     async def answered(self, comment_id: str, persona: str) -> bool:
         entity = await self.t.get(
             TABLE_REPLIES, check_key("comment id", comment_id), check_key("persona", persona),
