@@ -44,6 +44,18 @@ def connection_string(azurite: Azurite) -> str:
     return azurite.connection_string
 
 
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo models for the shipped cast (tokenizer, tiny GPT-2s, tiny diffusion pipeline),
+    trained for a short budget: enough to close tags most of the time, not to be witty."""
+    from playhouse.generation.demo import build_demo
+    from playhouse.personas import load_cast_strict
+
+    folder = tmp_path_factory.mktemp("models")
+    build_demo(folder, load_cast_strict(ROOT / "personas"), seed=7, budget_s=20, progress=False)
+    return folder
+
+
 @pytest_asyncio.fixture
 async def storage(connection_string: str) -> AsyncIterator[Storage]:
     """Storage under a namespace no other test uses, with every resource created."""

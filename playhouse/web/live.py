@@ -19,7 +19,8 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from playhouse import ids
-from playhouse.errors import Forbidden, NotFound, PlayhouseError
+from playhouse.errors import Forbidden, NotFound, PlayhouseError, StorageUnavailable
+from playhouse.storage.models import Comment
 from playhouse.web import views
 from playhouse.web.context import (
     WebContext,
@@ -140,13 +141,20 @@ class Session:
         except ProtocolError as exc:
             await self.error(exc.code, exc.reason, exc.client_id)
             return
+        # A failed post is answered with its client id, so the page settles that post
+        # (shows the reason, keeps the text) instead of waiting for an ack that never comes.
+        client_id = msg.client_id if isinstance(msg, Post) else None
         try:
             await self.dispatch(msg)
+        except StorageUnavailable as exc:
+            log.warning("socket.storage_unavailable", user=self.user or "-", reason=str(exc))
+            await self.error("overloaded", "storage is unavailable right now: nothing was "
+                             "saved; send it again in a moment", client_id)
         except PlayhouseError as exc:
-            await self.error("internal", f"could not do that: {exc}")
+            await self.error("internal", f"could not do that: {exc}", client_id)
         except Exception:
             log.exception("socket.failed", user=self.user or "-")
-            await self.error("internal", "the server failed to handle that message")
+            await self.error("internal", "the server failed to handle that message", client_id)
 
     async def dispatch(self, msg: ClientMessage) -> None:
         if isinstance(msg, Post):
@@ -191,7 +199,7 @@ class Session:
         try:
             await self.send(Subscribed(room=room.name, thread_id=msg.thread_id))
             if thread is not None:
-                await self._thread_history(room.name, thread.thread_id, msg.after)
+                await self._thread_history(room.name, thread.thread_id, msg.after, resume=True)
                 await self._pending(thread.thread_id, msg.pending)
             else:
                 await self._room_history(room.name, msg.after)
@@ -212,14 +220,34 @@ class Session:
             await self.send_text(data.decode())
         self.replayed = set()
 
-    async def _thread_history(self, room: str, thread_id: str, after: str | None) -> None:
+    async def _thread_history(self, room: str, thread_id: str, after: str | None,
+                              *, resume: bool = False) -> None:
         page = self.ctx.settings.web.history_page
         if after is None:
             listed = await self.ctx.storage.comments.list(thread_id, limit=page)
             items, more = listed.items, listed.next is not None
+        elif resume:
+            # Ids are taken before the write, so a comment can be stored (and shown) after
+            # one with a later id: resuming strictly after the last id seen would skip it
+            # when the server died in between. A resuming subscription starts a grace
+            # window earlier (pages upsert comments by id, so the overlap shows nothing
+            # twice) and sends up to RESUME_PAGES pages at once, so the client's "after
+            # my last id" paging continues from the end of what it was sent, never from
+            # the middle of the overlap.
+            cap = page * RESUME_PAGES
+            found = await self.ctx.storage.comments.after(thread_id, resume_point(after),
+                                                          limit=cap + 1)
+            chunks = [found[i : i + page] for i in range(0, min(len(found), cap), page)]
+            for chunk in chunks[:-1]:
+                await self._send_history(room, thread_id, chunk, more=True)
+            items, more = (chunks[-1] if chunks else []), len(found) > cap
         else:
             found = await self.ctx.storage.comments.after(thread_id, after, limit=page + 1)
             items, more = found[:page], len(found) > page
+        await self._send_history(room, thread_id, items, more=more)
+
+    async def _send_history(self, room: str, thread_id: str, items: list[Comment],
+                            *, more: bool) -> None:
         comments = tuple(views.comment_out(c) for c in items)
         self.replayed.update(c.id for c in comments)
         await self.send(History(room=room, thread_id=thread_id, comments=comments, more=more))
@@ -307,6 +335,18 @@ class Session:
                  thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
         announce(self.ctx, stored)
         await count_in_room(self.ctx, stored)
+
+
+RESUME_GRACE_S = 10.0
+"""How far before the last id it saw a resuming page is sent comments again."""
+RESUME_PAGES = 10
+"""Pages of history a resuming subscription is sent at once (then the client pages on)."""
+
+
+def resume_point(after: str) -> str:
+    """The id :data:`RESUME_GRACE_S` earlier than ``after`` (the lowest id of that time)."""
+    micros = max(0, int((ids.id_time(after) - RESUME_GRACE_S) * 1_000_000))
+    return f"{micros:016x}" + "0" * (ids.ID_LENGTH - 16)
 
 
 def _same_origin(socket: WebSocket[Any, Any, Any]) -> bool:

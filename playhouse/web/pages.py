@@ -197,12 +197,19 @@ async def add_member(request: Request[Any, Any, Any], room: str) -> Redirect:
 
 @get("/images/{name:path}", name="image")
 async def image(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
-    """A generated image from the ``images`` container."""
+    """A generated image from the ``images`` container, under the access rule of the room
+    it was made in (blobs are named ``<room>/<request id>.png``): a private room's images
+    are for its members only, like its pages."""
     from playhouse.constants import CONTAINER_IMAGES
 
     ctx = context_of(request)
+    blob = name.lstrip("/")
+    room, sep, _ = blob.partition("/")
+    if not sep or not ROOM_NAME.match(room):
+        raise NotFound(f"no image {name!r}")
+    await ctx.readable_room(room, current_user(request))  # NotFound / Forbidden
     try:
-        data, content_type = await ctx.storage.blobs.get(CONTAINER_IMAGES, name.lstrip("/"))
+        data, content_type = await ctx.storage.blobs.get(CONTAINER_IMAGES, blob)
     except PlayhouseError as exc:
         raise NotFound(f"no image {name!r}") from exc
     if not content_type.startswith("image/"):

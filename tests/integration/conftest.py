@@ -1,4 +1,5 @@
-"""Fixtures with real small models: the offline demo cast, built once per session."""
+"""Persona fixtures (the demo models fixture ``models_dir`` lives in ``tests/conftest.py``,
+shared with ``tests/faults``)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from playhouse.generation.demo import build_demo
 from playhouse.personas import Cast, load_cast_strict
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_PERSONAS = ROOT / "personas"
-
-
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Demo models for the shipped cast (tokenizer, tiny GPT-2s, tiny diffusion pipeline),
-    trained for a short budget: enough to close tags most of the time, not to be witty."""
-    folder = tmp_path_factory.mktemp("models")
-    build_demo(folder, load_cast_strict(SHIPPED_PERSONAS), seed=7, budget_s=20, progress=False)
-    return folder
 
 
 @pytest.fixture

@@ -1,0 +1,154 @@
+"""Security checks of issue 7 that the page and bad-input tests did not cover yet: private
+rooms' images, thread ids smuggled through a public room, CSRF on every form the app
+has, logout, passwords and secrets never in the logs of a real ``playhouse web``."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from litestar import Litestar
+
+from playhouse.constants import AZURITE_KEY, CONTAINER_IMAGES
+from playhouse.storage import Storage
+from tests.faults.harness import Stack, User, check_logs, register
+from tests.integration.web_support import (
+    PASSWORD,
+    build,
+    csrf_from,
+    form_post,
+    serve,
+    socket,
+    user_client,
+)
+
+pytestmark = pytest.mark.integration
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+async def _private_room(base: str, owner: httpx.AsyncClient, name: str) -> None:
+    made = await form_post(owner, "/rooms/new", {"name": name, "description": "shh",
+                                                 "bots": "CoopBot"}, page="/rooms/new")
+    assert made.status_code in (302, 303), made.text[:300]
+
+
+async def test_private_room_images_are_for_members_only(storage: Storage) -> None:
+    app = await build(storage)
+    await storage.blobs.put(CONTAINER_IMAGES, "Hideout/0001.png", PNG, "image/png")
+    await storage.blobs.put(CONTAINER_IMAGES, "Sports/0002.png", PNG, "image/png")
+    async with serve(app) as base, user_client(base, "owner1") as owner, \
+            user_client(base, "stranger1") as stranger, user_client(base, None) as anonymous:
+        await _private_room(base, owner, "Hideout")
+        assert (await owner.get("/images/Hideout/0001.png")).content == PNG
+        for client in (stranger, anonymous):
+            answer = await client.get("/images/Hideout/0001.png")
+            assert answer.status_code in (403, 404) and answer.content != PNG
+            assert (await client.get("/images/hideout/0001.png")).status_code in (403, 404)
+            assert (await client.get("/images/Sports/0002.png")).content == PNG  # public
+        for odd in ("/images/0001.png", "/images/..%2FHideout/0001.png",
+                    "/images/%2FHideout/0001.png", "/images/NoSuchRoom/0001.png"):
+            assert (await stranger.get(odd)).status_code in (403, 404), odd
+
+
+async def test_private_thread_cannot_be_reached_through_a_public_room(
+    storage: Storage
+) -> None:
+    app = await build(storage)
+    async with serve(app) as base, user_client(base, "owner2") as owner, \
+            user_client(base, "stranger2") as stranger:
+        await _private_room(base, owner, "Backroom")
+        async with socket(base, owner) as live:
+            await live.subscribe("Backroom")
+            ack = await live.post("Backroom", title="secret plans", text="the plans")
+        async with socket(base, stranger) as live:
+            answer = await live.subscribe("Backroom")
+            assert type(answer).__name__ == "Error" and answer.code == "forbidden"
+            answer = await live.subscribe("Sports", thread_id=ack.thread_id)
+            assert type(answer).__name__ == "Error" and answer.code == "not_found"
+            await live.subscribe("Sports")
+            refused = await live.post("Sports", thread_id=ack.thread_id, text="let me in")
+            assert type(refused).__name__ == "Error" and refused.code == "not_found"
+            events = await live.quiet(0.5)
+            assert "secret plans" not in repr(events) and "the plans" not in repr(events)
+        for path in (f"/r/Sports/t/{ack.thread_id}", f"/r/Backroom/t/{ack.thread_id}",
+                     f"/api/threads/{ack.thread_id}"):
+            answer = await stranger.get(path)
+            assert answer.status_code in (403, 404) and "secret plans" not in answer.text
+
+
+def _form_routes(app: Litestar) -> list[str]:
+    paths = []
+    for route in app.routes:
+        methods = getattr(route, "methods", set())
+        if "POST" in methods and not route.path.startswith(("/api", "/schema")):
+            paths.append(route.path.replace("{room:str}", "Sports"))
+    return sorted(paths)
+
+
+async def test_every_form_needs_its_csrf_token(storage: Storage) -> None:
+    app = await build(storage)
+    forms = _form_routes(app)
+    assert {"/login", "/register", "/logout", "/rooms/new", "/r/Sports/join"} <= set(forms)
+    async with serve(app) as base, user_client(base, "csrf_user") as client:
+        for path in forms:
+            missing = await client.post(path, data={"username": "x", "name": "Xyz"})
+            assert missing.status_code == 403, path
+            forged = await client.post(path, data={"_csrf_token": "forged" * 8})
+            assert forged.status_code == 403, path
+            other = httpx.AsyncClient(base_url=base)
+            async with other:  # a token from another browser's cookie does not pass either
+                token = csrf_from((await other.get("/login")).text)
+            stolen = await client.post(path, data={"_csrf_token": token})
+            assert stolen.status_code == 403, path
+
+
+async def test_logout_ends_the_session_and_tampered_cookies_are_anonymous(
+    storage: Storage
+) -> None:
+    app = await build(storage)
+    async with serve(app) as base, user_client(base, "leaver") as client:
+        page = await client.get("/", headers={"accept": "text/html"})
+        assert "u/leaver" in page.text
+        out = await form_post(client, "/logout", {})
+        assert out.status_code in (302, 303)
+        cleared = [v for k, v in out.headers.multi_items() if k == "set-cookie"
+                   and v.startswith("playhouse_session=")]
+        assert cleared and all("max-age=0" in v.lower() or "expires=thu, 01 jan 1970" in v.lower()
+                               or v.startswith("playhouse_session=null") for v in cleared)
+        assert "u/leaver" not in (await client.get("/", headers={"accept": "text/html"})).text
+    async with serve(app) as base, user_client(base, "tamper") as client:
+        cookie = next(c for c in client.cookies.jar if c.name == "playhouse_session")
+        value = cookie.value.strip('"')
+        middle = len(value) // 2
+        flipped = value[:middle] + ("B" if value[middle] != "B" else "C") + value[middle + 1:]
+        for forged in (flipped, value[:-8] + "AAAA" + value[-4:], value[::-1],
+                       "x" * len(value), "", "null", value[: len(value) // 2]):
+            async with httpx.AsyncClient(base_url=base) as other:
+                other.cookies.set("playhouse_session", forged)
+                page = await other.get("/", headers={"accept": "text/html"})
+                assert page.status_code == 200 and "u/tamper" not in page.text, forged[-12:]
+
+
+async def test_passwords_and_keys_never_reach_the_logs(stack: Stack, storage: Storage) -> None:
+    web = await stack.web()
+    cookie = await register(web.base, "logwatch")
+    async with httpx.AsyncClient(base_url=web.base) as client:
+        wrong = await form_post(client, "/login", {"username": "logwatch",
+                                                   "password": PASSWORD + "-wrong"},
+                                page="/login")
+        assert wrong.status_code == 400
+        good = await form_post(client, "/login", {"username": "logwatch",
+                                                  "password": PASSWORD}, page="/login")
+        assert good.status_code in (302, 303)
+        short = await form_post(client, "/register", {"username": "shorty", "password": "pw1",
+                                                      "password2": "pw1"}, page="/register")
+        assert short.status_code == 400
+    user = User("logwatch", cookie, [web.base], "Sports")
+    await user.connect()
+    await user.open_thread(f"my password is not {PASSWORD[::-1]}")
+    await user.close()
+    web.stop()
+    text = stack.logs()
+    assert "login.failed" in text and "login.succeeded" in text  # the logs were captured
+    check_logs(text, secrets=[AZURITE_KEY, PASSWORD + "-wrong", "pw1\""])
+    assert "AccountKey=***" in text or "AccountKey" not in text
