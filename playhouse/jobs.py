@@ -181,8 +181,13 @@ async def submit(
     try:
         await storage.jobs.create(job)
     except Conflict:
-        log.info("job.exists", request_id=request.request_id)
-        return None
+        # A retry of the same request: finished means nothing to do; still pending means
+        # the first try may have died before queueing, so queue it again (a duplicate
+        # message costs one more generation; its result applies only once).
+        if (await storage.jobs.get(request.request_id)).state != "pending":
+            log.info("job.exists", request_id=request.request_id)
+            return None
+        log.info("job.resubmitted", request_id=request.request_id)
     shown: Comment | None = None
     if placeholder and request.kind != "post" and request.thread_id:
         parent_depth = -1

@@ -36,6 +36,7 @@ from playhouse.messages import (
     GenerationRequest,
     GenerationResult,
     PostContext,
+    decode_request,
     decode_result,
     encode,
 )
@@ -431,3 +432,23 @@ async def test_people_overtake_bot_groups_already_in_hand(storage: Storage) -> N
     await task
     assert engine.order == ["CoopBot", "WickBot", "Spez", "ByteBot", "GoalBot"]
     assert len(await _drain(storage)) == 5
+
+
+async def test_a_resubmitted_pending_job_is_queued_again_a_finished_one_is_not(
+    storage: Storage,
+) -> None:
+    thread = await _submit_replies(storage, 1, ["CoopBot"])
+    (message,) = await storage.queues.receive(QUEUE_INTERACTIVE)
+    await storage.queues.delete(message)  # as if the first try died after queueing nothing
+    request = decode_request(message.content)
+    await jobs.submit(storage, request)  # the retry queues it again
+    (again,) = await storage.queues.receive(QUEUE_INTERACTIVE)
+    assert decode_request(again.content).request_id == request.request_id
+    await storage.queues.delete(again)
+    await jobs.apply_result(storage, GenerationResult(
+        request_id=request.request_id, kind="reply", persona="CoopBot", room="Technology",
+        ok=True, thread_id=thread.thread_id, text="done"))
+    await jobs.submit(storage, request)  # finished: nothing more to do
+    assert await storage.queues.receive(QUEUE_INTERACTIVE) == []
+    comments = (await storage.comments.list(thread.thread_id)).items
+    assert [c.text for c in comments] == ["done"]
