@@ -14,9 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import shutil
-import socket as sockets
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -304,32 +301,6 @@ async def test_storage_outage_is_a_clear_error_then_resumes(
 
 
 # ------------------------------------------------------------- 4. two webs with Redis
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    assert exe, "redis-server is not installed (make install-system)"
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with sockets.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.mark.parametrize("scale", SCALES)
