@@ -67,6 +67,11 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     sample_interval_s: Annotated[
         float, _doc("Seconds between the queue-depth samples the status page charts.")
     ] = 15.0
+    bot_call_grace_s: Annotated[
+        int,
+        _doc("Seconds a post's bot call waits before any instance makes it in place of the "
+             "posting one (which may have died)."),
+    ] = 30
 
     secret_fields: ClassVar[tuple[str, ...]] = ("secret_key", "redis_url", "metrics_token")
 

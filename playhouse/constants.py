@@ -38,12 +38,16 @@ QUEUE_RESULTS: Final = "gen-results"
 QUEUE_RESULTS_INTERACTIVE: Final = "gen-results-interactive"
 """Results of what people asked for (gen-interactive): applied before the bots' results,
 so a person's answer never waits behind a backlog of bot traffic."""
+QUEUE_BOT_CALLS: Final = "bot-calls"
+"""Bot calls of people's posts, written before the post is acknowledged and deleted once
+the bots are asked: the web instance that finds one surfaced makes the call its poster's
+instance did not (``playhouse.web.calls``)."""
 POISON_SUFFIX: Final = "-poison"
 
 WORK_QUEUES: Final = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND, QUEUE_IMAGE)
 RESULT_QUEUES: Final = (QUEUE_RESULTS_INTERACTIVE, QUEUE_RESULTS)
 """Result queues in the order a consumer drains them."""
-QUEUES: Final = (*WORK_QUEUES, *RESULT_QUEUES)
+QUEUES: Final = (*WORK_QUEUES, *RESULT_QUEUES, QUEUE_BOT_CALLS)
 ALL_QUEUES: Final = (*QUEUES, *(q + POISON_SUFFIX for q in QUEUES))
 
 

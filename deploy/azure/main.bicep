@@ -78,11 +78,13 @@ var queueNames = [
   'gen-image'
   'gen-results-interactive'
   'gen-results'
+  'bot-calls'
   'gen-interactive-poison'
   'gen-background-poison'
   'gen-image-poison'
   'gen-results-interactive-poison'
   'gen-results-poison'
+  'bot-calls-poison'
 ]
 var tableNames = [
   'users'

@@ -114,6 +114,13 @@ class QueueStore:
         self, logical: str, data: bytes, *, visibility_timeout: int | None = None
     ) -> str:
         """Put ``data`` on the queue; returns the message id."""
+        return (await self.enqueue(logical, data, visibility_timeout=visibility_timeout)).id
+
+    async def enqueue(
+        self, logical: str, data: bytes, *, visibility_timeout: int | None = None
+    ) -> Received:
+        """Put ``data`` on the queue; returns a handle that can delete it (even while it
+        is still hidden by ``visibility_timeout``) or :meth:`renew` it."""
         if len(data) > QUEUE_MESSAGE_MAX_BYTES:
             raise InvalidInput(
                 f"queue message for {logical} is {len(data)} bytes, "
@@ -123,7 +130,9 @@ class QueueStore:
             msg = await self.client(logical).send_message(
                 data, visibility_timeout=visibility_timeout
             )
-        return str(msg.id)
+        inserted = msg.inserted_on.timestamp() if msg.inserted_on else time.time()
+        return Received(queue=logical, id=str(msg.id), pop_receipt=str(msg.pop_receipt),
+                        dequeue_count=0, content=data, inserted_at=inserted)
 
     async def receive(
         self, logical: str, *, max_messages: int = RECEIVE_MAX, visibility_timeout: int = 120

@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
@@ -22,9 +23,11 @@ from playhouse.errors import PlayhouseError
 from playhouse.scheduling.scheduler import Scheduler
 from playhouse.web import api, auth, errors, live, pages, status
 from playhouse.web.assets import static_dir
+from playhouse.web.calls import CallRecovery
 from playhouse.web.consumer import ResultsConsumer
 from playhouse.web.context import WebContext
 from playhouse.web.limits import Limits
+from playhouse.web.posting import recover_call
 from playhouse.web.templating import template_config
 
 if TYPE_CHECKING:
@@ -87,6 +90,7 @@ def create_app(
     ctx = WebContext(settings=settings, storage=storage, cast=cast, limits=limits,
                      channels=channels, instance=instance or os.urandom(4).hex())
     consumer = ResultsConsumer(ctx)
+    recovery = CallRecovery(storage, partial(recover_call, ctx))
 
     scheduler = Scheduler.create(storage, cast, settings.scheduler) if schedule else None
     interval = settings.web.sample_interval_s
@@ -96,6 +100,7 @@ def create_app(
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         if consume:
             consumer.start()
+            recovery.start()
         if scheduler is not None:
             await scheduler.start()
         if sampler is not None:
@@ -107,6 +112,7 @@ def create_app(
                 await sampler.stop()
             if scheduler is not None:
                 await scheduler.stop()
+            await recovery.stop()
             await consumer.stop()
             await ctx.drain()
             if redis is not None:

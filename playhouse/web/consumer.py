@@ -29,13 +29,16 @@ from playhouse.messages import decode_result
 from playhouse.storage.queues import Received
 from playhouse.web import views
 from playhouse.web.context import WebContext, room_channel, thread_channel
+from playhouse.web.loops import BackgroundLoop
 from playhouse.web.protocol import CommentReplaced, ThreadEvent, encode
 
 log = structlog.get_logger()
 
 
-class ResultsConsumer:
+class ResultsConsumer(BackgroundLoop):
     """Polls the results queue; ``run_once`` handles one page (what tests call)."""
+
+    name = "consumer"
 
     def __init__(
         self,
@@ -48,6 +51,7 @@ class ResultsConsumer:
         max_attempts: int = 5,
         visibility_timeout: int = 60,
     ) -> None:
+        super().__init__()
         self.ctx = ctx
         self.poll_min_s = poll_min_s
         self.poll_max_s = poll_max_s
@@ -55,8 +59,6 @@ class ResultsConsumer:
         self.hot_poll_s = hot_poll_s
         self.max_attempts = max_attempts
         self.visibility_timeout = visibility_timeout
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
 
     async def run_once(self, queues: Sequence[str] = RESULT_QUEUES) -> int:
         """Apply one page of results from ``queues`` (in order); returns how many
@@ -135,7 +137,7 @@ class ResultsConsumer:
         wait = self.poll_min_s
         hot_until = 0.0
         expected = self.ctx.results_expected if queue == RESULT_QUEUES[0] else asyncio.Event()
-        while not self._stop.is_set():
+        while not self.stopping:
             if expected.is_set():
                 expected.clear()
                 hot_until = loop.time() + self.hot_s
@@ -158,18 +160,6 @@ class ResultsConsumer:
             finally:
                 for waiter in (stop, wake):
                     waiter.cancel()
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._task = asyncio.create_task(self.run())
-        log.info("consumer.started", queues=list(RESULT_QUEUES))
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
 
 _thread_of = msgspec.json.Decoder(dict[str, object])

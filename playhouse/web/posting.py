@@ -5,6 +5,9 @@ returns does the caller acknowledge, and only then :func:`announce` broadcasts t
 and, in the background, submits a generation request per bot called (a mention, a
 reply to a bot, the room's default bot on a new thread) and broadcasts its "thinking"
 placeholder. A failure after the write never loses the post: it is already stored.
+A post that calls bots writes its call to the ``bot-calls`` queue before the post itself
+(:mod:`playhouse.web.calls`), so the call is not lost either when this process dies
+after the ack: another instance (or this one restarted) makes it after a grace period.
 
 The room's counters (threads, comments, last activity) move last, in
 :func:`count_in_room` after the broadcast: they feed the room list only, and every post
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -27,7 +31,8 @@ from playhouse.constants import COMMENT_MAX_CHARS, QUEUE_IMAGE, QUEUE_INTERACTIV
 from playhouse.errors import Forbidden, NotFound, PlayhouseError, StorageUnavailable
 from playhouse.grammar import clean_text
 from playhouse.storage.models import Comment, Room, Thread
-from playhouse.web import views
+from playhouse.storage.queues import Received
+from playhouse.web import calls, views
 from playhouse.web.context import WebContext, room_channel, thread_channel
 from playhouse.web.protocol import (
     CommentEvent,
@@ -37,6 +42,9 @@ from playhouse.web.protocol import (
     ThreadEvent,
     encode,
 )
+
+if TYPE_CHECKING:
+    from playhouse.personas import Persona
 
 log = structlog.get_logger()
 
@@ -59,6 +67,8 @@ class Stored:
     thread: Thread
     comment: Comment | None
     parent: Comment | None
+    call: Received | None = None
+    """The ``bot-calls`` message written before the post; deleted once the bots are asked."""
 
 
 def check_text(text: str, what: str, max_chars: int, *, allow_empty: bool = False) -> str:
@@ -108,8 +118,11 @@ async def _store_thread(ctx: WebContext, user: str, room: Room, msg: Post) -> St
         thread_id=ids.new_id(now), room=room.name, title=" ".join(title.split()), body=body,
         url=None, author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
     )
+    call = await _reserve_call(ctx, room, thread, None, None)
+    # A failed write leaves the call to the recovery: the write may have landed after all
+    # (a timeout), and a call whose post is not stored is dropped there.
     await ctx.storage.threads.create(thread)
-    return Stored(room=room, thread=thread, comment=None, parent=None)
+    return Stored(room=room, thread=thread, comment=None, parent=None, call=call)
 
 
 async def _store_comment(ctx: WebContext, user: str, room: Room, msg: Post) -> Stored:
@@ -137,9 +150,42 @@ async def _store_comment(ctx: WebContext, user: str, room: Room, msg: Post) -> S
         parent_id=parent.comment_id if parent else None, author=user, is_bot=False,
         persona=None, text=text, created_at=now, depth=parent.depth + 1 if parent else 0,
     )
-    comment = await ctx.storage.comments.add(comment)
+    call = await _reserve_call(ctx, room, thread, comment, parent)
+    comment = await ctx.storage.comments.add(comment)  # on failure: as in _store_thread
     thread = await ctx.storage.threads.touch(thread.thread_id, comments=1, at=now)
-    return Stored(room=room, thread=thread, comment=comment, parent=parent)
+    return Stored(room=room, thread=thread, comment=comment, parent=parent, call=call)
+
+
+def _called(
+    ctx: WebContext, room: Room, thread: Thread, comment: Comment | None, parent: Comment | None
+) -> list[Persona]:
+    """The personas a post calls (``comment`` None: the thread itself is the post)."""
+    return jobs.bots_to_call(
+        ctx.cast, room_bots=views.room_bots(room, ctx.cast), default_bot=room.default_bot,
+        text=comment.text if comment else f"{thread.title}\n{thread.body}", parent=parent,
+        is_top_level_post=comment is None, author=comment.author if comment else thread.author,
+    )
+
+
+async def _reserve_call(
+    ctx: WebContext, room: Room, thread: Thread, comment: Comment | None, parent: Comment | None
+) -> Received | None:
+    """Write the post's bot call before the post (None when it calls nobody), so that a
+    process that dies after acknowledging the post leaves the call to another instance."""
+    called = _called(ctx, room, thread, comment, parent)
+    if not called:
+        return None
+    call = calls.BotCall(
+        room=room.name, thread_id=thread.thread_id,
+        comment_id=comment.comment_id if comment else None,
+        personas=tuple(p.name for p in called), at=time.time(),
+    )
+    return await calls.reserve(ctx.storage, call, grace_s=ctx.settings.web.bot_call_grace_s)
+
+
+async def _release_call(ctx: WebContext, call: Received | None) -> None:
+    if call is not None:
+        await calls.release(ctx.storage, call)
 
 
 def announce(ctx: WebContext, stored: Stored) -> None:
@@ -192,6 +238,7 @@ async def call_bots(ctx: WebContext, stored: Stored) -> None:
     while True:
         try:
             await _call_bots_once(ctx, stored)
+            await _release_call(ctx, stored.call)
             return
         except StorageUnavailable as exc:
             if time.monotonic() > deadline:
@@ -202,15 +249,16 @@ async def call_bots(ctx: WebContext, stored: Stored) -> None:
             delay = min(delay * 2, 10.0)
 
 
+async def recover_call(
+    ctx: WebContext, room: Room, thread: Thread, comment: Comment | None, parent: Comment | None
+) -> None:
+    """Make a call that surfaced on ``bot-calls`` (its poster's instance did not finish)."""
+    await _call_bots_once(ctx, Stored(room=room, thread=thread, comment=comment, parent=parent))
+
+
 async def _call_bots_once(ctx: WebContext, stored: Stored) -> None:
     comment = stored.comment
-    text = comment.text if comment else f"{stored.thread.title}\n{stored.thread.body}"
-    author = comment.author if comment else stored.thread.author
-    called = jobs.bots_to_call(
-        ctx.cast, room_bots=views.room_bots(stored.room, ctx.cast),
-        default_bot=stored.room.default_bot, text=text, parent=stored.parent,
-        is_top_level_post=comment is None, author=author,
-    )
+    called = _called(ctx, stored.room, stored.thread, comment, stored.parent)
     if not called:
         return
     chain: list[Comment] = []

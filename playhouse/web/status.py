@@ -15,7 +15,6 @@ The :class:`Sampler` runs in each web instance: it records the queue depths ever
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import math
 import time
@@ -30,6 +29,7 @@ from playhouse.constants import ALL_QUEUES
 from playhouse.errors import Forbidden
 from playhouse.storage.ops import Sample, WorkerBeat
 from playhouse.web.context import WebContext, context_of, current_user
+from playhouse.web.loops import BackgroundLoop
 from playhouse.web.metrics import CONTENT_TYPE, Snapshot
 from playhouse.web.templating import page
 
@@ -216,14 +216,15 @@ def personas_out(ctx: WebContext, snap: Snapshot) -> list[dict[str, Any]]:
     return out
 
 
-class Sampler:
+class Sampler(BackgroundLoop):
     """Records queue depths for the charts and prunes what is older than a day."""
 
+    name = "sampler"
+
     def __init__(self, ctx: WebContext, interval_s: float) -> None:
+        super().__init__()
         self.ctx = ctx
         self.interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
         self._pruned_at = 0.0
 
     async def sample_once(self) -> None:
@@ -239,24 +240,12 @@ class Sampler:
             await self.ctx.storage.workers.forget_before(now - KEEP_S)
 
     async def run(self) -> None:
-        while not self._stop.is_set():
+        while not self.stopping:
             try:
                 await self.sample_once()
             except Exception as exc:  # storage down: the next round tries again
                 log.warning("sample.failed", reason=str(exc)[:200])
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval_s)
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._task = asyncio.create_task(self.run())
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            await self.pause(self.interval_s)
 
 
 ROUTES = [healthz, readyz, metrics, status_page, status_json]

@@ -28,10 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from playhouse.constants import (
-    QUEUE_BACKGROUND,
-    QUEUE_IMAGE,
-    QUEUE_INTERACTIVE,
-    QUEUE_RESULTS,
+    QUEUES,
     TABLE_COMMENTS,
     TABLE_JOBS,
     TABLE_THREADS,
@@ -136,6 +133,7 @@ class Stack:
             "PLAYHOUSE_WEB_POSTS_PER_MINUTE": "100000",
             "PLAYHOUSE_WEB_LOGINS_PER_MINUTE": "100000",
             "PLAYHOUSE_WEB_SAMPLE_INTERVAL_S": "0",
+            "PLAYHOUSE_WEB_BOT_CALL_GRACE_S": "5",
             "PLAYHOUSE_WORKER_DEVICE": "cpu",
             "PLAYHOUSE_WORKER_VISIBILITY_TIMEOUT_S": "3",
             "PLAYHOUSE_WORKER_POLL_MAX_S": "0.5",
@@ -442,7 +440,7 @@ async def _all(storage: Storage, table: str, cls: type[Any]) -> list[Any]:
 async def work_left(storage: Storage) -> dict[str, int]:
     """Messages still on the work and results queues, and jobs still pending."""
     left = {q: await storage.queues.depth(q)
-            for q in (QUEUE_INTERACTIVE, QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_RESULTS)}
+            for q in QUEUES}
     jobs = await _all(storage, TABLE_JOBS, Job)
     left["pending jobs"] = sum(j.state == "pending" for j in jobs)
     return {k: v for k, v in left.items() if v}
@@ -474,7 +472,7 @@ async def audit(storage: Storage, sent: Iterable[Sent], *, bot_calls: dict[str, 
       (its placeholder's row, answered ``ok`` or ``failed``), each post job its thread;
     * every comment that called a bot (``bot_calls``: comment id → persona) has that
       bot's answer below it;
-    * no RowKey appears twice; every work and results queue is empty.
+    * no RowKey appears twice; every queue (work, results, bot calls) is empty.
     """
     sent = list(sent)
     threads: list[Thread] = await _all(storage, TABLE_THREADS, Thread)
@@ -526,9 +524,9 @@ async def audit(storage: Storage, sent: Iterable[Sent], *, bot_calls: dict[str, 
         answers = [c for c in bots if c.parent_id == comment_id and c.persona == persona]
         assert len(answers) == 1, f"{persona} called by {comment_id}: answers {answers}"
 
-    for queue in (QUEUE_INTERACTIVE, QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_RESULTS):
+    for queue in QUEUES:
         assert await storage.queues.depth(queue) == 0, f"{queue} is not empty"
-    for queue in (QUEUE_INTERACTIVE, QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_RESULTS):
+    for queue in QUEUES:
         report.poison += await storage.queues.depth(poison_queue(queue))
     if not poison_expected:
         assert report.poison == 0, "messages in a poison queue"
