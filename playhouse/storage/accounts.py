@@ -70,6 +70,16 @@ class UserRepo:
         )
         return user
 
+    async def end_sessions(self, username: str, at: float) -> User:
+        """Void every session of ``username`` issued at or before ``at`` (log out everywhere)."""
+        key = user_key(username)
+        user, _ = await self.t.modify(
+            TABLE_USERS, PK_USERS, key, User,
+            lambda u: msgspec.structs.replace(u, sessions_after=max(u.sessions_after, at)),
+            f"user {key}",
+        )
+        return user
+
 
 class RoomRepo:
     def __init__(self, tables: Tables) -> None:

@@ -25,6 +25,8 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     password_hash: str
     created_at: float
     disabled: bool = False
+    sessions_after: float = 0.0
+    """Sessions issued at or before this time are void (set by logging out)."""
 
 
 class Room(msgspec.Struct, frozen=True, kw_only=True):

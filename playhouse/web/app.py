@@ -28,6 +28,7 @@ from playhouse.web.consumer import ResultsConsumer
 from playhouse.web.context import WebContext
 from playhouse.web.limits import Limits
 from playhouse.web.posting import recover_call
+from playhouse.web.sessions import SessionGuard
 from playhouse.web.templating import template_config
 
 if TYPE_CHECKING:
@@ -87,8 +88,10 @@ def create_app(
     )
     limits = Limits.from_rates(posts_per_minute=settings.web.posts_per_minute,
                                logins_per_minute=settings.web.logins_per_minute)
+    guard = SessionGuard(storage)
     ctx = WebContext(settings=settings, storage=storage, cast=cast, limits=limits,
-                     channels=channels, instance=instance or os.urandom(4).hex())
+                     channels=channels, instance=instance or os.urandom(4).hex(),
+                     sessions=guard)
     consumer = ResultsConsumer(ctx)
     recovery = CallRecovery(storage, partial(recover_call, ctx))
 
@@ -128,7 +131,7 @@ def create_app(
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
         plugins=[channels],
-        middleware=[ctx.metrics.middleware, session.middleware],
+        middleware=[ctx.metrics.middleware, session.middleware, guard.middleware],
         csrf_config=CSRFConfig(secret=_derive(secret, "csrf").hex(), cookie_secure=secure,
                                cookie_samesite="lax", exclude=["/api", "/schema"]),
         template_config=template_config(),

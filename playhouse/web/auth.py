@@ -2,7 +2,8 @@
 
 Passwords are hashed with argon2 (in a worker thread: hashing is slow on purpose). The
 session is Litestar's client-side cookie, encrypted and authenticated with AES-GCM, so
-a tampered cookie reads as no session at all. Forms carry Litestar's CSRF token. Login
+a tampered cookie reads as no session at all; logging out voids every copy of it
+(:mod:`playhouse.web.sessions`). Forms carry Litestar's CSRF token. Login
 attempts are limited per IP and per user name, registrations per IP.
 """
 
@@ -24,7 +25,13 @@ from litestar.response import Redirect, Template
 
 from playhouse.errors import Conflict, InvalidInput
 from playhouse.storage.models import User
-from playhouse.web.context import SESSION_USER, client_ip, context_of, current_user
+from playhouse.web.context import (
+    SESSION_ISSUED,
+    SESSION_USER,
+    client_ip,
+    context_of,
+    current_user,
+)
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
@@ -114,7 +121,7 @@ async def login(request: Request[Any, Any, Any]) -> Template | Redirect:
         log.info("login.failed", username=username[:40], ip=ip)
         return page(request, "login.html", status_code=400, next=target, username=username,
                     error="wrong user name or password")
-    request.set_session({SESSION_USER: user.display_name, "at": time.time()})
+    request.set_session({SESSION_USER: user.display_name, SESSION_ISSUED: time.time()})
     log.info("login.succeeded", username=user.username)
     return Redirect(path=target)
 
@@ -157,16 +164,21 @@ async def register(request: Request[Any, Any, Any]) -> Template | Redirect:
     except (Conflict, InvalidInput):
         return page(request, "register.html", status_code=400, username=username,
                     error="that name is taken")
-    request.set_session({SESSION_USER: user.display_name, "at": time.time()})
+    request.set_session({SESSION_USER: user.display_name, SESSION_ISSUED: time.time()})
     log.info("account.registered", username=user.username, ip=ip)
     return Redirect(path="/")
 
 
 @post("/logout")
 async def logout(request: Request[Any, Any, Any]) -> Redirect:
+    """End the session here and every copy of it (and the user's other sessions): a
+    cookie copied before logging out no longer logs anyone in."""
+    ctx = context_of(request)
     user = current_user(request)
     request.clear_session()
     if user:
+        await ctx.storage.users.end_sessions(user, time.time())
+        ctx.sessions.forget(user)
         log.info("account.logged_out", username=user)
     return Redirect(path="/")
 

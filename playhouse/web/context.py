@@ -28,11 +28,14 @@ if TYPE_CHECKING:
     from playhouse.personas import Cast
     from playhouse.storage import Storage
     from playhouse.web.limits import Limits
+    from playhouse.web.sessions import SessionGuard
 
 log = structlog.get_logger()
 
 SESSION_USER = "user"
 """Key of the user name in the session cookie."""
+SESSION_ISSUED = "at"
+"""Key of the time the session was issued (logging out voids sessions issued before)."""
 
 
 def room_channel(room: str) -> str:
@@ -88,6 +91,7 @@ class WebContext:
     limits: Limits
     channels: ChannelsPlugin
     instance: str
+    sessions: SessionGuard
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)

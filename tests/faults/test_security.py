@@ -10,10 +10,13 @@ from litestar import Litestar
 
 from playhouse.constants import AZURITE_KEY, CONTAINER_IMAGES
 from playhouse.storage import Storage
+from playhouse.storage.models import User as StoredUser
+from playhouse.web.sessions import SessionGuard
 from tests.faults.harness import Stack, User, check_logs, register
 from tests.integration.web_support import (
     PASSWORD,
     build,
+    cookie_header,
     csrf_from,
     form_post,
     serve,
@@ -127,6 +130,55 @@ async def test_logout_ends_the_session_and_tampered_cookies_are_anonymous(
                 other.cookies.set("playhouse_session", forged)
                 page = await other.get("/", headers={"accept": "text/html"})
                 assert page.status_code == 200 and "u/tamper" not in page.text, forged[-12:]
+
+
+async def test_logout_voids_copies_of_the_cookie_and_other_sessions(storage: Storage) -> None:
+    app = await build(storage)
+    async with serve(app) as base, user_client(base, "copier") as client:
+        copied = cookie_header(client)
+        async with httpx.AsyncClient(base_url=base) as elsewhere:  # a second login
+            await form_post(elsewhere, "/login", {"username": "copier", "password": PASSWORD},
+                            page="/login")
+            html = {"accept": "text/html"}
+            assert "u/copier" in (await elsewhere.get("/", headers=html)).text
+            out = await form_post(client, "/logout", {})
+            assert out.status_code in (302, 303)
+            assert "u/copier" not in (await elsewhere.get("/", headers=html)).text
+        async with httpx.AsyncClient(base_url=base, headers={"cookie": copied}) as thief:
+            page = await thief.get("/", headers={"accept": "text/html"})
+            assert page.status_code == 200 and "u/copier" not in page.text
+            form = await thief.get("/rooms/new")  # a page for members only
+            assert form.status_code in (302, 303, 401) or "u/copier" not in form.text
+        async with socket(base, None, cookie=copied) as live:
+            await live.subscribe("Sports")
+            await live.send({"type": "post", "room": "Sports", "client_id": "s",
+                             "title": "stolen session"})
+            refused = await live.expect("error")
+            assert refused.code == "login_required"
+        # Logging in again gives a fresh session that works.
+        again = await form_post(client, "/login", {"username": "copier", "password": PASSWORD},
+                                page="/login")
+        assert again.status_code in (302, 303)
+        assert "u/copier" in (await client.get("/", headers={"accept": "text/html"})).text
+
+
+async def test_a_logout_reaches_other_instances_and_disabled_users_are_anonymous(
+    storage: Storage,
+) -> None:
+    here, there = SessionGuard(storage, cache_s=0.0), SessionGuard(storage, cache_s=60.0)
+    await storage.users.create(StoredUser(username="roamer", display_name="roamer",
+                                          password_hash="x", created_at=1.0))
+    session = {"user": "roamer", "at": 100.0}
+    assert await here.valid(session) and await there.valid(session)
+    await storage.users.end_sessions("roamer", 150.0)
+    assert not await here.valid(session)
+    assert await there.valid(session)  # cached: honoured once the cache expires
+    there.forget("roamer")
+    assert not await there.valid(session)
+    assert await here.valid({"user": "roamer", "at": 151.0})
+    assert not await here.valid({"user": "roamer"})  # no issue time: older than any logout
+    assert not await here.valid({"user": "nobody-here", "at": 200.0})
+    assert await here.valid({})  # anonymous
 
 
 async def test_passwords_and_keys_never_reach_the_logs(stack: Stack, storage: Storage) -> None:
