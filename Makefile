@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 export WANDB_MODE := disabled
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-system run test test-unit test-faults lint typecheck bench bench-worker bench-fanout bench-latency bench-dataset demo-models images clean
+.PHONY: help install install-system run test test-unit test-faults lint typecheck bench bench-worker bench-fanout bench-latency bench-dataset bench-gpu demo-models images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ bench-fanout: install ## 500 websocket viewers, 200 posts (bench/results/fanout.
 
 bench-latency: install ## a person's wait for a bot, idle vs saturated (bench/results/latency.md)
 	$(PY) bench/latency.py
+
+bench-gpu: install demo-models ## on a CUDA machine: batch 1 vs padded vs continuous (bench/results/gpu_generation.md)
+	$(PY) bench/gpu_generation.py --device cuda --tokenizer var/models/demo/.base --out bench/results/gpu_generation.md
 
 bench-dataset: install ## peak memory of `dataset build` on a generated 1 GB dump
 	$(PY) bench/dataset_memory.py

@@ -61,6 +61,8 @@ from typing import TYPE_CHECKING, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from bench.gentools import Counter, instrument, instrument_continuous, quiet_logs  # noqa: E402
+
 if TYPE_CHECKING:
     from playhouse.generation.completion import Outcome
     from playhouse.generation.text import TextModel
@@ -347,88 +349,6 @@ def make_requests(
         )
         requests.append(msgspec.structs.replace(request, seed=seed * 1000 + i))
     return requests
-
-
-# --- counting what generate() really did ---------------------------------------------------
-
-
-@dataclass
-class Counter:
-    calls: int = 0
-    rows: int = 0
-    tokens: int = 0
-    """Non-pad tokens generated (what the variant really produced)."""
-    slots: int = 0
-    """rows x new-token width: the decode steps paid for, finished rows included."""
-    prompt_tokens: int = 0
-    prompt_padded: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
-    continuous: bool = False
-    """Counted from continuous batching (no padding, no idle decode slots)."""
-
-    def reset(self) -> None:
-        self.__init__(continuous=self.continuous)  # type: ignore[misc]
-
-
-def generated_lengths(new: Any, pad: int) -> Any:
-    """Tokens each row of ``generate()``'s new part really generated: up to and including its
-    last non-pad token. Finished rows are right-padded, so this stops at the end tag; a pad
-    token sampled mid-row (a random model can) still counts, as the row went on after it."""
-    import torch
-
-    real = new != pad
-    width = new.shape[1]
-    from_right = real.flip(1).int().argmax(1)
-    return torch.where(real.any(1), width - from_right, torch.zeros_like(from_right))
-
-
-def instrument(model: TextModel, counter: Counter) -> TextModel:
-    """Count the rows, prompt padding and generated tokens of every ``generate()`` call."""
-    inner = model.model.generate
-    pad = model.tokenizer.pad_token_id
-
-    def generate(*a: Any, **kw: Any) -> Any:
-        out = inner(*a, **kw)
-        ids = kw["input_ids"]
-        new = out[:, ids.shape[1]:]
-        counter.calls += 1
-        counter.rows += int(ids.shape[0])
-        counter.batch_sizes.append(int(ids.shape[0]))
-        counter.tokens += int(generated_lengths(new, pad).sum())
-        counter.slots += int(new.numel())
-        counter.prompt_tokens += int(kw["attention_mask"].sum())
-        counter.prompt_padded += int(ids.numel())
-        return out
-
-    model.model.generate = generate
-    return model
-
-
-def instrument_continuous(model: TextModel, counter: Counter) -> TextModel:
-    """Count the rows, prompt tokens and generated tokens of every continuous batch."""
-    batcher = model.continuous
-    if batcher is None:
-        raise RuntimeError(f"{model.name} does not generate through continuous batching")
-    inner = batcher.generate
-    tokenizer = model.tokenizer
-    counter.continuous = True
-
-    def generate(prompts: Sequence[str], params: Any, *, stop_ids: Sequence[int],
-                 seed: int | None = None) -> list[list[int]]:
-        rows = inner(prompts, params, stop_ids=stop_ids, seed=seed)
-        prompt_tokens = sum(len(tokenizer.encode(p, add_special_tokens=False))
-                            for p in prompts)
-        counter.calls += 1
-        counter.rows += len(rows)
-        counter.batch_sizes.append(len(rows))
-        counter.tokens += sum(len(row) for row in rows)
-        counter.slots += sum(len(row) for row in rows)
-        counter.prompt_tokens += prompt_tokens
-        counter.prompt_padded += prompt_tokens
-        return rows
-
-    batcher.generate = generate  # type: ignore[method-assign]
-    return model
 
 
 # --- the variants ------------------------------------------------------------------------
@@ -940,7 +860,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
     import logging
-    import warnings
 
     import msgspec
     import structlog
@@ -951,9 +870,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from playhouse.personas import Cast, load_cast_strict
 
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", message="Passing `repetition_penalty`")
-    logging.basicConfig(level=logging.ERROR)
-    logging.getLogger("ContinuousBatchingLogger").setLevel(logging.ERROR)
+    quiet_logs()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
