@@ -12,7 +12,11 @@ tokenizer (``--tokenizer DIR``, e.g. ``var/models/demo/.base`` from ``make demo-
 without it a byte-level BPE with the grammar's tags is trained here on the synthetic
 prompts), saved with ``save_pretrained`` (fp16 on a GPU) and loaded back through
 ``TextModel.load`` as the worker loads a persona's model. Random weights close a reply's tag
-only by chance, so most replies run to ``max_new_tokens``: a decode-heavy workload.
+only by chance, but the demo tokenizer is small (about 1,000 tokens, 11 of them end a reply),
+so with the worker's stops about a third to a half of the rows end early (the table counts
+them); ``--stops eos`` makes every row run to ``max_new_tokens``: pure decoding. The model
+has 304 M parameters rather than GPT-2 medium's 355 M because its vocabulary is the demo
+tokenizer's, not GPT-2's 50,257 (no hub here to fetch that tokenizer from).
 
 Requests are ssi-bot reply prompts written in the tag grammar (``playhouse.grammar``: a post
 header, a chain of comments, the bot's open tag) of about 30-300 tokens, one fixed seed;
