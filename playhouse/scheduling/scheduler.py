@@ -108,6 +108,8 @@ class Scheduler:
         )
         self.rounds = 0
         self._memory = Ledger()
+        self._images_possible: bool | None = None
+        """Whether an image worker was alive at the last round (logged when it changes)."""
         self._aps: Any = None
         self._inflight: set[asyncio.Task[Any]] = set()
         self._was_leader = False
@@ -249,7 +251,7 @@ class Scheduler:
             await self._posts(snapshot, ledger, now, report, budget=budget)
             await self._replies(snapshot, ledger, now, report,
                                 budget=budget - len(report.posts),
-                                images=image_depth <= limit)
+                                images=image_depth <= limit and await self._image_worker())
         except (PlayhouseError, AzureError) as exc:
             report.skipped = report.skipped or "storage"
             log.warning("round.failed", reason=str(exc)[:200], posts=len(report.posts),
@@ -261,6 +263,17 @@ class Scheduler:
                  decisions=report.decisions, threads=len(snapshot.views), depth=depth,
                  hour_utc=hour_of(now))
         return report
+
+    async def _image_worker(self) -> bool:
+        """Whether an image worker is alive (by its heartbeat, in wall-clock time): with
+        none, scheduled image replies would only pile up on gen-image. People's calls are
+        queued all the same (housekeeping answers them with a failure past the deadline)."""
+        now = time.time()
+        alive = any(b.kind == "image" and b.alive(now) for b in await self.storage.workers.all())
+        if alive != self._images_possible:
+            self._images_possible = alive
+            log.info("scheduler.image_worker", alive=alive)
+        return alive
 
     async def _posts(self, snapshot: Snapshot, ledger: Ledger, now: float,
                      report: RoundReport, *, budget: int) -> None:

@@ -94,9 +94,12 @@ class Proc:
     def count(self, needle: str) -> int:
         return self.text().count(needle)
 
-    async def wait_for(self, needle: str, *, times: int = 1, within: float = 120.0) -> None:
+    async def wait_for(self, needle: str | tuple[str, ...], *, times: int = 1,
+                       within: float = 120.0) -> None:
+        """Until the log holds ``needle`` (any of them, counted together) ``times`` times."""
+        needles = (needle,) if isinstance(needle, str) else needle
         deadline = time.monotonic() + within
-        while self.count(needle) < times:
+        while sum(self.count(n) for n in needles) < times:
             if not self.alive():
                 raise AssertionError(f"{self.name} exited ({self.popen.returncode}) before "
                                      f"logging {needle!r}:\n{self.text()[-3000:]}")

@@ -20,6 +20,7 @@ from playhouse import ids, jobs
 from playhouse.config import SchedulerSettings, WorkerSettings
 from playhouse.constants import (
     QUEUE_BACKGROUND,
+    QUEUE_IMAGE,
     QUEUE_INTERACTIVE,
     QUEUE_RESULTS,
     poison_queue,
@@ -33,6 +34,7 @@ from playhouse.scheduling.leader import Leadership
 from playhouse.scheduling.scheduler import RoundReport, Scheduler
 from playhouse.storage import Storage
 from playhouse.storage.models import Thread
+from playhouse.storage.ops import WorkerBeat
 
 from .test_scheduler_sim import seed_rooms
 
@@ -234,6 +236,39 @@ async def test_a_round_never_overfills_the_queue(storage: Storage, tmp_path: Pat
     first_targets = {(r.persona, r.thread_id) for r in report.replies}
     assert not first_targets & {(r.persona, r.thread_id) for r in second.replies}
     assert len(report.replies) + len(second.replies) == 12
+
+
+async def test_image_replies_are_scheduled_only_while_an_image_worker_is_alive(
+    storage: Storage, tmp_path: Path
+) -> None:
+    folder = tmp_path / "personas"
+    small_cast(folder)
+    (folder / "picto.toml").write_text(
+        'name = "Picto"\ndisplay_name = "Picto"\nkind = "image"\nmodel = "m"\n'
+        'rooms = ["Technology"]\n\n[activity]\nposts_per_day = 0\nper_hour_cap = 50\n'
+        "per_room_hour_cap = 50\nper_thread_cap = 2\n\n[activity.weights]\nbase = 10.0\n"
+        "\n[image]\nsteps = 2\n", encoding="utf-8")
+    cast = load_cast_strict(folder)
+    await seed_rooms(storage, cast.rooms, time.time())
+    now = time.time()
+    for i in range(3):
+        await storage.threads.create(Thread(
+            thread_id=ids.new_id(), room="Technology", title=f"draw me a fox {i}", body="",
+            url=None, author="alice", is_bot=False, persona=None, created_at=now,
+            last_activity=now))
+    settings = fast(background_max_depth=50, max_replies_per_sweep=50, time_scale=1.0)
+    first = await Scheduler(storage, cast, settings).run_round()
+    assert first.replies and all(r.persona != "Picto" for r in first.replies)
+    assert await storage.queues.depth(QUEUE_IMAGE) == 0
+    beat = WorkerBeat(worker_id="img-1", host="h", kind="image", pid=1, started_at=now,
+                      seen_at=time.time(), interval_s=5.0)
+    await storage.workers.beat(beat)
+    second = await Scheduler(storage, cast, settings).run_round()
+    pictures = [r for r in second.replies if r.persona == "Picto"]
+    assert len(pictures) == 3 and all(r.queue == QUEUE_IMAGE for r in pictures)
+    await storage.workers.beat(msgspec.structs.replace(beat, seen_at=now - 3600))
+    third = await Scheduler(storage, cast, settings).run_round()  # the worker went silent
+    assert all(r.persona != "Picto" for r in third.replies)
 
 
 # --- housekeeping -------------------------------------------------------------------
