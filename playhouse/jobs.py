@@ -105,15 +105,18 @@ def image_request(
 
 
 def post_request(
-    *, persona: Persona, room: str, queue: str, request_id: str | None = None
+    *, persona: Persona, room: str, queue: str, request_id: str | None = None,
+    image_prompt: str = "",
 ) -> GenerationRequest:
-    """Ask ``persona`` for a new thread (title and body in one go) in ``room``."""
+    """Ask ``persona`` for a new thread in ``room``: a text persona writes its title and
+    body in one go; an image persona paints ``image_prompt`` and titles it with that."""
     return GenerationRequest(
         request_id=request_id or ids.new_id(),
         kind="post",
         persona=persona.name,
         room=room,
         queue=queue,
+        image_prompt=image_prompt,
         created_at=time.time(),
     )
 

@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_INTERACTIVE
+from playhouse.constants import (
+    QUEUE_BACKGROUND,
+    QUEUE_IMAGE,
+    QUEUE_INTERACTIVE,
+    TITLE_MAX_CHARS,
+)
 from playhouse.errors import ModelUnavailable
 from playhouse.generation.batch import Batch
 from playhouse.generation.cache import ModelCache
@@ -129,6 +134,9 @@ class ImageEngine:
                     Outcome(key, req, False, error="image withheld by the safety checker",
                             attempts=1)
                 )
+            elif req.kind == "post":  # a thread of its own: the prompt is its title
+                outcomes.append(Outcome(key, req, True, title=prompt[:TITLE_MAX_CHARS],
+                                        png=out.png, attempts=1))
             else:
                 outcomes.append(Outcome(key, req, True, text=prompt, png=out.png, attempts=1))
         return outcomes

@@ -56,8 +56,12 @@ if TYPE_CHECKING:
     from playhouse.messages import GenerationRequest
     from playhouse.personas import Cast, Persona
     from playhouse.storage import Storage
+    from playhouse.storage.models import Comment
 
 log = structlog.get_logger()
+
+PICTURE_CHOICES = 5
+"""An image persona's own thread paints one of its room's newest this many titles."""
 
 STOP_WAIT_S = 30.0
 """How long :meth:`Scheduler.stop` waits for the jobs in flight."""
@@ -92,8 +96,12 @@ class Scheduler:
         *,
         leadership: Leadership | None = None,
         clock: Clock = time.time,
+        on_placeholder: Callable[[Comment], None] | None = None,
     ) -> None:
-        """``leadership=None`` makes this instance always the leader (one instance only)."""
+        """``leadership=None`` makes this instance always the leader (one instance only);
+        ``on_placeholder`` is told of each "thinking" placeholder a scheduled reply writes
+        (the web app hosting the scheduler shows it live)."""
+        self.on_placeholder = on_placeholder
         self.storage = storage
         self.cast = cast
         self.settings = settings
@@ -115,10 +123,12 @@ class Scheduler:
         self._was_leader = False
 
     @classmethod
-    def create(cls, storage: Storage, cast: Cast, settings: SchedulerSettings) -> Scheduler:
+    def create(cls, storage: Storage, cast: Cast, settings: SchedulerSettings, *,
+               on_placeholder: Callable[[Comment], None] | None = None) -> Scheduler:
         """A scheduler that competes for the lease with the other instances."""
         leadership = Leadership(storage.blobs, lease_s=settings.lease_s)
-        return cls(storage, cast, settings, leadership=leadership)
+        return cls(storage, cast, settings, leadership=leadership,
+                   on_placeholder=on_placeholder)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -248,10 +258,10 @@ class Scheduler:
             self._memory.prune(now - self.policy.day_s)
             ledger.merge(self._memory)
             budget = min(self.settings.max_replies_per_sweep, limit - depth)
-            await self._posts(snapshot, ledger, now, report, budget=budget)
+            images = image_depth <= limit and await self._image_worker()
+            await self._posts(snapshot, ledger, now, report, budget=budget, images=images)
             await self._replies(snapshot, ledger, now, report,
-                                budget=budget - len(report.posts),
-                                images=image_depth <= limit and await self._image_worker())
+                                budget=budget - len(report.posts), images=images)
         except (PlayhouseError, AzureError) as exc:
             report.skipped = report.skipped or "storage"
             log.warning("round.failed", reason=str(exc)[:200], posts=len(report.posts),
@@ -276,7 +286,7 @@ class Scheduler:
         return alive
 
     async def _posts(self, snapshot: Snapshot, ledger: Ledger, now: float,
-                     report: RoundReport, *, budget: int) -> None:
+                     report: RoundReport, *, budget: int, images: bool) -> None:
         by_persona: dict[str, list[str]] = {}
         for room in snapshot.rooms.values():
             for persona in room.personas:
@@ -285,15 +295,21 @@ class Scheduler:
             if len(report.posts) >= budget:
                 return
             persona = self.cast.personas[name]
-            if persona.kind != "text":
-                continue  # an image persona answers posts; it does not start threads
+            if persona.kind == "image" and not images:
+                continue
             decision = self.policy.consider_post(
                 persona, by_persona[name], now, self.settings.sweep_interval_s, ledger
             )
             if decision is None:
                 continue
-            request = jobs.post_request(persona=persona, room=decision.room,
-                                        queue=QUEUE_BACKGROUND)
+            if persona.kind == "image":
+                request = jobs.post_request(
+                    persona=persona, room=decision.room, queue=QUEUE_IMAGE,
+                    image_prompt=self._picture_of(snapshot, decision.room, persona),
+                )
+            else:
+                request = jobs.post_request(persona=persona, room=decision.room,
+                                            queue=QUEUE_BACKGROUND)
             try:
                 await jobs.submit(self.storage, request)
             except PlayhouseError as exc:
@@ -304,6 +320,18 @@ class Scheduler:
             self._memory.posts[activity.thread_id] = activity
             report.posts.append(request)
             log.info("post.scheduled", request_id=request.request_id, **decision.fields())
+
+    def _picture_of(self, snapshot: Snapshot, room: str, persona: Persona) -> str:
+        """What an image persona paints for a thread of its own: the title of one of the
+        room's recent threads (not its own, not a picture), else the room's description."""
+        titles = [t.title for t in snapshot.threads
+                  if t.room == room and t.author != persona.name and not t.image_blob
+                  and t.title.strip()][:PICTURE_CHOICES]
+        if titles:
+            return self.policy.rng.choice(titles).strip()[:500]
+        view = snapshot.rooms.get(room)
+        description = view.room.description.strip() if view is not None else ""
+        return (description or f"r/{room}")[:500]
 
     async def _replies(self, snapshot: Snapshot, ledger: Ledger, now: float,
                        report: RoundReport, *, budget: int, images: bool) -> None:
@@ -365,6 +393,8 @@ class Scheduler:
         view.bot_comments += 1
         if shown is not None:
             self.reader.remember(shown)
+            if self.on_placeholder is not None:
+                self.on_placeholder(shown)
         report.replies.append(request)
         log.info("reply.scheduled", request_id=request_id, queue=request.queue,
                  **decision.fields())

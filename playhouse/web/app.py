@@ -21,13 +21,15 @@ from litestar.static_files import create_static_files_router
 
 from playhouse.errors import PlayhouseError
 from playhouse.scheduling.scheduler import Scheduler
-from playhouse.web import api, auth, errors, live, pages, status
+from playhouse.storage.models import Comment
+from playhouse.web import api, auth, errors, live, pages, status, views
 from playhouse.web.assets import static_dir
 from playhouse.web.calls import CallRecovery
 from playhouse.web.consumer import ResultsConsumer
-from playhouse.web.context import WebContext
+from playhouse.web.context import WebContext, thread_channel
 from playhouse.web.limits import Limits
 from playhouse.web.posting import recover_call
+from playhouse.web.protocol import Thinking, encode
 from playhouse.web.sessions import SessionGuard
 from playhouse.web.templating import template_config
 
@@ -95,7 +97,12 @@ def create_app(
     consumer = ResultsConsumer(ctx)
     recovery = CallRecovery(storage, partial(recover_call, ctx))
 
-    scheduler = Scheduler.create(storage, cast, settings.scheduler) if schedule else None
+    def show_thinking(placeholder: Comment) -> None:
+        ctx.publish(encode(Thinking(comment=views.comment_out(placeholder))),
+                    thread_channel(placeholder.thread_id))
+
+    scheduler = Scheduler.create(storage, cast, settings.scheduler,
+                                 on_placeholder=show_thinking) if schedule else None
     interval = settings.web.sample_interval_s
     sampler = status.Sampler(ctx, interval) if interval > 0 else None
 

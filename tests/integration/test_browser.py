@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from playhouse.constants import DEFAULT_ROOM
+from playhouse import ids, messages
+from playhouse.constants import DEFAULT_ROOM, QUEUE_RESULTS
+from playhouse.messages import GenerationResult
 from playhouse.storage import Storage
 from tests.integration.conftest import SHIPPED_PERSONAS
 from tests.integration.web_support import PASSWORD, ROOT, build, serve
@@ -240,6 +242,23 @@ async def _chat(storage: Storage) -> None:
             await expect(bot_reply.locator(":scope > details > .text")).to_have_text(reply_text)
             await expect(bob.locator(".comment .text", has_text="<script>")).to_be_visible()
             await shot(bob, "5-thread-after-reload")
+
+            # A picture thread of ImageBot's own (what the scheduler asks it for) appears
+            # live in the room with its thumbnail.
+            src = await bob.locator(".comment.bot img.generated").first.get_attribute("src")
+            assert src is not None and src.startswith("/images/")
+            await alice.goto(f"/r/{DEFAULT_ROOM}")
+            await expect(alice.locator("#presence")).to_contain_text("u/")
+            await storage.queues.send(QUEUE_RESULTS, messages.encode(GenerationResult(
+                request_id=ids.new_id(), kind="post", persona="ImageBot", room=DEFAULT_ROOM,
+                ok=True, title="ImageBot's own lighthouse",
+                image_blob=src.removeprefix("/images/"))))
+            own = alice.locator(".thread-row", has_text="ImageBot's own lighthouse")
+            thumb = own.locator("img.thumb")
+            await expect(thumb).to_be_visible()
+            await expect(thumb).to_have_js_property("complete", True)
+            assert await thumb.evaluate("img => img.naturalWidth") == IMAGE_SIZE
+            await shot(alice, "6-imagebot-thread-thumbnail")
             assert dialogs == []
         finally:
             await browser.close()

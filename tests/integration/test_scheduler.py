@@ -19,6 +19,7 @@ from structlog.testing import capture_logs
 from playhouse import ids, jobs
 from playhouse.config import SchedulerSettings, WorkerSettings
 from playhouse.constants import (
+    CONTAINER_IMAGES,
     QUEUE_BACKGROUND,
     QUEUE_IMAGE,
     QUEUE_INTERACTIVE,
@@ -269,6 +270,53 @@ async def test_image_replies_are_scheduled_only_while_an_image_worker_is_alive(
     await storage.workers.beat(msgspec.structs.replace(beat, seen_at=now - 3600))
     third = await Scheduler(storage, cast, settings).run_round()  # the worker went silent
     assert all(r.persona != "Picto" for r in third.replies)
+
+
+async def test_an_image_persona_starts_threads_of_its_own_with_a_picture(
+    storage: Storage, tmp_path: Path, persona_dir: Path, models_dir: Path
+) -> None:
+    toml = (persona_dir / "imagebot.toml").read_text(encoding="utf-8")
+    for old, new in (("posts_per_day = 2", "posts_per_day = 200"), ("steps = 25", "steps = 2"),
+                     ("width = 512", "width = 64"), ("height = 512", "height = 64")):
+        assert old in toml, old
+        toml = toml.replace(old, new)
+    (persona_dir / "imagebot.toml").write_text(toml, encoding="utf-8")
+    cast = load_cast_strict(persona_dir)
+    now = time.time()
+    await seed_rooms(storage, cast.rooms, now)
+    for room in ("Art", "CoopAndPabloPlayHouse"):  # ImageBot's rooms
+        await storage.threads.create(Thread(
+            thread_id=ids.new_id(), room=room, title="a lighthouse in a storm", body="",
+            url=None, author="alice", is_bot=False, persona=None, created_at=now,
+            last_activity=now))
+    await storage.workers.beat(WorkerBeat(worker_id="img-1", host="h", kind="image", pid=1,
+                                          started_at=now, seen_at=now, interval_s=60.0))
+    scheduler = Scheduler(storage, cast, fast(background_max_depth=50, time_scale=1000.0))
+    posts: list[Any] = []
+    for _ in range(20):
+        report = await scheduler.run_round()
+        posts = [r for r in report.posts if r.persona == "ImageBot"]
+        if posts:
+            break
+    assert len(posts) == 1, "ImageBot never posted"
+    (post,) = posts
+    assert post.kind == "post" and post.queue == QUEUE_IMAGE and post.thread_id is None
+    assert post.image_prompt == "a lighthouse in a storm"
+    engine = make_engine("image", models_dir, device="cpu", max_models=1, max_bytes=1 << 30)
+    worker = Worker(queues=storage.queues, blobs=storage.blobs, cast=cast, engine=engine,
+                    settings=WorkerSettings(), burst=True, seed=5)
+    await worker.main()
+    (message,) = await storage.queues.receive(QUEUE_RESULTS)
+    result = decode_result(message.content)
+    assert result.ok, result.error
+    applied = await jobs.apply_result(storage, result)
+    assert applied.kind == "thread" and applied.thread is not None
+    thread = await storage.threads.get(jobs.thread_id_for(post.request_id))
+    assert thread.author == "ImageBot" and thread.is_bot and thread.room == post.room
+    assert thread.title == "a lighthouse in a storm" and thread.body == ""
+    assert thread.image_blob == f"{post.room}/{post.request_id}.png"
+    data, content_type = await storage.blobs.get(CONTAINER_IMAGES, thread.image_blob)
+    assert content_type == "image/png" and data.startswith(b"\x89PNG")
 
 
 # --- housekeeping -------------------------------------------------------------------

@@ -188,6 +188,27 @@ async def test_room_page_pages_threads_newest_first(storage: Storage) -> None:
             assert {"author", "is_bot", "created_at"} <= set(t)
 
 
+async def test_a_picture_thread_shows_its_image_in_the_room_and_thread_pages(
+    storage: Storage,
+) -> None:
+    app = await build(storage)
+    now = time.time()
+    picture = Thread(thread_id=ids.new_id(), room="Art", title="a lighthouse in a storm",
+                     body="", url=None, author="ImageBot", is_bot=True, persona="ImageBot",
+                     created_at=now, last_activity=now, image_blob="Art/0001.png")
+    await storage.threads.create(picture)
+    await _thread(storage, "Art", "no picture here")
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        room = (await client.get("/r/Art", headers=HTML)).text
+        assert room.count('class="thumb"') == 1
+        assert 'class="thumb" src="/images/Art/0001.png"' in room
+        page = (await client.get(f"/r/Art/t/{picture.thread_id}", headers=HTML)).text
+        assert 'src="/images/Art/0001.png"' in page
+        api = (await client.get("/api/rooms/Art/threads")).json()["threads"]
+        assert {t["title"]: t["image_url"] for t in api} == {
+            "a lighthouse in a storm": "/images/Art/0001.png", "no picture here": None}
+
+
 async def test_api_thread_is_a_tree(storage: Storage) -> None:
     app = await build(storage)
     thread = await _thread(storage, "Music", "what are you playing")

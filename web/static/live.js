@@ -61,8 +61,18 @@
     if (!row) {
       row = el("li", "thread-row");
       row.dataset.id = t.id;
+      const href = "/r/" + encodeURIComponent(t.room) + "/t/" + t.id;
+      if (t.image_url) {
+        const link = el("a");
+        link.href = href;
+        const img = el("img", "thumb");
+        img.src = t.image_url;
+        img.alt = "";
+        link.appendChild(img);
+        row.appendChild(link);
+      }
       const a = el("a", "title", t.title);
-      a.href = "/r/" + encodeURIComponent(t.room) + "/t/" + t.id;
+      a.href = href;
       row.appendChild(a);
       const meta = el("div", "meta");
       meta.appendChild(authorEl(t.author, t.is_bot));
