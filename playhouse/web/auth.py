@@ -31,6 +31,7 @@ from playhouse.web.context import (
     client_ip,
     context_of,
     current_user,
+    user_channel,
 )
 from playhouse.web.templating import page
 
@@ -179,6 +180,7 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
     if user:
         await ctx.storage.users.end_sessions(user, time.time())
         ctx.sessions.forget(user)
+        ctx.publish("logged_out", user_channel(user))  # its open sockets, on every instance
         log.info("account.logged_out", username=user)
     return Redirect(path="/")
 

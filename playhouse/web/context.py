@@ -43,6 +43,11 @@ def room_channel(room: str) -> str:
     return f"room.{room_key(room)}"
 
 
+def user_channel(username: str) -> str:
+    """Channel that tells every socket of ``username`` (on any instance) it logged out."""
+    return f"user.{username.casefold()}"
+
+
 def thread_channel(thread_id: str) -> str:
     """Channel of one thread's comments, placeholders and replacements."""
     return f"thread.{thread_id}"

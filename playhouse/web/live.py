@@ -29,6 +29,7 @@ from playhouse.web.context import (
     current_user,
     room_channel,
     thread_channel,
+    user_channel,
 )
 from playhouse.web.posting import (
     PostRefused,
@@ -86,6 +87,9 @@ class Session:
         self.held: list[bytes] = []
         self.replayed: set[str] = set()
         self.closed = False
+        self.account: Subscriber | None = None
+        """The user's own channel: a logout anywhere closes this socket."""
+        self.account_pump: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ sending
     async def send(self, event: ServerEvent) -> None:
@@ -120,6 +124,9 @@ class Session:
         await self.socket.accept()
         await self.send(Hello(user=self.user, instance=self.ctx.instance))
         log.info("socket.opened", user=self.user or "-", ip=self.ip)
+        if self.user is not None:
+            self.account = await self.ctx.channels.subscribe([user_channel(self.user)])
+            self.account_pump = asyncio.create_task(self._watch_account(self.account))
         try:
             while not self.closed:
                 event = await self.socket.receive()
@@ -133,7 +140,30 @@ class Session:
         finally:
             self.closed = True
             await self.unsubscribe()
+            await self._stop_watching_account()
             log.info("socket.closed", user=self.user or "-")
+
+    async def _watch_account(self, subscriber: Subscriber) -> None:
+        """Close the socket when its user logs out (here or on another instance): the
+        page reconnects, and the voided cookie makes the new socket anonymous."""
+        async for _ in subscriber.iter_events():
+            await self.error("login_required", "you logged out; log in again to post")
+            self.closed = True
+            with contextlib.suppress(Exception):
+                await self.socket.close(code=4401, reason="logged out")
+            log.info("socket.logged_out", user=self.user or "-")
+            return
+
+    async def _stop_watching_account(self) -> None:
+        if self.account_pump is not None and self.account_pump is not asyncio.current_task():
+            self.account_pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.account_pump
+        self.account_pump = None
+        if self.account is not None:
+            with contextlib.suppress(Exception):
+                await self.ctx.channels.unsubscribe(self.account)
+            self.account = None
 
     async def handle_frame(self, frame: str | bytes) -> None:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from litestar import Litestar
+from websockets.exceptions import ConnectionClosed
 
 from playhouse.constants import AZURITE_KEY, CONTAINER_IMAGES
 from playhouse.storage import Storage
@@ -134,7 +135,8 @@ async def test_logout_ends_the_session_and_tampered_cookies_are_anonymous(
 
 async def test_logout_voids_copies_of_the_cookie_and_other_sessions(storage: Storage) -> None:
     app = await build(storage)
-    async with serve(app) as base, user_client(base, "copier") as client:
+    async with serve(app) as base, user_client(base, "copier") as client, \
+            socket(base, client) as open_socket:
         copied = cookie_header(client)
         async with httpx.AsyncClient(base_url=base) as elsewhere:  # a second login
             await form_post(elsewhere, "/login", {"username": "copier", "password": PASSWORD},
@@ -144,6 +146,12 @@ async def test_logout_voids_copies_of_the_cookie_and_other_sessions(storage: Sto
             out = await form_post(client, "/logout", {})
             assert out.status_code in (302, 303)
             assert "u/copier" not in (await elsewhere.get("/", headers=html)).text
+        # The socket opened before the logout is told, then closed (the page reloads).
+        told = await open_socket.expect("error")
+        assert told.code == "login_required" and "logged out" in told.reason
+        with pytest.raises(ConnectionClosed) as closed:
+            await open_socket.ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
         async with httpx.AsyncClient(base_url=base, headers={"cookie": copied}) as thief:
             page = await thief.get("/", headers={"accept": "text/html"})
             assert page.status_code == 200 and "u/copier" not in page.text

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from playhouse.storage import Storage
-from tests.integration.web_support import build, serve, socket, user_client
+from tests.integration.web_support import build, form_post, serve, socket, user_client
 
 pytestmark = pytest.mark.integration
 
@@ -32,3 +33,22 @@ async def test_an_event_posted_on_one_instance_arrives_on_the_other(
         # Presence comes from each instance separately; the page merges them.
         other = await a.expect("presence", lambda e: e.instance == b.hello.instance)
         assert "bob" in other.users
+
+
+async def test_a_logout_on_one_instance_closes_the_users_sockets_on_the_other(
+    storage: Storage, redis_url: str
+) -> None:
+    one = await build(storage, redis_url=redis_url)
+    two = await build(storage, redis_url=redis_url)
+    async with serve(one) as base_one, serve(two) as base_two, \
+            user_client(base_one, "carol") as carol, socket(base_two, carol) as elsewhere, \
+            user_client(base_two, "dave") as dave, socket(base_two, dave) as bystander:
+        assert elsewhere.hello.user == "carol"
+        out = await form_post(carol, "/logout", {})
+        assert out.status_code in (302, 303)
+        told = await elsewhere.expect("error")
+        assert told.code == "login_required"
+        with pytest.raises(ConnectionClosed):
+            await elsewhere.ws.recv()
+        await bystander.subscribe("Sports")  # another user's socket is untouched
+        assert not [e for e in bystander.events if getattr(e, "code", "") == "login_required"]

@@ -184,7 +184,8 @@
              pending: Array.from(pending).slice(0, 50) });
     };
     socket.onmessage = (msg) => { try { onEvent(JSON.parse(msg.data)); } catch (e) { console.error(e); } };
-    socket.onclose = () => {
+    socket.onclose = (ev) => {
+      if (ev.code === 4401) { location.reload(); return; }  // logged out (maybe in another tab)
       waiting.forEach((_, cid) => settle(cid, "connection lost before the server confirmed; your text is kept, send it again"));
       const delay = backoff + Math.random() * backoff * 0.3;
       backoff = Math.min(backoff * 2, 15000);
