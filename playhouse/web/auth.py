@@ -107,9 +107,9 @@ async def login(request: Request[Any, Any, Any]) -> Template | Redirect:
     password = form.get("password", "")
     target = safe_next(form.get("next"))
     ip = client_ip(request)
-    wait = ctx.limits.logins_per_ip.hit(ip)
+    wait = await ctx.limits.logins_per_ip.take(ip)
     if not wait and username:
-        wait = ctx.limits.logins_per_user.hit(username.casefold())
+        wait = await ctx.limits.logins_per_user.take(username.casefold())
     if wait:
         log.warning("login.limited", ip=ip, username=username[:40])
         return page(request, "login.html", status_code=429, next=target, username=username,
@@ -146,7 +146,7 @@ async def register(request: Request[Any, Any, Any]) -> Template | Redirect:
     username = form.get("username", "").strip()
     password = form.get("password", "")
     ip = client_ip(request)
-    wait = ctx.limits.registrations_per_ip.hit(ip)
+    wait = await ctx.limits.registrations_per_ip.take(ip)
     if wait:
         return page(request, "register.html", status_code=429, username=username,
                     error=f"too many new accounts from here; try again in {wait:.0f} s")

@@ -353,7 +353,7 @@ class Session:
                              msg.client_id)
             return
         try:
-            check_rate(self.ctx, self.user, self.ip)
+            await check_rate(self.ctx, self.user, self.ip)
             stored = await store_post(self.ctx, self.user, msg)
         except PostRefused as exc:
             await self.error(exc.code, exc.reason, msg.client_id)

@@ -87,8 +87,9 @@ def check_text(text: str, what: str, max_chars: int, *, allow_empty: bool = Fals
         raise PostRefused(code, reason) from exc
 
 
-def check_rate(ctx: WebContext, user: str, ip: str) -> None:
-    wait = max(ctx.limits.posts_per_user.hit(user), ctx.limits.posts_per_ip.hit(ip))
+async def check_rate(ctx: WebContext, user: str, ip: str) -> None:
+    wait = max(await ctx.limits.posts_per_user.take(user),
+               await ctx.limits.posts_per_ip.take(ip))
     if wait > 0:
         raise PostRefused("rate_limited", f"too many posts; try again in {wait:.0f} s")
 

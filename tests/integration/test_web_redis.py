@@ -52,3 +52,41 @@ async def test_a_logout_on_one_instance_closes_the_users_sockets_on_the_other(
             await elsewhere.ws.recv()
         await bystander.subscribe("Sports")  # another user's socket is untouched
         assert not [e for e in bystander.events if getattr(e, "code", "") == "login_required"]
+
+
+async def test_rate_limits_are_shared_by_the_instances_on_one_redis(redis_url: str) -> None:
+    from redis.asyncio import Redis
+
+    from playhouse.emulator import free_port
+    from playhouse.web.limits import Limits, SharedRateLimiter
+
+    clients = [Redis.from_url(redis_url), Redis.from_url(redis_url)]
+    try:
+        one, two = (Limits.from_rates(posts_per_minute=3, logins_per_minute=10, redis=r)
+                    for r in clients)
+        assert isinstance(one.posts_per_user, SharedRateLimiter)
+        user = f"erin-{free_port()}"  # a fresh bucket on the shared server
+        assert await one.posts_per_user.take(user) == 0.0
+        assert await two.posts_per_user.take(user) == 0.0
+        assert await one.posts_per_user.take(user) == 0.0
+        wait = await two.posts_per_user.take(user)  # the 4th in a minute, on either instance
+        assert 0 < wait <= 20.5
+        assert await two.posts_per_user.take(f"{user}-other") == 0.0
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def test_a_redis_outage_falls_back_to_counting_in_memory() -> None:
+    from redis.asyncio import Redis
+
+    from playhouse.emulator import free_port
+    from playhouse.web.limits import Limits
+
+    gone = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    try:
+        limits = Limits.from_rates(posts_per_minute=2, logins_per_minute=10, redis=gone)
+        assert [await limits.posts_per_user.take("frank") for _ in range(2)] == [0.0, 0.0]
+        assert await limits.posts_per_user.take("frank") > 0  # still limited, locally
+    finally:
+        await gone.aclose()
