@@ -87,6 +87,10 @@ class PresenceBook:
         key = room_key(room)
         return tuple(sorted(self.users.get(key, Counter()))), self.anonymous.get(key, 0)
 
+    def watched(self, room: str) -> bool:
+        key = room_key(room)
+        return key in self.users or self.anonymous.get(key, 0) > 0
+
 
 @dataclass
 class WebContext:
@@ -100,6 +104,8 @@ class WebContext:
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    presence_answered: dict[str, float] = field(default_factory=dict)
+    """Room (casefolded) → loop time this instance last answered another's newcomer."""
     results_expected: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when this instance asked a bot for something: its results consumer wakes up."""
 

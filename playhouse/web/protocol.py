@@ -206,6 +206,9 @@ class Presence(msgspec.Struct, frozen=True, tag="presence", kw_only=True):
     instance: str
     users: tuple[str, ...]
     anonymous: int
+    ask: bool = False
+    """Someone started watching through ``instance``: every other instance with viewers of
+    ``room`` answers with its own list, so the newcomer's page sees them all at once."""
 
 
 class Error(msgspec.Struct, frozen=True, tag="error", kw_only=True):

@@ -90,3 +90,21 @@ async def test_a_redis_outage_falls_back_to_counting_in_memory() -> None:
         assert await limits.posts_per_user.take("frank") > 0  # still limited, locally
     finally:
         await gone.aclose()
+
+
+async def test_a_newcomer_sees_who_watches_through_the_other_instance_at_once(
+    storage: Storage, redis_url: str
+) -> None:
+    one = await build(storage, redis_url=redis_url)
+    two = await build(storage, redis_url=redis_url)
+    async with serve(one) as base_one, serve(two) as base_two, \
+            user_client(base_one, "gina") as gina, user_client(base_two, "hank") as hank, \
+            socket(base_one, gina) as g, socket(base_two, hank) as h:
+        await g.subscribe("Music")
+        await g.expect("presence", lambda e: e.instance == g.hello.instance)
+        await h.subscribe("Music")  # gina's instance has published nothing since
+        there = await h.expect("presence", lambda e: e.instance == g.hello.instance)
+        assert list(there.users) == ["gina"] and not there.ask
+        # gina's page learns of hank through hank's own announcement, as before.
+        here = await g.expect("presence", lambda e: e.instance == h.hello.instance)
+        assert "hank" in here.users
