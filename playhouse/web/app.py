@@ -26,9 +26,10 @@ from playhouse.web import api, auth, errors, live, pages, status, views
 from playhouse.web.assets import static_dir
 from playhouse.web.calls import CallRecovery
 from playhouse.web.consumer import ResultsConsumer
-from playhouse.web.context import WebContext, thread_channel
+from playhouse.web.context import WebContext, room_channel, thread_channel
 from playhouse.web.limits import Limits
 from playhouse.web.posting import recover_call
+from playhouse.web.presence import PresenceRefresh
 from playhouse.web.protocol import Thinking, encode
 from playhouse.web.sessions import SessionGuard
 from playhouse.web.templating import template_config
@@ -96,6 +97,8 @@ def create_app(
                      sessions=guard)
     consumer = ResultsConsumer(ctx)
     recovery = CallRecovery(storage, partial(recover_call, ctx))
+    presence = PresenceRefresh(ctx.presence, ctx.instance,
+                               lambda text, room: ctx.publish(text, room_channel(room)))
 
     def show_thinking(placeholder: Comment) -> None:
         ctx.publish(encode(Thinking(comment=views.comment_out(placeholder))),
@@ -108,6 +111,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        presence.start()
         if consume:
             consumer.start()
             recovery.start()
@@ -124,6 +128,7 @@ def create_app(
                 await scheduler.stop()
             await recovery.stop()
             await consumer.stop()
+            await presence.stop()
             await ctx.drain()
             if redis is not None:
                 await redis.aclose()

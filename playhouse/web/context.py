@@ -8,7 +8,6 @@ lives here too, because pages, the REST API and the websocket must apply the sam
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from playhouse.errors import Forbidden, NotFound
 from playhouse.storage.accounts import room_key
 from playhouse.storage.models import Room, Thread
 from playhouse.web.metrics import WebMetrics
+from playhouse.web.presence import PresenceBook
 
 if TYPE_CHECKING:
     from litestar.channels import ChannelsPlugin
@@ -54,45 +54,6 @@ def thread_channel(thread_id: str) -> str:
 
 
 @dataclass
-class PresenceBook:
-    """Who watches each room through this instance (users by name, and how many sockets)."""
-
-    users: dict[str, Counter[str]] = field(default_factory=dict)
-    anonymous: Counter[str] = field(default_factory=Counter)
-
-    def enter(self, room: str, user: str | None) -> None:
-        key = room_key(room)
-        if user is None:
-            self.anonymous[key] += 1
-        else:
-            self.users.setdefault(key, Counter())[user] += 1
-
-    def leave(self, room: str, user: str | None) -> None:
-        key = room_key(room)
-        if user is None:
-            self.anonymous[key] -= 1
-            if self.anonymous[key] <= 0:
-                del self.anonymous[key]
-            return
-        names = self.users.get(key)
-        if names is None:
-            return
-        names[user] -= 1
-        if names[user] <= 0:
-            del names[user]
-        if not names:
-            del self.users[key]
-
-    def of(self, room: str) -> tuple[tuple[str, ...], int]:
-        key = room_key(room)
-        return tuple(sorted(self.users.get(key, Counter()))), self.anonymous.get(key, 0)
-
-    def watched(self, room: str) -> bool:
-        key = room_key(room)
-        return key in self.users or self.anonymous.get(key, 0) > 0
-
-
-@dataclass
 class WebContext:
     settings: Settings
     storage: Storage
@@ -104,8 +65,6 @@ class WebContext:
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    presence_answered: dict[str, float] = field(default_factory=dict)
-    """Room (casefolded) → loop time this instance last answered another's newcomer."""
     results_expected: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when this instance asked a bot for something: its results consumer wakes up."""
 

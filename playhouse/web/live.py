@@ -51,7 +51,6 @@ from playhouse.web.protocol import (
     Ping,
     Pong,
     Post,
-    Presence,
     ProtocolError,
     ServerEvent,
     Subscribe,
@@ -68,10 +67,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger()
 
 _comment_probe = msgspec.json.Decoder(dict[str, Any])
-_presence = msgspec.json.Decoder(Presence)
 
-PRESENCE_ANSWER_S = 1.0
-"""An instance answers another's newcomer in a room at most this often."""
 
 
 class Session:
@@ -112,8 +108,10 @@ class Session:
         await self.send(Error(code=code, reason=reason, client_id=client_id))
 
     async def _on_event(self, data: bytes) -> None:
-        if data.startswith(b'{"type":"presence"') and data.endswith(b'"ask":true}'):
-            self._answer_presence(data)
+        asked = self.ctx.presence.to_answer(data, self.ctx.instance,
+                                            asyncio.get_running_loop().time())
+        if asked is not None:
+            self._publish_presence(asked)
         if self.replaying:
             self.held.append(data)
             return
@@ -345,26 +343,9 @@ class Session:
             self._publish_presence(room)
 
     def _publish_presence(self, room: str, *, ask: bool = False) -> None:
-        users, anonymous = self.ctx.presence.of(room)
-        event = Presence(room=room, instance=self.ctx.instance, users=users,
-                         anonymous=anonymous, ask=ask)
-        self.ctx.publish(encode(event), room_channel(room))
+        self.ctx.publish(self.ctx.presence.event(room, self.ctx.instance, ask=ask),
+                         room_channel(room))
 
-    def _answer_presence(self, data: bytes) -> None:
-        """Another instance has a newcomer in a room watched here: publish this instance's
-        list once (every socket of the room sees the question; the first one answers)."""
-        try:
-            asked = _presence.decode(data)
-        except msgspec.DecodeError:
-            return
-        if asked.instance == self.ctx.instance or not self.ctx.presence.watched(asked.room):
-            return
-        loop = asyncio.get_running_loop()
-        key = asked.room.casefold()
-        if loop.time() - self.ctx.presence_answered.get(key, -1e9) < PRESENCE_ANSWER_S:
-            return
-        self.ctx.presence_answered[key] = loop.time()
-        self._publish_presence(asked.room)
 
     # ------------------------------------------------------------------ posting
     async def post(self, msg: Post) -> None:

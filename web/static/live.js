@@ -138,7 +138,7 @@
   }
 
   function showPresence(p) {
-    presence.set(p.instance, p);
+    if (p) presence.set(p.instance, Object.assign({ at: Date.now() }, p));
     const users = new Set();
     let anonymous = 0;
     presence.forEach((v) => { v.users.forEach((u) => users.add(u)); anonymous += v.anonymous; });
@@ -174,6 +174,13 @@
         break;
     }
   }
+
+  // Instances republish every 30 s: one silent for 90 s has gone (its viewers with it).
+  setInterval(() => {
+    const before = presence.size;
+    presence.forEach((v, instance) => { if (Date.now() - v.at > 90000) presence.delete(instance); });
+    if (presence.size !== before) showPresence(null);
+  }, 15000);
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
