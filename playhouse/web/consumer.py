@@ -19,13 +19,12 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
-import msgspec
 import structlog
 
 from playhouse.constants import RECEIVE_MAX, RESULT_QUEUES
 from playhouse.errors import InvalidInput, PlayhouseError
 from playhouse.jobs import Applied, apply_result
-from playhouse.messages import decode_result
+from playhouse.messages import GenerationResult, decode_result
 from playhouse.storage.queues import Received
 from playhouse.web import views
 from playhouse.web.context import WebContext, room_channel, thread_channel
@@ -71,24 +70,29 @@ class ResultsConsumer(BackgroundLoop):
                 queue, max_messages=RECEIVE_MAX - len(messages),
                 visibility_timeout=self.visibility_timeout,
             )
-        lanes: dict[str, list[Received]] = {}
+        lanes: dict[str, list[tuple[Received, GenerationResult | InvalidInput]]] = {}
         for message in messages:
-            lanes.setdefault(_thread_key(message), []).append(message)
+            decoded: GenerationResult | InvalidInput
+            try:
+                decoded = decode_result(message.content)
+                key = decoded.thread_id or decoded.room or message.id
+            except InvalidInput as exc:
+                decoded, key = exc, message.id
+            lanes.setdefault(key, []).append((message, decoded))
 
-        async def lane(batch: list[Received]) -> None:
-            for message in batch:
-                await self.handle(message)
+        async def lane(batch: list[tuple[Received, GenerationResult | InvalidInput]]) -> None:
+            for message, decoded in batch:
+                await self.handle(message, decoded)
 
         await asyncio.gather(*(lane(batch) for batch in lanes.values()))
         return len(messages)
 
-    async def handle(self, message: Received) -> None:
+    async def handle(self, message: Received, result: GenerationResult | InvalidInput) -> None:
+        """Apply one decoded result (or poison the message that could not be decoded)."""
         queues = self.ctx.storage.queues
-        try:
-            result = decode_result(message.content)
-        except InvalidInput as exc:
-            log.warning("result.malformed", message_id=message.id, reason=str(exc))
-            await queues.to_poison(message, str(exc))
+        if isinstance(result, InvalidInput):
+            log.warning("result.malformed", message_id=message.id, reason=str(result))
+            await queues.to_poison(message, str(result))
             return
         try:
             applied = await apply_result(self.ctx.storage, result)
@@ -160,16 +164,3 @@ class ResultsConsumer(BackgroundLoop):
             finally:
                 for waiter in (stop, wake):
                     waiter.cancel()
-
-
-_thread_of = msgspec.json.Decoder(dict[str, object])
-
-
-def _thread_key(message: Received) -> str:
-    """The thread a result belongs to (its lane), or the message id when unreadable."""
-    try:
-        data = _thread_of.decode(message.content)
-    except msgspec.DecodeError:
-        return message.id
-    thread = data.get("thread_id")
-    return str(thread) if isinstance(thread, str) and thread else str(data.get("room", message.id))
