@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from playhouse import ids, training
+from playhouse import ids
 from playhouse.config import WorkerSettings
 from playhouse.constants import QUEUE_INTERACTIVE, results_queue
 from playhouse.dataset.build import BuildOptions, build_dataset
@@ -23,7 +23,7 @@ from playhouse.grammar import ALL_TAGS
 from playhouse.messages import ChainComment, GenerationRequest, PostContext, decode_result, encode
 from playhouse.personas import check_command, load_cast_strict
 from playhouse.storage import Storage
-from playhouse.training import TrainingError, TrainOptions, tag_blocks, train
+from playhouse.training import TrainingError, TrainOptions, publish, tag_blocks, train
 from tests.mini_dump import write_dump
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -144,7 +144,7 @@ def test_disk_full_publishes_nothing(
     def full(source: Path, target: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(training, "_copy_file", full)
+    monkeypatch.setattr(publish, "_copy_file", full)
     out = tmp_path / "full"
     with pytest.raises(TrainingError, match=r"No space left on device.*no model was published"):
         train(_options(dataset, out, max_steps=3, eval_every=0))
