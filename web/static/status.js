@@ -7,8 +7,9 @@
   if (!root) return;
   const SVG = "http://www.w3.org/2000/svg";
   const W = 600, H = 180, PAD_L = 44, PAD_R = 8, PAD_T = 10, PAD_B = 22;
+  // Twelve distinct colours: one per queue (six queues and their poison queues).
   const COLOURS = ["#ff4500", "#2563eb", "#16a34a", "#9333ea", "#ca8a04", "#0891b2",
-                   "#db2777", "#4b5563"];
+                   "#db2777", "#4b5563", "#7c2d12", "#65a30d", "#1e3a8a", "#be123c"];
 
   function el(tag, attrs, text) {
     const node = document.createElementNS(SVG, tag);
