@@ -34,3 +34,21 @@ def add_persona(folder: Path, name: str, *, model: str, extra: str = "",
 
 def load(folder: Path) -> Cast:
     return load_cast_strict(folder)
+
+
+def eager_cast(folder: Path) -> Cast:
+    """One text persona, Eager, in r/Technology, that wants to answer every post at once
+    (for tests of the scheduler's live placeholders)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "rooms.toml").write_text('[[room]]\nname = "Technology"\n', encoding="utf-8")
+    (folder / "eager.toml").write_text(
+        'name = "Eager"\ndisplay_name = "Eager"\nkind = "text"\nmodel = "m"\n'
+        'rooms = ["Technology"]\n\n[activity]\nposts_per_day = 0\nper_hour_cap = 50\n'
+        "per_room_hour_cap = 50\nper_thread_cap = 2\n\n[activity.weights]\nbase = 10.0\n",
+        encoding="utf-8")
+    return load_cast_strict(folder)
+
+
+FAST_REPLIES = {"sweep_interval_s": 0.3, "reply_delay_s": 0.0, "lease_s": 15,
+                "housekeeping_interval_s": 3600.0}
+"""Scheduler settings for tests that wait for a scheduled reply."""

@@ -15,7 +15,6 @@ from litestar import Litestar
 
 from playhouse.config import SchedulerSettings, Settings, WebSettings
 from playhouse.constants import QUEUE_BOT_CALLS, QUEUE_INTERACTIVE, poison_queue
-from playhouse.personas import load_cast_strict
 from playhouse.storage import Storage
 from playhouse.web import calls
 from playhouse.web.app import create_app
@@ -24,6 +23,7 @@ from playhouse.web.context import WebContext
 from playhouse.web.main import seed_rooms
 from playhouse.web.posting import PostRefused, call_request_id, recover_call, store_post
 from playhouse.web.protocol import Post
+from tests.integration.conftest import FAST_REPLIES, eager_cast
 from tests.integration.test_web_live import take_request
 from tests.integration.web_support import (
     SECRET,
@@ -178,18 +178,9 @@ async def test_a_scheduled_reply_shows_its_thinking_placeholder_live(
     storage: Storage, tmp_path: Path
 ) -> None:
     """The scheduler hosted by the web app announces its placeholders like a person's call."""
-    folder = tmp_path / "personas"
-    folder.mkdir()
-    (folder / "rooms.toml").write_text('[[room]]\nname = "Technology"\n', encoding="utf-8")
-    (folder / "eager.toml").write_text(
-        'name = "Eager"\ndisplay_name = "Eager"\nkind = "text"\nmodel = "m"\n'
-        'rooms = ["Technology"]\n\n[activity]\nposts_per_day = 0\nper_hour_cap = 50\n'
-        "per_room_hour_cap = 50\nper_thread_cap = 2\n\n[activity.weights]\nbase = 10.0\n",
-        encoding="utf-8")
-    cast = load_cast_strict(folder)
+    cast = eager_cast(tmp_path / "personas")
     await storage.rooms.ensure(seed_rooms(cast))
-    scheduler = SchedulerSettings(sweep_interval_s=0.3, reply_delay_s=0.0, lease_s=15,
-                                  housekeeping_interval_s=3600.0, seed=1)
+    scheduler = SchedulerSettings(**FAST_REPLIES, seed=1)
     app = create_app(Settings(web=WebSettings(), scheduler=scheduler), storage, cast,
                      secret=SECRET, schedule=True)
     async with serve(app) as base, user_client(base, "alice") as alice, \
