@@ -69,7 +69,6 @@ log = structlog.get_logger()
 _comment_probe = msgspec.json.Decoder(dict[str, Any])
 
 
-
 class Session:
     """One connected socket: its user, its subscription, and the pump of live events."""
 
@@ -345,7 +344,6 @@ class Session:
     def _publish_presence(self, room: str, *, ask: bool = False) -> None:
         self.ctx.publish(self.ctx.presence.event(room, self.ctx.instance, ask=ask),
                          room_channel(room))
-
 
     # ------------------------------------------------------------------ posting
     async def post(self, msg: Post) -> None:
