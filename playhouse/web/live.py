@@ -158,15 +158,19 @@ class Session:
             return
 
     async def _stop_watching_account(self) -> None:
-        if self.account_pump is not None and self.account_pump is not asyncio.current_task():
-            self.account_pump.cancel()
+        pump, self.account_pump = self.account_pump, None
+        subscriber, self.account = self.account, None
+        await self._drop(pump, subscriber)
+
+    async def _drop(self, pump: asyncio.Task[None] | None, subscriber: Subscriber | None) -> None:
+        """Stop a pump (unless it is the task asking) and end its channel subscription."""
+        if pump is not None and pump is not asyncio.current_task():
+            pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.account_pump
-        self.account_pump = None
-        if self.account is not None:
+                await pump
+        if subscriber is not None:
             with contextlib.suppress(Exception):
-                await self.ctx.channels.unsubscribe(self.account)
-            self.account = None
+                await self.ctx.channels.unsubscribe(subscriber)
 
     async def handle_frame(self, frame: str | bytes) -> None:
         try:
@@ -327,15 +331,9 @@ class Session:
         self.replayed = set()
 
     async def unsubscribe(self) -> None:
-        if self.pump is not None:
-            self.pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.pump
-            self.pump = None
-        if self.subscriber is not None:
-            with contextlib.suppress(Exception):
-                await self.ctx.channels.unsubscribe(self.subscriber)
-            self.subscriber = None
+        pump, self.pump = self.pump, None
+        subscriber, self.subscriber = self.subscriber, None
+        await self._drop(pump, subscriber)
         if self.room is not None:
             room, self.room, self.thread_id = self.room, None, None
             self.ctx.presence.leave(room, self.user)

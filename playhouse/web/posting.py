@@ -184,10 +184,6 @@ async def _reserve_call(
     return await calls.reserve(ctx.storage, call, grace_s=ctx.settings.web.bot_call_grace_s)
 
 
-async def _release_call(ctx: WebContext, call: Received | None) -> None:
-    if call is not None:
-        await calls.release(ctx.storage, call)
-
 
 def announce(ctx: WebContext, stored: Stored) -> None:
     """Broadcast the stored post (each event encoded once for all sockets), then ask the
@@ -239,7 +235,8 @@ async def call_bots(ctx: WebContext, stored: Stored) -> None:
     while True:
         try:
             await _call_bots_once(ctx, stored)
-            await _release_call(ctx, stored.call)
+            if stored.call is not None:
+                await calls.release(ctx.storage, stored.call)
             return
         except StorageUnavailable as exc:
             if time.monotonic() > deadline:

@@ -17,6 +17,7 @@ import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -116,6 +117,15 @@ async def close_all(people: list[User]) -> None:
         await user.close()
 
 
+async def stop_posting(posting: asyncio.Future[Any], people: list[User]) -> None:
+    """End a scenario's posting (cancelled if a fault left it running) and its sockets."""
+    if not posting.done():
+        posting.cancel()
+        with contextlib.suppress(BaseException):
+            await posting
+    await close_all(people)
+
+
 # ------------------------------------------------------------------ 1. worker SIGKILL
 
 
@@ -148,11 +158,7 @@ async def test_sigkill_text_worker_mid_batch(scale: Scale, stack: Stack, storage
         stack.worker()  # the survivor serves until everything is answered
         await settled(storage)
     finally:
-        if not posting.done():
-            posting.cancel()
-            with contextlib.suppress(BaseException):
-                await posting
-        await close_all(people)
+        await stop_posting(posting, people)
     counts = await audit(storage, everything_sent(people), bot_calls=bot_calls(people),
                          poison_expected=True)
     assert counts.jobs == scale.worker_requests
@@ -202,11 +208,7 @@ async def test_sigkill_web_while_clients_post(scale: Scale, stack: Stack,
         await no_gaps(people)
         await settled(storage)
     finally:
-        if not posting.done():
-            posting.cancel()
-            with contextlib.suppress(BaseException):
-                await posting
-        await close_all(people)
+        await stop_posting(posting, people)
     # Every call is answered, those of posts acknowledged just before a kill too: the call
     # is on bot-calls before the post is stored, and the restarted web makes it.
     calls = bot_calls(people)
