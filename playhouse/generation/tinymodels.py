@@ -20,7 +20,14 @@ from playhouse.grammar import ALL_TAGS
 PAD_TOKEN: Final = "<|pad|>"
 EOS_TOKEN: Final = "<|endoftext|>"
 IMAGE_SHAPES: Final[dict[str, Any]] = {
-    "block_out_channels": [32, 64],
+    # Three UNet levels: cross-attention only at the lowest (a 512x512 picture attends
+    # over 16x16 latents, not 64x64).
+    "unet_channels": [32, 32, 64],
+    # Four VAE levels scale by 8 like Stable Diffusion's, so a persona's 512x512 denoises
+    # 64x64 latents; no attention in the VAE's middle block (it would attend over every
+    # latent pixel at once).
+    "vae_channels": [16, 16, 32, 32],
+    "vae_norm_groups": 8,
     "layers_per_block": 1,
     "cross_attention_dim": 32,
     "text_layers": 2,
@@ -328,9 +335,11 @@ def _clip_tokenizer() -> Any:
 def build_image_pipeline(out_dir: Path, *, seed: int) -> Any:
     """A tiny random-init Stable Diffusion pipeline, saved to ``out_dir`` and returned.
 
-    UNet and VAE with ``block_out_channels`` (32, 64), a two-layer CLIP text encoder of
-    width 32, a locally trained CLIP tokenizer, a DDIM scheduler, no safety checker. It
-    draws coloured noise: 64x64 in two steps takes a fraction of a second on CPU.
+    A three-level UNet, a four-level VAE that scales by 8 like Stable Diffusion's (see
+    :data:`IMAGE_SHAPES`), a two-layer CLIP text encoder of width 32, a locally trained
+    CLIP tokenizer, a DDIM scheduler, no safety checker. It draws coloured noise: 64x64 in
+    two steps takes a fraction of a second on one CPU core, ImageBot's 512x512 in 25 steps
+    a few seconds.
     """
     import torch
     from diffusers import (
@@ -343,28 +352,31 @@ def build_image_pipeline(out_dir: Path, *, seed: int) -> Any:
 
     shapes = IMAGE_SHAPES
     tokenizer = _clip_tokenizer()
-    channels = tuple(shapes["block_out_channels"])
+    unet_channels = tuple(shapes["unet_channels"])
+    vae_channels = tuple(shapes["vae_channels"])
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        block_out_channels=channels,
+        block_out_channels=unet_channels,
         layers_per_block=shapes["layers_per_block"],
-        sample_size=32,
+        sample_size=64,
         in_channels=4,
         out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
         cross_attention_dim=shapes["cross_attention_dim"],
         norm_num_groups=32,
     )
     vae = AutoencoderKL(
-        block_out_channels=channels,
+        block_out_channels=vae_channels,
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(vae_channels),
         latent_channels=4,
-        norm_num_groups=32,
-        sample_size=64,
+        layers_per_block=shapes["layers_per_block"],
+        norm_num_groups=shapes["vae_norm_groups"],
+        mid_block_add_attention=False,
+        sample_size=512,
     )
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
