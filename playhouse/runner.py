@@ -10,11 +10,13 @@ that dies is restarted with back-off; Ctrl-C stops them all, workers first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +33,9 @@ log = structlog.get_logger()
 
 DEMO_TIME_SCALE = 60.0
 """Persona time runs this much faster under `playhouse run` unless configured."""
+
+STOP_GRACE_S = 20.0
+"""How long a child may take to stop after SIGTERM before it is killed."""
 
 CONNECTION_FILE = "storage.conn"
 """Under var/: the emulator's connection string while `playhouse run` is up."""
@@ -54,22 +59,39 @@ class Child:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM its process group, SIGKILL after ``timeout``; the exit code (None when
-        it never ran). A child that exited by itself before keeps its own code."""
+    def terminate(self) -> None:
+        """SIGTERM its process group, if it still runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def reap(self, deadline: float, grace_s: float) -> int | None:
+        """Wait for it until ``deadline`` (monotonic), then SIGKILL; the exit code (None
+        when it never ran). A child that exited by itself keeps its own code."""
         if self.proc is None:
             return None
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("process.kill", name=self.name, pid=self.proc.pid, grace_s=timeout)
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
-        log.info("process.stopped", name=self.name, code=self.proc.returncode)
+        if self.proc.returncode is None:
+            try:
+                self.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("process.kill", name=self.name, pid=self.proc.pid, grace_s=grace_s)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+            log.info("process.stopped", name=self.name, code=self.proc.returncode)
         return self.proc.returncode
+
+
+
+def stop_together(
+    children: Sequence[Child], grace_s: float = STOP_GRACE_S
+) -> dict[str, int | None]:
+    """Stop ``children`` at once: all get SIGTERM, then share one ``grace_s`` before
+    SIGKILL (one after the other, a slow child would delay the next one's signal)."""
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + grace_s
+    return {child.name: child.reap(deadline, grace_s) for child in children}
 
 
 def local_connection_string(settings: Settings) -> str | None:
@@ -186,8 +208,10 @@ def _supervise(children: list[Child], env: dict[str, str], settings: Settings) -
                 child.restarts += 1
                 child.start(env)
     finally:
-        codes = {child.name: child.stop()  # workers first, then the web app
-                 for child in sorted(children, key=lambda c: c.name == "web")}
+        # Workers first (the results they write while stopping still reach the web
+        # app's consumer), then the web app.
+        codes = stop_together([c for c in children if c.name != "web"])
+        codes |= stop_together([c for c in children if c.name == "web"])
     unclean = {name: code for name, code in codes.items() if code not in (0, None)}
     if unclean:
         log.warning("playhouse.stopped", clean=False, codes=unclean)
