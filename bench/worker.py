@@ -52,6 +52,7 @@ import os
 import random
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,9 @@ if TYPE_CHECKING:
 MODEL_VERSION = 1
 """Bump when the way the benchmark model is built changes (invalidates the cache)."""
 BOT = "CoopBot"
+
+NEVER = threading.Event()
+"""An abort event no one sets: the bench runs engines outside a worker."""
 """The persona whose sampling parameters the benchmark uses (its model is replaced)."""
 DEPTHS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16)
 """Chain depths the primary requests cycle through: prompts from ~25 to ~400 tokens."""
@@ -396,7 +400,7 @@ def run_a(path: Path, persona: Persona, requests: Sequence[GenerationRequest]) -
             lambda _p: str(path), device="cpu",
             loader=lambda p: instrument(TextModel.load(p, device="cpu"), counter),
         )
-        ok += sum(o.ok for o in engine.run(persona, [(key, request)], request.seed))
+        ok += sum(o.ok for o in engine.run(persona, [(key, request)], request.seed, NEVER))
         engine.close()
         latencies.append(time.perf_counter() - started)
     seconds = time.perf_counter() - started
@@ -415,7 +419,7 @@ def run_b(model: TextModel, counter: Counter, persona: Persona,
     latencies = []
     started = time.perf_counter()
     for key, request in _entries(requests):
-        ok += sum(o.ok for o in engine.run(persona, [(key, request)], request.seed))
+        ok += sum(o.ok for o in engine.run(persona, [(key, request)], request.seed, NEVER))
         latencies.append(time.perf_counter() - started)
     seconds = time.perf_counter() - started
     return Run("B", "loaded once, batch 1", len(requests), seconds, _copy(counter), ok,
@@ -435,9 +439,9 @@ class RecordingEngine:
         self.batches: list[Batch] = []
 
     def run(self, persona: Persona, entries: Sequence[tuple[str, GenerationRequest]],
-            seed: int | None) -> list[Outcome]:
+            seed: int | None, abort: threading.Event) -> list[Outcome]:
         self.batches.append((persona, list(entries), seed))
-        outcomes: list[Outcome] = self.inner.run(persona, entries, seed)
+        outcomes: list[Outcome] = self.inner.run(persona, entries, seed, abort)
         return outcomes
 
     def close(self) -> None:
@@ -523,7 +527,7 @@ def run_d(model: TextModel, counter: Counter, batches: Sequence[Batch]) -> Run:
     latencies = []
     started = time.perf_counter()
     for persona, entries, seed in batches:
-        outcomes = engine.run(persona, entries, seed)
+        outcomes = engine.run(persona, entries, seed, NEVER)
         ok += sum(o.ok for o in outcomes)
         n += len(entries)
         latencies += [time.perf_counter() - started] * len(entries)
@@ -541,8 +545,8 @@ def warm_up(model: TextModel, persona: Persona, requests: Sequence[GenerationReq
     from playhouse.generation.engines import TextEngine
 
     engine = TextEngine(lambda _p: "bench", device="cpu", loader=lambda _p: model)
-    engine.run(persona, _entries(requests[:4]), 1)
-    engine.run(persona, _entries(requests[4:5]), 2)
+    engine.run(persona, _entries(requests[:4]), 1, NEVER)
+    engine.run(persona, _entries(requests[4:5]), 2, NEVER)
 
 
 def continuous_engine(
@@ -560,7 +564,7 @@ def continuous_engine(
     instrument_continuous(engine.models.get(persona.model), counter)
     longest = sorted(range(len(requests)), key=lambda i: -prompt_lens[i])[: args.batch_size]
     started = time.perf_counter()
-    engine.run(persona, _entries([requests[i] for i in longest]), 1)
+    engine.run(persona, _entries([requests[i] for i in longest]), 1, NEVER)
     return engine, time.perf_counter() - started, len(longest)
 
 

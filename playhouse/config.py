@@ -102,6 +102,11 @@ class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     heartbeat_s: Annotated[
         float, _doc("Seconds between heartbeats written to storage (status page, /metrics).")
     ] = 15.0
+    finish_within_s: Annotated[
+        float,
+        _doc("After SIGTERM, seconds the batch in hand may run on; then it is interrupted "
+             "and its requests go back to the queue (keep it under the supervisor's grace)."),
+    ] = 5.0
 
 
 class SchedulerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

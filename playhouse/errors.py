@@ -42,3 +42,7 @@ class InvalidCompletion(PlayhouseError):
 
 class ModelUnavailable(PlayhouseError):
     """A persona's model cannot be loaded."""
+
+
+class Interrupted(PlayhouseError):
+    """A batch was stopped part way because its worker is shutting down."""

@@ -20,6 +20,8 @@ from playhouse.generation.text import SamplingParams
 from playhouse.messages import GenerationRequest
 
 if TYPE_CHECKING:
+    import threading
+
     from playhouse.personas import Persona
 
 log = structlog.get_logger()
@@ -44,6 +46,7 @@ class Generates(Protocol):
         *,
         stop: Sequence[str],
         seed: int | None = None,
+        abort: threading.Event | None = None,
     ) -> list[str]: ...
 
 
@@ -100,16 +103,24 @@ def parse_output(request: GenerationRequest, completion: str, persona: Persona) 
 
 
 def complete(
-    model: Generates, batch: Batch, persona: Persona, *, seed: int | None = None
+    model: Generates,
+    batch: Batch,
+    persona: Persona,
+    *,
+    seed: int | None = None,
+    abort: threading.Event | None = None,
 ) -> list[Outcome]:
-    """Generate ``batch`` and re-sample invalid outputs; one Outcome per item, in order."""
+    """Generate ``batch`` and re-sample invalid outputs; one Outcome per item, in order.
+    Raises :class:`~playhouse.errors.Interrupted` once ``abort`` is set."""
     params = SamplingParams.from_persona(persona)
     done: dict[str, Outcome] = {}
     pending = batch
     max_attempts = max(1, persona.generation.max_attempts)
     for attempt in range(max_attempts):
         round_seed = None if seed is None else seed + attempt * 7919
-        outputs = model.generate(pending.prompts, params, stop=STOPS, seed=round_seed)
+        outputs = model.generate(
+            pending.prompts, params, stop=STOPS, seed=round_seed, abort=abort
+        )
         errors: list[str | None] = []
         for item, output in zip(pending.items, outputs, strict=True):
             try:

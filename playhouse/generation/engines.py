@@ -25,6 +25,8 @@ from playhouse.generation.completion import Outcome, complete, make_items
 from playhouse.messages import GenerationRequest
 
 if TYPE_CHECKING:
+    import threading
+
     from playhouse.generation.image import ImageModel
     from playhouse.generation.text import TextModel
     from playhouse.personas import Persona
@@ -39,7 +41,15 @@ class Engine(Protocol):
     queues: tuple[str, ...]
     """Queues this engine serves, drained in this order (interactive first)."""
 
-    def run(self, persona: Persona, entries: Sequence[Entry], seed: int | None) -> list[Outcome]:
+    def run(
+        self,
+        persona: Persona,
+        entries: Sequence[Entry],
+        seed: int | None,
+        abort: threading.Event,
+    ) -> list[Outcome]:
+        """One Outcome per entry; raises :class:`~playhouse.errors.Interrupted` once
+        ``abort`` is set (the worker then hands the entries back to their queue)."""
         ...
 
     def close(self) -> None: ...
@@ -75,13 +85,21 @@ class TextEngine:
 
         return TextModel.load(path, device=self._device, continuous=self._continuous)
 
-    def run(self, persona: Persona, entries: Sequence[Entry], seed: int | None) -> list[Outcome]:
+    def run(
+        self,
+        persona: Persona,
+        entries: Sequence[Entry],
+        seed: int | None,
+        abort: threading.Event,
+    ) -> list[Outcome]:
         try:
             model = self.models.get(self._resolve(persona))
         except ModelUnavailable as exc:
             return _fail_all(entries, f"model unavailable: {exc}")
         items, failed = make_items(entries, persona, model)
-        outcomes = complete(model, Batch.from_items(persona.name, items), persona, seed=seed)
+        outcomes = complete(
+            model, Batch.from_items(persona.name, items), persona, seed=seed, abort=abort
+        )
         return [*outcomes, *failed]
 
     def model_state(self, persona: Persona) -> tuple[str, str]:
@@ -118,7 +136,13 @@ class ImageEngine:
 
         return ImageModel.load(path, device=self._device)
 
-    def run(self, persona: Persona, entries: Sequence[Entry], seed: int | None) -> list[Outcome]:
+    def run(
+        self,
+        persona: Persona,
+        entries: Sequence[Entry],
+        seed: int | None,
+        abort: threading.Event,
+    ) -> list[Outcome]:
         from playhouse.generation.image import ImageParams
 
         try:
@@ -126,7 +150,9 @@ class ImageEngine:
         except ModelUnavailable as exc:
             return _fail_all(entries, f"model unavailable: {exc}")
         prompts = [_image_prompt(req) for _, req in entries]
-        outputs = model.generate(prompts, ImageParams.from_persona(persona), seed=seed)
+        outputs = model.generate(
+            prompts, ImageParams.from_persona(persona), seed=seed, abort=abort
+        )
         outcomes: list[Outcome] = []
         for (key, req), prompt, out in zip(entries, prompts, outputs, strict=True):
             if out.png is None:

@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from playhouse.errors import ModelUnavailable
+from playhouse.generation.interrupt import check, image_callback
 from playhouse.generation.text import pick_device
 
 if TYPE_CHECKING:
+    import threading
+
     from playhouse.personas import Persona
 
 log = structlog.get_logger()
@@ -89,12 +92,20 @@ class ImageModel:
         return total
 
     def generate(
-        self, prompts: Sequence[str], params: ImageParams, *, seed: int | None = None
+        self,
+        prompts: Sequence[str],
+        params: ImageParams,
+        *,
+        seed: int | None = None,
+        abort: threading.Event | None = None,
     ) -> list[ImageOutput]:
+        """One image per prompt. Once ``abort`` is set, the next denoising step raises
+        :class:`~playhouse.errors.Interrupted`."""
         import torch
 
         if not prompts:
             return []
+        check(abort)
         generator = None
         if seed is not None:
             generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -109,6 +120,7 @@ class ImageModel:
                 width=params.width,
                 height=params.height,
                 generator=generator,
+                callback_on_step_end=None if abort is None else image_callback(abort),
             )
         flags = getattr(result, "nsfw_content_detected", None) or [False] * len(prompts)
         outputs: list[ImageOutput] = []

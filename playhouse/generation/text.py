@@ -17,8 +17,11 @@ import structlog
 
 from playhouse.errors import ModelUnavailable
 from playhouse.generation.continuous import ContinuousBatcher
+from playhouse.generation.interrupt import check, text_criteria
 
 if TYPE_CHECKING:
+    import threading
+
     from playhouse.personas import Persona
 
 log = structlog.get_logger()
@@ -164,18 +167,21 @@ class TextModel:
         *,
         stop: Sequence[str],
         seed: int | None = None,
+        abort: threading.Event | None = None,
     ) -> list[str]:
         """Sample one continuation per prompt, in padded batches of similar prompt length.
 
         Left padding makes every row pay for the batch's longest prompt, and on a CPU the
         prompt pass is compute-bound, so prompts of very different lengths are split into
         sub-batches (:func:`split_by_length`) when the padding saved outweighs one more run
-        of decode steps. Results come back in the order of ``prompts``.
+        of decode steps. Results come back in the order of ``prompts``. Once ``abort`` is
+        set, the next decoding step raises :class:`~playhouse.errors.Interrupted`.
         """
         import torch
 
         if not prompts:
             return []
+        check(abort)
         if self.continuous is not None:
             rows = self.continuous.generate(
                 prompts, params, stop_ids=self._stop_ids(stop), seed=seed
@@ -190,13 +196,20 @@ class TextModel:
         )
         out: list[str] = [""] * len(prompts)
         for group in split_by_length(lengths, step_cost=step_cost):
-            texts = self._generate_padded([prompts[i] for i in group], params, stop=stop)
+            texts = self._generate_padded(
+                [prompts[i] for i in group], params, stop=stop, abort=abort
+            )
             for i, text in zip(group, texts, strict=True):
                 out[i] = text
         return out
 
     def _generate_padded(
-        self, prompts: Sequence[str], params: SamplingParams, *, stop: Sequence[str]
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        *,
+        stop: Sequence[str],
+        abort: threading.Event | None = None,
     ) -> list[str]:
         """One left-padded ``generate()`` call for ``prompts``."""
         import torch
@@ -205,6 +218,11 @@ class TextModel:
             list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.device)
         eos = self._stop_ids(stop)
+        criteria = self._stop_criteria(stop)
+        if abort is not None:
+            from transformers import StoppingCriteriaList
+
+            criteria = StoppingCriteriaList([*(criteria or []), text_criteria(abort)])
         with torch.inference_mode():
             out = self.model.generate(
                 **enc,
@@ -216,7 +234,7 @@ class TextModel:
                 max_new_tokens=params.max_new_tokens,
                 eos_token_id=eos or None,
                 pad_token_id=self.tokenizer.pad_token_id,
-                stopping_criteria=self._stop_criteria(stop),
+                stopping_criteria=criteria,
             )
         new = out[:, enc["input_ids"].shape[1] :]
         return [self._decode(row) for row in new]

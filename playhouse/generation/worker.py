@@ -2,7 +2,9 @@
 
 In the shape of arq's worker: collaborators injected, ``async main()`` polls, ``burst``
 returns once the queues are empty (tests), SIGTERM finishes the batch in hand and
-exits. The only place where queue messages meet batches.
+exits; a batch still running ``worker.finish_within_s`` after SIGTERM is interrupted and
+its messages are handed back to their queue. The only place where queue messages meet
+batches.
 
 Delivery guarantees: a request message is deleted only after its result is on the
 results queue (a crash in between re-delivers it; the results consumer is idempotent
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -28,7 +31,7 @@ import structlog
 
 from playhouse.config import WorkerSettings
 from playhouse.constants import CONTAINER_IMAGES, results_queue
-from playhouse.errors import InvalidInput, StorageUnavailable
+from playhouse.errors import Interrupted, InvalidInput, NotFound, StorageUnavailable
 from playhouse.generation.completion import Outcome
 from playhouse.generation.engines import Engine
 from playhouse.ids import is_id
@@ -129,6 +132,8 @@ class Worker:
         self.reporter = reporter
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
+        self._abort = threading.Event()
+        """Set ``finish_within_s`` after :meth:`stop`: the engine gives up its batch."""
         self._poll = settings.poll_min_s
         self._worked_at = time.monotonic()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
@@ -137,10 +142,17 @@ class Worker:
 
     # ----------------------------------------------------------------- lifecycle
     def stop(self) -> None:
-        """Finish the batch in hand, take no new work."""
-        if not self._stopping.is_set():
-            log.info("worker.stopping", kind=self.engine.kind)
+        """Take no new work; let the batch in hand run on for ``finish_within_s``, then
+        interrupt it and hand its messages back."""
+        if self._stopping.is_set():
+            return
+        finish_within_s = self.settings.finish_within_s
+        log.info("worker.stopping", kind=self.engine.kind, finish_within_s=finish_within_s)
         self._stopping.set()
+        try:
+            asyncio.get_running_loop().call_later(finish_within_s, self._abort.set)
+        except RuntimeError:  # called outside the loop: nothing can be in hand
+            self._abort.set()
 
     async def main(self) -> None:
         log.info("worker.started", kind=self.engine.kind, queues=list(self.engine.queues),
@@ -249,6 +261,9 @@ class Worker:
         try:
             while pending:
                 persona, entries = pending.pop(0)
+                if self._abort.is_set():
+                    await self._hand_back(persona, entries)
+                    continue
                 await self._generate_group(persona, entries)
                 if pending and not self._stopping.is_set():
                     urgent = await self._receive_priority()
@@ -312,8 +327,11 @@ class Worker:
         started = time.perf_counter()
         try:
             outcomes = await loop.run_in_executor(
-                self._executor, self.engine.run, persona, entries, seed
+                self._executor, self.engine.run, persona, entries, seed, self._abort
             )
+        except Interrupted:
+            await self._hand_back(persona, entries)
+            return
         except Exception as exc:  # a crashed batch: leave the messages to reappear
             log.exception("batch.crashed", persona=persona.name, size=len(entries),
                           error=str(exc))
@@ -335,6 +353,24 @@ class Worker:
         for error in finished:
             if isinstance(error, BaseException):
                 raise error
+
+    async def _hand_back(
+        self, persona: Persona, entries: list[tuple[str, GenerationRequest]]
+    ) -> None:
+        """Make ``entries``' messages visible again at once (the worker is stopping). A
+        message that cannot be handed back reappears when its visibility runs out."""
+        handed = 0
+        for key, _ in entries:
+            async with self._handle_lock:
+                message = self._handles.pop(key, None)
+            if message is None:
+                continue
+            try:
+                await self.queues.renew(message, 0)
+                handed += 1
+            except (StorageUnavailable, NotFound) as exc:  # storage down; or renewed elsewhere
+                log.warning("batch.hand_back_failed", message_id=message.id, error=str(exc))
+        log.info("batch.interrupted", persona=persona.name, size=len(entries), handed_back=handed)
 
     def _seed_for(self, entries: Sequence[tuple[str, GenerationRequest]]) -> int | None:
         if self.seed is None and all(req.seed is None for _, req in entries):

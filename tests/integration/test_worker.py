@@ -199,7 +199,7 @@ class _SlowEngine:
         self.calls = 0
 
     def run(self, persona: Persona, entries: Sequence[tuple[str, GenerationRequest]],
-            seed: int | None) -> list[Outcome]:
+            seed: int | None, abort: threading.Event) -> list[Outcome]:
         self.calls += 1
         time.sleep(self.seconds)
         return [Outcome(key, req, True, text="slow but sure", attempts=1) for key, req in entries]
@@ -413,10 +413,10 @@ class _RecordingEngine(_SlowEngine):
         self.started = threading.Event()
 
     def run(self, persona: Persona, entries: Sequence[tuple[str, GenerationRequest]],
-            seed: int | None) -> list[Outcome]:
+            seed: int | None, abort: threading.Event) -> list[Outcome]:
         self.order.append(persona.name)
         self.started.set()
-        return super().run(persona, entries, seed)
+        return super().run(persona, entries, seed, abort)
 
 
 async def test_people_overtake_bot_groups_already_in_hand(storage: Storage) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from playhouse.errors import ModelUnavailable
 from playhouse.generation.batch import Batch, Item
 from playhouse.generation.cache import ModelCache
 from playhouse.generation.completion import STOPS, complete, make_items
+from playhouse.generation.interrupt import check
 from playhouse.generation.text import SamplingParams
 from playhouse.messages import ChainComment, GenerationRequest, PostContext
 from playhouse.personas import Persona, load_cast
@@ -43,8 +45,10 @@ class ScriptedModel:
         *,
         stop: Sequence[str],
         seed: int | None = None,
+        abort: threading.Event | None = None,
     ) -> list[str]:
         assert tuple(stop) == STOPS
+        check(abort)
         self.calls.append(list(prompts))
         out = self.outputs.pop(0)
         assert len(out) == len(prompts)
