@@ -22,6 +22,7 @@ import structlog
 
 from playhouse.constants import PK_ROOMS, PK_USERS, TABLE_MEMBERS, TABLE_ROOMS, TABLE_USERS
 from playhouse.errors import Conflict, NotFound
+from playhouse.ids import id_time
 from playhouse.storage.models import Membership, Page, Role, Room, User
 from playhouse.storage.tables import Tables, check_key, from_entity, to_entity
 
@@ -68,6 +69,19 @@ class UserRepo:
             lambda u: msgspec.structs.replace(u, password_hash=password_hash),
             f"user {key}",
         )
+        return user
+
+    async def end_session(self, username: str, session_id: str, *, keep_s: float) -> User:
+        """Void the one session ``session_id`` of ``username`` (log out of one browser).
+        Ids older than ``keep_s`` go: their sessions have expired anyway."""
+        key = user_key(username)
+        oldest = time.time() - keep_s
+
+        def add(u: User) -> User:
+            kept = tuple(s for s in u.ended_sessions if s != session_id and id_time(s) > oldest)
+            return msgspec.structs.replace(u, ended_sessions=(*kept, session_id))
+
+        user, _ = await self.t.modify(TABLE_USERS, PK_USERS, key, User, add, f"user {key}")
         return user
 
     async def end_sessions(self, username: str, at: float) -> User:

@@ -26,7 +26,10 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
     disabled: bool = False
     sessions_after: float = 0.0
-    """Sessions issued at or before this time are void (set by logging out)."""
+    """Sessions issued at or before this time are void (set by logging out everywhere)."""
+    ended_sessions: tuple[str, ...] = ()
+    """Ids of single sessions ended by logging out of one browser; an id older than the
+    session lifetime is dropped the next time one is added."""
 
 
 class Room(msgspec.Struct, frozen=True, kw_only=True):

@@ -26,7 +26,7 @@ from playhouse.web import api, auth, errors, live, pages, status, views
 from playhouse.web.assets import static_dir
 from playhouse.web.calls import CallRecovery
 from playhouse.web.consumer import ResultsConsumer
-from playhouse.web.context import WebContext, room_channel, thread_channel
+from playhouse.web.context import SESSION_MAX_AGE_S, WebContext, room_channel, thread_channel
 from playhouse.web.limits import Limits
 from playhouse.web.posting import recover_call
 from playhouse.web.presence import PresenceRefresh
@@ -135,7 +135,7 @@ def create_app(
 
     session = auth.SessionConfig(
         secret=_derive(secret, "session"), key=SESSION_COOKIE, httponly=True, samesite="lax",
-        secure=secure, max_age=14 * 24 * 3600,
+        secure=secure, max_age=SESSION_MAX_AGE_S,
     )
     return Litestar(
         route_handlers=[

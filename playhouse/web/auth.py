@@ -23,10 +23,14 @@ from litestar.middleware.session.client_side import ClientSideSessionBackend, Co
 from litestar.params import Parameter
 from litestar.response import Redirect, Template
 
+from playhouse import ids
 from playhouse.errors import Conflict, InvalidInput
 from playhouse.storage.models import User
 from playhouse.web.context import (
+    LOGGED_OUT,
+    SESSION_ID,
     SESSION_ISSUED,
+    SESSION_MAX_AGE_S,
     SESSION_USER,
     client_ip,
     context_of,
@@ -122,9 +126,15 @@ async def login(request: Request[Any, Any, Any]) -> Template | Redirect:
         log.info("login.failed", username=username[:40], ip=ip)
         return page(request, "login.html", status_code=400, next=target, username=username,
                     error="wrong user name or password")
-    request.set_session({SESSION_USER: user.display_name, SESSION_ISSUED: time.time()})
+    start_session(request, user)
     log.info("login.succeeded", username=user.username)
     return Redirect(path=target)
+
+
+def start_session(request: Request[Any, Any, Any], user: User) -> None:
+    """A new session for ``user``: its own id (to end it alone) and its issue time."""
+    request.set_session({SESSION_USER: user.display_name, SESSION_ISSUED: time.time(),
+                         SESSION_ID: ids.new_id()})
 
 
 def _verify(password_hash: str, password: str) -> bool:
@@ -165,23 +175,31 @@ async def register(request: Request[Any, Any, Any]) -> Template | Redirect:
     except (Conflict, InvalidInput):
         return page(request, "register.html", status_code=400, username=username,
                     error="that name is taken")
-    request.set_session({SESSION_USER: user.display_name, SESSION_ISSUED: time.time()})
+    start_session(request, user)
     log.info("account.registered", username=user.username, ip=ip)
     return Redirect(path="/")
 
 
 @post("/logout")
 async def logout(request: Request[Any, Any, Any]) -> Redirect:
-    """End the session here and every copy of it (and the user's other sessions): a
-    cookie copied before logging out no longer logs anyone in."""
+    """End this session and every copy of it: a cookie copied before logging out no longer
+    logs anyone in. With ``everywhere`` set, end all of the user's sessions (every
+    browser). The user's open sockets of those sessions, on every instance, are closed."""
     ctx = context_of(request)
     user = current_user(request)
+    session_id = request.session.get(SESSION_ID) if isinstance(request.session, dict) else None
+    everywhere = bool((await _form(request)).get("everywhere"))
     request.clear_session()
     if user:
-        await ctx.storage.users.end_sessions(user, time.time())
+        if everywhere or not isinstance(session_id, str):  # (sessions from before ids)
+            everywhere = True
+            await ctx.storage.users.end_sessions(user, time.time())
+            ctx.publish(LOGGED_OUT, user_channel(user))
+        else:
+            await ctx.storage.users.end_session(user, session_id, keep_s=SESSION_MAX_AGE_S)
+            ctx.publish(f"{LOGGED_OUT}:{session_id}", user_channel(user))
         ctx.sessions.forget(user)
-        ctx.publish("logged_out", user_channel(user))  # its open sockets, on every instance
-        log.info("account.logged_out", username=user)
+        log.info("account.logged_out", username=user, everywhere=everywhere)
     return Redirect(path="/")
 
 

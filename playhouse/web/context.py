@@ -35,7 +35,12 @@ log = structlog.get_logger()
 SESSION_USER = "user"
 """Key of the user name in the session cookie."""
 SESSION_ISSUED = "at"
-"""Key of the time the session was issued (logging out voids sessions issued before)."""
+"""Key of the time the session was issued (logging out everywhere voids sessions issued
+before; a session older than :data:`SESSION_MAX_AGE_S` is void)."""
+SESSION_ID = "sid"
+"""Key of the session's own id (logging out of one browser voids that id)."""
+SESSION_MAX_AGE_S = 14 * 24 * 3600
+"""A session's lifetime: the cookie's max-age, and enforced on the issue time as well."""
 
 
 def room_channel(room: str) -> str:
@@ -44,8 +49,21 @@ def room_channel(room: str) -> str:
 
 
 def user_channel(username: str) -> str:
-    """Channel that tells every socket of ``username`` (on any instance) it logged out."""
+    """Channel that tells the sockets of ``username`` (on any instance) they logged out."""
     return f"user.{username.casefold()}"
+
+
+LOGGED_OUT = "logged_out"
+"""On a user's channel: ``logged_out`` closes all of the user's sockets,
+``logged_out:<session id>`` those of that one session."""
+
+
+def ends_session(event: bytes | str, session_id: object) -> bool:
+    """Whether a :data:`LOGGED_OUT` event on the user's channel ends ``session_id``."""
+    text = event.decode(errors="replace") if isinstance(event, bytes) else event
+    return text == LOGGED_OUT or (
+        isinstance(session_id, str) and text == f"{LOGGED_OUT}:{session_id}"
+    )
 
 
 def thread_channel(thread_id: str) -> str:

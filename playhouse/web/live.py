@@ -23,10 +23,12 @@ from playhouse.errors import Forbidden, NotFound, PlayhouseError, StorageUnavail
 from playhouse.storage.models import Comment
 from playhouse.web import views
 from playhouse.web.context import (
+    SESSION_ID,
     WebContext,
     client_ip,
     context_of,
     current_user,
+    ends_session,
     room_channel,
     thread_channel,
     user_channel,
@@ -76,6 +78,8 @@ class Session:
         self.ctx = ctx
         self.socket = socket
         self.user = current_user(socket)
+        session = socket.scope.get("session")
+        self.session_id = session.get(SESSION_ID) if isinstance(session, dict) else None
         self.ip = client_ip(socket)
         self.send_lock = asyncio.Lock()
         self.subscriber: Subscriber | None = None
@@ -147,9 +151,12 @@ class Session:
             log.info("socket.closed", user=self.user or "-")
 
     async def _watch_account(self, subscriber: Subscriber) -> None:
-        """Close the socket when its user logs out (here or on another instance): the
-        page reconnects, and the voided cookie makes the new socket anonymous."""
-        async for _ in subscriber.iter_events():
+        """Close the socket when its session is logged out (here, or on another instance,
+        or everywhere): the page reconnects, and the voided cookie makes the new socket
+        anonymous."""
+        async for event in subscriber.iter_events():
+            if not ends_session(event, self.session_id):
+                continue  # another browser of this user logged out
             await self.error("login_required", "you logged out; log in again to post")
             self.closed = True
             with contextlib.suppress(Exception):

@@ -1,18 +1,21 @@
 """Sessions a user has ended stay ended, copied cookies included.
 
 The session is a client-side cookie (encrypted and authenticated, see
-:mod:`playhouse.web.auth`), so clearing it at logout only clears the browser's copy. Logging
-out also records the time on the user's row (``User.sessions_after``); this middleware,
-inside the session middleware, drops any session issued at or before that time, or of a
-user who is disabled or gone, before a handler sees it. Rows are cached per instance for
-:data:`CACHE_S` seconds: another instance honours a logout within that time, this one at
-once. When storage cannot be read, the last row read (or the session as it is) is used:
-an outage does not log everyone out.
+:mod:`playhouse.web.auth`), so clearing it at logout only clears the browser's copy. So
+logging out also writes to the user's row: the session's own id (``User.ended_sessions``)
+when logging out of one browser, or the time (``User.sessions_after``) when logging out
+everywhere. This middleware, inside the session middleware, drops a session that was
+ended either way, is older than :data:`~playhouse.web.context.SESSION_MAX_AGE_S`, or
+belongs to a user who is disabled or gone, before a handler sees it. Rows are cached per
+instance for :data:`CACHE_S` seconds: another instance honours a logout within that time,
+this one at once. When storage cannot be read, the last row read (or the session as it
+is) is used: an outage does not log everyone out.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -21,44 +24,62 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from playhouse.errors import NotFound, PlayhouseError
 from playhouse.storage import Storage
-from playhouse.web.context import SESSION_ISSUED, SESSION_USER
+from playhouse.storage.models import User
+from playhouse.web.context import SESSION_ID, SESSION_ISSUED, SESSION_MAX_AGE_S, SESSION_USER
 
 log = structlog.get_logger()
 
 CACHE_S = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Row:
+    read_at: float
+    after: float
+    ended: frozenset[str]
+
+
+_UNKNOWN = _Row(0.0, 0.0, frozenset())
+"""Storage could not be read and nothing is cached: the session stands."""
+
+
 class SessionGuard:
     """Checks each request's session against its user's row (cached briefly)."""
 
-    def __init__(self, storage: Storage, *, cache_s: float = CACHE_S) -> None:
+    def __init__(
+        self, storage: Storage, *, cache_s: float = CACHE_S,
+        max_age_s: float = SESSION_MAX_AGE_S,
+    ) -> None:
         self.storage = storage
         self.cache_s = cache_s
-        self._rows: dict[str, tuple[float, float | None]] = {}
-        """user name (casefolded) → (read at, sessions_after; None: no such user, or
-        disabled)."""
+        self.max_age_s = max_age_s
+        self._rows: dict[str, _Row] = {}
+        """user name (casefolded) → what voids its sessions."""
 
     def forget(self, username: str) -> None:
         self._rows.pop(username.casefold(), None)
 
-    async def _voided_before(self, username: str) -> float | None:
+    async def _row(self, username: str) -> _Row:
         key = username.casefold()
         now = time.monotonic()
         cached = self._rows.get(key)
-        if cached is not None and now - cached[0] < self.cache_s:
-            return cached[1]
+        if cached is not None and now - cached.read_at < self.cache_s:
+            return cached
         try:
-            user = await self.storage.users.get(username)
-            after: float | None = None if user.disabled else user.sessions_after
+            user: User | None = await self.storage.users.get(username)
         except NotFound:
-            after = None
+            user = None
         except PlayhouseError as exc:
             log.warning("session.check_failed", reason=str(exc))
-            return cached[1] if cached is not None else 0.0
+            return cached if cached is not None else _UNKNOWN
+        if user is None or user.disabled:  # every session is void
+            row = _Row(now, float("inf"), frozenset())
+        else:
+            row = _Row(now, user.sessions_after, frozenset(user.ended_sessions))
         if len(self._rows) > 10_000:
             self._rows.clear()
-        self._rows[key] = (now, after)
-        return after
+        self._rows[key] = row
+        return row
 
     async def valid(self, session: dict[str, Any]) -> bool:
         user = session.get(SESSION_USER)
@@ -66,8 +87,10 @@ class SessionGuard:
             return True  # anonymous: nothing to check
         issued = session.get(SESSION_ISSUED)
         issued_at = float(issued) if isinstance(issued, int | float) else 0.0
-        after = await self._voided_before(user)
-        return after is not None and issued_at > after
+        if issued_at <= time.time() - self.max_age_s:
+            return False
+        row = await self._row(user)
+        return issued_at > row.after and session.get(SESSION_ID) not in row.ended
 
     def middleware(self, app: ASGIApp) -> ASGIApp:
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:

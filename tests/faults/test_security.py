@@ -4,11 +4,14 @@ has, logout, passwords and secrets never in the logs of a real ``playhouse web``
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from litestar import Litestar
 from websockets.exceptions import ConnectionClosed
 
+from playhouse import ids
 from playhouse.constants import AZURITE_KEY, CONTAINER_IMAGES
 from playhouse.storage import Storage
 from playhouse.storage.models import User as StoredUser
@@ -133,27 +136,32 @@ async def test_logout_ends_the_session_and_tampered_cookies_are_anonymous(
                 assert page.status_code == 200 and "u/tamper" not in page.text, forged[-12:]
 
 
-async def test_logout_voids_copies_of_the_cookie_and_other_sessions(storage: Storage) -> None:
+async def test_logout_voids_copies_of_the_cookie_but_not_other_browsers(
+    storage: Storage,
+) -> None:
     app = await build(storage)
+    html = {"accept": "text/html"}
     async with serve(app) as base, user_client(base, "copier") as client, \
-            socket(base, client) as open_socket:
+            socket(base, client) as open_socket, httpx.AsyncClient(base_url=base) as elsewhere:
         copied = cookie_header(client)
-        async with httpx.AsyncClient(base_url=base) as elsewhere:  # a second login
-            await form_post(elsewhere, "/login", {"username": "copier", "password": PASSWORD},
-                            page="/login")
-            html = {"accept": "text/html"}
-            assert "u/copier" in (await elsewhere.get("/", headers=html)).text
+        await form_post(elsewhere, "/login", {"username": "copier", "password": PASSWORD},
+                        page="/login")  # a second browser
+        async with socket(base, elsewhere) as other_socket:
             out = await form_post(client, "/logout", {})
             assert out.status_code in (302, 303)
-            assert "u/copier" not in (await elsewhere.get("/", headers=html)).text
-        # The socket opened before the logout is told, then closed (the page reloads).
-        told = await open_socket.expect("error")
-        assert told.code == "login_required" and "logged out" in told.reason
-        with pytest.raises(ConnectionClosed) as closed:
-            await open_socket.ws.recv()
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+            # The socket opened before the logout is told, then closed (the page reloads).
+            told = await open_socket.expect("error")
+            assert told.code == "login_required" and "logged out" in told.reason
+            with pytest.raises(ConnectionClosed) as closed:
+                await open_socket.ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+            # The other browser is still logged in, and its socket still posts.
+            assert "u/copier" in (await elsewhere.get("/", headers=html)).text
+            await other_socket.subscribe("Sports")
+            answer = await other_socket.post("Sports", client_id="o", title="still here")
+            assert type(answer).__name__ == "Ack", answer
         async with httpx.AsyncClient(base_url=base, headers={"cookie": copied}) as thief:
-            page = await thief.get("/", headers={"accept": "text/html"})
+            page = await thief.get("/", headers=html)
             assert page.status_code == 200 and "u/copier" not in page.text
             form = await thief.get("/rooms/new")  # a page for members only
             assert form.status_code in (302, 303, 401) or "u/copier" not in form.text
@@ -167,7 +175,25 @@ async def test_logout_voids_copies_of_the_cookie_and_other_sessions(storage: Sto
         again = await form_post(client, "/login", {"username": "copier", "password": PASSWORD},
                                 page="/login")
         assert again.status_code in (302, 303)
-        assert "u/copier" in (await client.get("/", headers={"accept": "text/html"})).text
+        assert "u/copier" in (await client.get("/", headers=html)).text
+
+
+async def test_logout_everywhere_voids_every_session_of_the_user(storage: Storage) -> None:
+    app = await build(storage)
+    html = {"accept": "text/html"}
+    async with serve(app) as base, user_client(base, "leaves") as client, \
+            httpx.AsyncClient(base_url=base) as elsewhere, \
+            user_client(base, "stays") as bystander:
+        await form_post(elsewhere, "/login", {"username": "leaves", "password": PASSWORD},
+                        page="/login")
+        async with socket(base, elsewhere) as other_socket:
+            out = await form_post(client, "/logout", {"everywhere": "1"})
+            assert out.status_code in (302, 303)
+            told = await other_socket.expect("error")  # the other browser's socket too
+            assert told.code == "login_required"
+        assert "u/leaves" not in (await elsewhere.get("/", headers=html)).text
+        assert "u/leaves" not in (await client.get("/", headers=html)).text
+        assert "u/stays" in (await bystander.get("/", headers=html)).text
 
 
 async def test_a_logout_reaches_other_instances_and_disabled_users_are_anonymous(
@@ -176,17 +202,37 @@ async def test_a_logout_reaches_other_instances_and_disabled_users_are_anonymous
     here, there = SessionGuard(storage, cache_s=0.0), SessionGuard(storage, cache_s=60.0)
     await storage.users.create(StoredUser(username="roamer", display_name="roamer",
                                           password_hash="x", created_at=1.0))
-    session = {"user": "roamer", "at": 100.0}
+    now = time.time()
+    session = {"user": "roamer", "at": now - 100}
     assert await here.valid(session) and await there.valid(session)
-    await storage.users.end_sessions("roamer", 150.0)
+    await storage.users.end_sessions("roamer", now - 50)
     assert not await here.valid(session)
     assert await there.valid(session)  # cached: honoured once the cache expires
     there.forget("roamer")
     assert not await there.valid(session)
-    assert await here.valid({"user": "roamer", "at": 151.0})
+    assert await here.valid({"user": "roamer", "at": now - 49})
     assert not await here.valid({"user": "roamer"})  # no issue time: older than any logout
-    assert not await here.valid({"user": "nobody-here", "at": 200.0})
+    assert not await here.valid({"user": "nobody-here", "at": now})
     assert await here.valid({})  # anonymous
+
+
+async def test_one_session_ends_alone_and_old_sessions_expire(storage: Storage) -> None:
+    guard = SessionGuard(storage, cache_s=0.0, max_age_s=3600.0)
+    await storage.users.create(StoredUser(username="twice", display_name="twice",
+                                          password_hash="x", created_at=1.0))
+    now = time.time()
+    phone, laptop = ({"user": "twice", "at": now - 10, "sid": ids.new_id()} for _ in "ab")
+    assert await guard.valid(phone) and await guard.valid(laptop)
+    await storage.users.end_session("twice", phone["sid"], keep_s=3600.0)
+    assert not await guard.valid(phone)
+    assert await guard.valid(laptop)
+    assert not await guard.valid({**laptop, "at": now - 3601})  # past the lifetime
+    # Ids past the lifetime are dropped when another is added; recent ones stay.
+    stale = f"{int((now - 7200) * 1_000_000):016x}0000abcdef"  # an id made 2 h ago
+    await storage.users.end_session("twice", stale, keep_s=3600.0)
+    await storage.users.end_session("twice", laptop["sid"], keep_s=3600.0)
+    row = await storage.users.get("twice")
+    assert row.ended_sessions == (phone["sid"], laptop["sid"])
 
 
 async def test_passwords_and_keys_never_reach_the_logs(stack: Stack, storage: Storage) -> None:
