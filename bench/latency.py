@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import random
 import re
@@ -64,6 +63,7 @@ from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 from playhouse import ids, jobs  # noqa: E402
 from playhouse.constants import QUEUE_BACKGROUND, QUEUE_RESULTS  # noqa: E402
 from playhouse.emulator import Azurite, free_port  # noqa: E402
+from playhouse.logconfig import read_json_log  # noqa: E402
 from playhouse.personas import Cast, load_cast_strict  # noqa: E402
 from playhouse.storage import Storage  # noqa: E402
 from playhouse.storage.models import Thread  # noqa: E402
@@ -113,13 +113,7 @@ class Child:
     log: Path
 
     def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                event = json.loads(line)
-                if isinstance(event, dict):
-                    out.append(event)
-        return out
+        return read_json_log(self.log)
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -7,9 +7,11 @@ them and cleared afterwards; every line of that request or job then carries the 
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -76,3 +78,17 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     root.setLevel(_LEVELS.get(level, logging.INFO))
     for noisy in ("azure", "urllib3", "httpx", "uvicorn.access", "aiohttp.access", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def read_json_log(path: Path) -> list[dict[str, Any]]:
+    """The events of a JSON log (``log.format = "json"``), in order; lines that are not
+    JSON objects (a child's stray output, a line cut by a crash) are skipped."""
+    events: list[dict[str, Any]] = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events

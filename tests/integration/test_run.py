@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import os
 import signal
 import socket as sockets
@@ -28,6 +27,7 @@ import httpx
 import pytest
 
 from playhouse.emulator import free_port
+from playhouse.logconfig import read_json_log
 
 from .web_support import Live, socket
 
@@ -57,13 +57,7 @@ class Playhouse:
         return f"http://127.0.0.1:{self.port}"
 
     def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                event = json.loads(line)
-                if isinstance(event, dict):
-                    out.append(event)
-        return out
+        return read_json_log(self.log)
 
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

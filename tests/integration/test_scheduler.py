@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from playhouse.constants import (
 )
 from playhouse.generation.engines import make_engine
 from playhouse.generation.worker import Worker
+from playhouse.logconfig import read_json_log
 from playhouse.messages import decode_request, decode_result
 from playhouse.personas import Cast, load_cast_strict
 from playhouse.scheduling.housekeeping import Housekeeper
@@ -99,18 +99,8 @@ def _spawn(conn: str, namespace: str, personas: Path, log: Path) -> subprocess.P
         )
 
 
-def _events(log: Path) -> list[dict[str, Any]]:
-    out = []
-    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
 def _has(log: Path, event: str) -> bool:
-    return any(e.get("event") == event for e in _events(log))
+    return any(e.get("event") == event for e in read_json_log(log))
 
 
 async def test_two_processes_one_leader_and_takeover(
@@ -141,7 +131,7 @@ async def test_two_processes_one_leader_and_takeover(
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-    a, b = (_events(log) for log in logs)
+    a, b = (read_json_log(log) for log in logs)
     a_rounds = [e["timestamp"] for e in a if e.get("event") == "round.done"]
     b_rounds = [e["timestamp"] for e in b if e.get("event") == "round.done"]
     assert a_rounds and b_rounds

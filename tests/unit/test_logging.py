@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,3 +165,16 @@ def test_secret_in_a_standard_library_exception_is_masked(stream: Pipe) -> None:
     (line,) = lines(stream)
     assert "RuntimeError" in line["exception"]
     assert PASSWORD not in stream.getvalue()
+
+
+def test_a_json_log_reads_back_as_events_skipping_other_lines(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_text(
+        '{"event": "a", "n": 1}\n'
+        "Loading weights: 100%\n"  # a child's stray output
+        '["not", "an", "event"]\n'
+        '{"event": "b"}\n'
+        '{"event": "cut by a cra',  # the last line of a killed process
+        encoding="utf-8",
+    )
+    assert logconfig.read_json_log(log) == [{"event": "a", "n": 1}, {"event": "b"}]
