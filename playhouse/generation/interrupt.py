@@ -9,6 +9,7 @@ queue, and another worker (or this one, restarted) generates them again. Without
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -25,16 +26,23 @@ def check(abort: threading.Event | None) -> None:
 def text_criteria(abort: threading.Event) -> Any:
     """A transformers stopping criterion that raises once ``abort`` is set (a criterion
     returning True would end the rows with partial text, which must never be posted)."""
+    return _criteria_class()(abort)
+
+
+@functools.cache
+def _criteria_class() -> type:
+    import torch
     from transformers import StoppingCriteria
 
-    class _Abort(StoppingCriteria):  # type: ignore[misc]
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            check(abort)
-            import torch
+    class AbortCriteria(StoppingCriteria):  # type: ignore[misc]
+        def __init__(self, abort: threading.Event) -> None:
+            self.abort = abort
 
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            check(self.abort)
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
-    return _Abort()
+    return AbortCriteria
 
 
 def image_callback(abort: threading.Event) -> Callable[..., dict[str, Any]]:
