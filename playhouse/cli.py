@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("directory", nargs="?", help="default: personas/")
 
     sub.add_parser("config", help="print the effective settings (secrets masked)")
+    poison = sub.add_parser("poison", help="what the poison queues hold: list or purge it")
+    poison.add_argument("action", nargs="?", choices=("list", "purge"), default="list")
+    poison.add_argument("--queue", help="one queue (gen-image or gen-image-poison); default all")
+    poison.add_argument("--limit", type=int, default=10,
+                        help="entries shown per queue (at most 32, the oldest)")
 
     models = sub.add_parser("models", help="local models")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
@@ -155,6 +160,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         for name, value, doc in rows:
             sys.stdout.write(f"{name:<{width}}  {value:<24}  # {doc}\n")
         return 0
+    if command == "poison":
+        from playhouse.storage.poison import poison_command
+
+        return poison_command(settings, args.action, queue=args.queue, limit=args.limit,
+                              out=sys.stdout)
     if command == "models":
         from playhouse.generation.demo import build_demo_command
 
