@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from playhouse.constants import QUEUES, poison_queue, results_queue
+from playhouse.constants import QUEUES, RECEIVE_MAX, results_queue
 from playhouse.errors import Conflict, InvalidInput, NotFound
 from playhouse.jobs import decode_job_request, encode_job_request
 from playhouse.messages import GenerationResult, encode
-from playhouse.storage.queues import decode_poison
+from playhouse.storage.poison import inspect
 
 if TYPE_CHECKING:
     from playhouse.storage import Storage
@@ -114,25 +114,21 @@ class Housekeeper:
 
     async def summarise_poison(self, now: float, report: HousekeepingReport) -> None:
         """One ``poison.summary`` line per poison queue that holds anything."""
-        for queue in QUEUES:
-            name = poison_queue(queue)
-            depth = await self.storage.queues.depth(name)
-            if depth == 0:
-                continue
-            report.poison[name] = depth
+        for found in await inspect(self.storage.queues, QUEUES, limit=RECEIVE_MAX):
+            report.poison[found.queue] = found.depth
             reasons: Counter[str] = Counter()
             old = 0
             oldest = 0.0
-            for data in await self.storage.queues.peek(name, 32):
-                try:
-                    entry = decode_poison(data)
-                except InvalidInput:
+            for shown in found.shown:
+                entry = shown.entry
+                if entry is None:
                     reasons["(unreadable entry)"] += 1
                     continue
-                reasons[entry.reason.split(":")[0][:80]] += 1
+                reasons[entry.reason.split(":")[0][:80]] += shown.copies
                 age = now - entry.at
                 oldest = max(oldest, age)
                 if age >= self.poison_age_s:
-                    old += 1
-            log.warning("poison.summary", queue=name, depth=depth, old_in_sample=old,
+                    old += shown.copies
+            log.warning("poison.summary", queue=found.queue, depth=found.depth,
+                        old_in_sample=old,
                         oldest_s=round(oldest), reasons=dict(reasons.most_common(5)))
