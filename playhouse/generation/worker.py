@@ -31,7 +31,7 @@ import structlog
 
 from playhouse.config import WorkerSettings
 from playhouse.constants import CONTAINER_IMAGES, results_queue
-from playhouse.errors import Interrupted, InvalidInput, NotFound, StorageUnavailable
+from playhouse.errors import Conflict, Interrupted, InvalidInput, StorageUnavailable
 from playhouse.generation.completion import Outcome
 from playhouse.generation.engines import Engine
 from playhouse.ids import is_id
@@ -357,8 +357,11 @@ class Worker:
     async def _hand_back(
         self, persona: Persona, entries: list[tuple[str, GenerationRequest]]
     ) -> None:
-        """Make ``entries``' messages visible again at once (the worker is stopping). A
-        message that cannot be handed back reappears when its visibility runs out."""
+        """Put ``entries`` back on their queue at once (the worker is stopping), as fresh
+        messages: an interruption is not a failed delivery, so it must not count towards
+        ``max_attempts``. The copy goes first; a crash before the original is deleted
+        leaves two (their results apply once). A message that cannot be copied stays as
+        it is and reappears when its visibility runs out."""
         handed = 0
         for key, _ in entries:
             async with self._handle_lock:
@@ -366,10 +369,13 @@ class Worker:
             if message is None:
                 continue
             try:
-                await self.queues.renew(message, 0)
-                handed += 1
-            except (StorageUnavailable, NotFound) as exc:  # storage down; or renewed elsewhere
+                await self.queues.send(message.queue, message.content)
+            except StorageUnavailable as exc:
                 log.warning("batch.hand_back_failed", message_id=message.id, error=str(exc))
+                continue
+            with contextlib.suppress(StorageUnavailable, Conflict):
+                await self.queues.delete(message)
+            handed += 1
         log.info("batch.interrupted", persona=persona.name, size=len(entries), handed_back=handed)
 
     def _seed_for(self, entries: Sequence[tuple[str, GenerationRequest]]) -> int | None:
