@@ -25,7 +25,7 @@ from playhouse.constants import QUEUES, RECEIVE_MAX, results_queue
 from playhouse.errors import Conflict, InvalidInput, NotFound
 from playhouse.jobs import decode_job_request, encode_job_request
 from playhouse.messages import GenerationResult, encode
-from playhouse.storage.poison import inspect
+from playhouse.storage.poison import peek_poison
 
 if TYPE_CHECKING:
     from playhouse.storage import Storage
@@ -114,7 +114,7 @@ class Housekeeper:
 
     async def summarise_poison(self, now: float, report: HousekeepingReport) -> None:
         """One ``poison.summary`` line per poison queue that holds anything."""
-        for found in await inspect(self.storage.queues, QUEUES, limit=RECEIVE_MAX):
+        for found in await peek_poison(self.storage.queues, QUEUES, limit=RECEIVE_MAX):
             report.poison[found.queue] = found.depth
             reasons: Counter[str] = Counter()
             old = 0

@@ -3,7 +3,8 @@
 A poison entry (:class:`~playhouse.storage.queues.PoisonEntry`) says which queue a message
 came from, why it was given up and when, and carries the message itself (or the name of
 the blob that holds it). The same message can be parked twice when a worker dies between
-parking it and deleting the original; :func:`inspect` shows such copies once, with a count.
+parking it and deleting the original; :func:`peek_poison` shows such copies once, with a
+count.
 Peeking shows at most the 32 oldest entries of a queue (Azure Queues' own limit); the
 depth is the queue's whole count.
 """
@@ -65,7 +66,9 @@ def pick_queues(name: str | None) -> tuple[str, ...]:
     raise InvalidInput(f"no queue named {name!r}; the queues are: {known}")
 
 
-async def inspect(queues: QueueStore, selected: Sequence[str], *, limit: int) -> list[QueueReport]:
+async def peek_poison(
+    queues: QueueStore, selected: Sequence[str], *, limit: int
+) -> list[QueueReport]:
     """A report for each selected queue whose poison queue holds anything."""
     reports: list[QueueReport] = []
     for queue in selected:
@@ -179,7 +182,7 @@ def poison_command(
                 if not deleted:
                     return "nothing to purge\n"
                 return "".join(f"{name}: deleted {n}\n" for name, n in deleted.items())
-            return format_reports(await inspect(storage.queues, selected, limit=limit))
+            return format_reports(await peek_poison(storage.queues, selected, limit=limit))
         finally:
             await storage.close()
 

@@ -18,7 +18,7 @@ from playhouse.constants import (
 from playhouse.errors import InvalidInput
 from playhouse.messages import ChainComment, GenerationRequest, PostContext, encode
 from playhouse.storage import Storage
-from playhouse.storage.poison import format_reports, inspect, pick_queues, purge
+from playhouse.storage.poison import format_reports, peek_poison, pick_queues, purge
 
 from .test_cli import playhouse
 
@@ -55,7 +55,7 @@ async def test_entries_are_listed_once_per_message_and_purged_with_their_blobs(
     storage: Storage,
 ) -> None:
     twice, big = await _park(storage)
-    (report,) = await inspect(storage.queues, QUEUES, limit=10)
+    (report,) = await peek_poison(storage.queues, QUEUES, limit=10)
     assert report.queue == "gen-interactive-poison" and report.depth == 4
     assert [s.copies for s in report.shown] == [2, 1, 1]
     first, second, third = report.shown
@@ -68,13 +68,13 @@ async def test_entries_are_listed_once_per_message_and_purged_with_their_blobs(
     assert "[2 copies]" in text and "2m ago" in text and "gave up after 3 deliveries" in text
     assert f"(message in blob {CONTAINER_PAYLOADS}/{blob})" in text
     assert "(unreadable entry)" in text
-    (limited,) = await inspect(storage.queues, QUEUES, limit=1)
+    (limited,) = await peek_poison(storage.queues, QUEUES, limit=1)
     assert len(limited.shown) == 1 and limited.depth == 4
 
     assert await purge(storage.queues, QUEUES) == {"gen-interactive-poison": 4}
     assert await storage.queues.depth(poison_queue(QUEUE_INTERACTIVE)) == 0
     assert not await storage.blobs.exists(CONTAINER_PAYLOADS, blob)
-    assert await inspect(storage.queues, QUEUES, limit=10) == []
+    assert await peek_poison(storage.queues, QUEUES, limit=10) == []
     assert format_reports([]) == "every poison queue is empty\n"
     assert big.request_id not in text  # too big: shown by its blob, not read back
 
