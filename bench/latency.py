@@ -13,7 +13,7 @@ settings, on the offline demo models (built under ``var/models`` when missing, a
    to their slowest poll), and time each from sending the frame to the
    ``comment_replaced`` event that turns the bot's placeholder into its answer;
 3. **loaded**: fill ``gen-background`` with bot-to-bot reply requests for every text
-   persona (``jobs.submit``, as the scheduler does, so their results go through the same
+   persona (``asking.submit``, as the scheduler does, so their results go through the same
    consumer and broadcasts) and keep it topped up, so the worker is always busy on a
    batch of mixed personas; then the same posts again.
 
@@ -39,10 +39,7 @@ import contextlib
 import itertools
 import os
 import random
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,27 +50,23 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import httpx  # noqa: E402
-import msgspec  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+from sitetools import Child, Socket, ensure_models, pct, register, spawn, wait_up  # noqa: E402
+from websockets.asyncio.client import connect  # noqa: E402
 
-from playhouse import ids, jobs  # noqa: E402
+from playhouse import asking, ids  # noqa: E402
 from playhouse.constants import QUEUE_BACKGROUND, QUEUE_RESULTS  # noqa: E402
 from playhouse.emulator import Azurite, free_port  # noqa: E402
-from playhouse.logconfig import read_json_log  # noqa: E402
 from playhouse.personas import Cast, load_cast_strict  # noqa: E402
 from playhouse.storage import Storage  # noqa: E402
 from playhouse.storage.models import Thread  # noqa: E402
-from playhouse.web.protocol import decode_server  # noqa: E402
 
-PYTHON = sys.executable
 ROOM = "Technology"
 BOT = "CoopBot"
-PASSWORD = "correct horse battery staple"
-_CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 QUESTIONS = [
     "what do you make of the new chips?", "is the coffee machine still broken?",
     "why does my code only work on Fridays?", "how do you keep the playhouse running?",
@@ -103,107 +96,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.out = args.out or (ROOT / "var" / "bench" / "latency-quick.md" if args.quick
                             else ROOT / "bench" / "results" / "latency.md")
     return args
-
-
-# --------------------------------------------------------------------------- processes
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def events(self) -> list[dict[str, Any]]:
-        return read_json_log(self.log)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-
-def spawn(name: str, argv: list[str], env: dict[str, str], folder: Path) -> Child:
-    log = folder / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([PYTHON, "-m", "playhouse", "--config", "/dev/null", *argv],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return Child(name, proc, log)
-
-
-def ensure_models(models: Path, cast: Cast) -> None:
-    from playhouse.generation.demo import build_demo, demo_ready
-
-    missing = demo_ready(models, cast)
-    if missing:
-        print(f"building demo models for {', '.join(missing)} under {models} ...", flush=True)
-        build_demo(models, cast, names=missing, progress=False)
-
-
-# --------------------------------------------------------------------------- the client
-class Socket:
-    """A logged-in websocket that records when each event arrived."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.events: list[tuple[float, Any]] = []
-
-    async def send(self, message: dict[str, Any]) -> float:
-        sent = time.perf_counter()
-        await self.ws.send(msgspec.json.encode(message).decode())
-        return sent
-
-    async def wait(self, tag: str, match: Any = lambda e: True, within: float = 120.0,
-                   ) -> tuple[float, Any]:
-        deadline = time.perf_counter() + within
-        while True:
-            for item in self.events:
-                if _tag(item[1]) == tag and match(item[1]):
-                    self.events.remove(item)
-                    return item
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                raise TimeoutError(f"no {tag} event within {within} s")
-            with contextlib.suppress(TimeoutError):
-                frame = await asyncio.wait_for(self.ws.recv(), remaining)
-                self.events.append((time.perf_counter(), decode_server(frame)))
-            # Drop what nothing waits for (room activity, presence): the list stays small.
-            self.events = [e for e in self.events
-                           if _tag(e[1]) not in _NOISE or _tag(e[1]) == tag][-500:]
-
-
-_NOISE = ("thread", "presence", "comment", "history", "subscribed", "pong")
-
-
-def _tag(event: Any) -> str:
-    return str(type(event).__struct_config__.tag)
-
-
-async def register(client: httpx.AsyncClient, name: str) -> None:
-    page = await client.get("/register")
-    match = _CSRF.search(page.text)
-    assert match, "no CSRF token on /register"
-    answer = await client.post("/register", data={
-        "username": name, "password": PASSWORD, "password2": PASSWORD,
-        "_csrf_token": match.group(1)})
-    assert answer.status_code in (302, 303), answer.text[:300]
-
-
-async def wait_up(base: str, web: Child, within: float = 90.0) -> None:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient(base_url=base) as client:
-        while True:
-            if web.proc.poll() is not None:
-                raise SystemExit(f"the web app exited: see {web.log}")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/api/rooms")).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the web app did not answer within {within} s")
-            await asyncio.sleep(0.3)
 
 
 @dataclass
@@ -252,7 +144,7 @@ class Load:
 
     async def _submit(self, request: Any) -> None:
         async with self.limit:
-            await jobs.submit(self.storage, request)
+            await asking.submit(self.storage, request)
 
     async def top_up(self) -> None:
         """Keep ``gen-background`` at least ``target`` deep until stopped."""
@@ -268,8 +160,9 @@ class Load:
             # wait behind that backlog. Keep the pipeline full, not overflowing.
             missing = self.target - depth if backlog < self.target else 0
             if missing > 0:
-                batch = [jobs.reply_request(persona=next(personas), thread=self.thread, chain=[],
-                                            parent_id=None, queue=QUEUE_BACKGROUND)
+                batch = [asking.reply_request(persona=next(personas), thread=self.thread,
+                                              chain=[], parent_id=None, queue=QUEUE_BACKGROUND,
+                                              request_id=ids.new_id())
                          for _ in range(missing)]
                 await asyncio.gather(*(self._submit(r) for r in batch))
                 self.submitted += len(batch)
@@ -279,15 +172,6 @@ class Load:
 
 
 # --------------------------------------------------------------------------- the run
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     cast = load_cast_strict(ROOT / "personas")
     ensure_models(args.models, cast)

@@ -155,7 +155,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def corpus(cast: Cast, shape: Shape, seed: int) -> list[str]:
     """Training lines in the tag grammar for every text persona (deterministic)."""
-    from playhouse.generation.corpus import persona_corpus, union_corpus
+    from playhouse.demo.corpus import persona_corpus, union_corpus
 
     text = [p for _, p in sorted(cast.personas.items()) if p.kind == "text"]
     corpora = []
@@ -181,7 +181,7 @@ def build_model(path: Path, lines: Sequence[str], shape: Shape, seed: int) -> di
     import torch.nn.functional as F
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from playhouse.generation.demo import build_tokenizer
+    from playhouse.demo.build import build_tokenizer
 
     started = time.perf_counter()
     staging = path.with_name(path.name + f".staging-{os.getpid()}")
@@ -318,8 +318,8 @@ def make_requests(
     import msgspec
 
     from playhouse import grammar
+    from playhouse.asking import reply_request
     from playhouse.constants import QUEUE_INTERACTIVE
-    from playhouse.jobs import reply_request
     from playhouse.storage.models import Comment, Thread
 
     rng = random.Random(seed)

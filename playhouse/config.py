@@ -34,6 +34,11 @@ class StorageSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     emulator_dir: Annotated[
         str, _doc("Folder for Azurite's data when the emulator is used.")
     ] = "var/azurite"
+    emulator_file: Annotated[
+        str,
+        _doc("Where `playhouse run` writes its emulator's connection string while it runs "
+             "(every other command finds the emulator there when no connection string is set)."),
+    ] = "var/storage.conn"
     namespace: Annotated[
         str,
         _doc("Prefix of every table, queue and container name (several playhouses, one account)."),
@@ -67,11 +72,32 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     sample_interval_s: Annotated[
         float, _doc("Seconds between the queue-depth samples the status page charts.")
     ] = 15.0
+    sample_watch_s: Annotated[
+        float,
+        _doc("Queue depths are sampled only this long after someone last opened the status "
+             "page or scraped /metrics (nobody watching costs no storage request)."),
+    ] = 600.0
     bot_call_grace_s: Annotated[
         int,
-        _doc("Seconds a post's bot call waits before any instance makes it in place of the "
-             "posting one (which may have died)."),
+        _doc("Seconds a recorded bot call waits before any instance makes it in place of "
+             "the one that recorded it (which may have died)."),
     ] = 30
+    max_deliveries: Annotated[
+        int, _doc("Deliveries of one result whose application fails before it is parked.")
+    ] = 5
+    results_poll_max_s: Annotated[
+        float, _doc("Longest wait between polls of a result queue while no answer is awaited.")
+    ] = 5.0
+    expect_s: Annotated[
+        float,
+        _doc("Poll a result queue quickly at most this long for an answer this instance asked "
+             "for (the wait grows with the time already waited)."),
+    ] = 120.0
+    activity_window_s: Annotated[
+        float,
+        _doc("Room and thread counters are written this long after what they count, one "
+             "write per row for everything counted meanwhile."),
+    ] = 1.0
 
     secret_fields: ClassVar[tuple[str, ...]] = ("secret_key", "redis_url", "metrics_token")
 
@@ -86,8 +112,8 @@ class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     visibility_timeout_s: Annotated[
         int, _doc("Seconds a received message stays hidden from other workers.")
     ] = 120
-    max_attempts: Annotated[
-        int, _doc("Deliveries (and re-samples) before a request fails.")
+    max_deliveries: Annotated[
+        int, _doc("Deliveries of one request at most; then it fails visibly (poison).")
     ] = 3
     poll_min_s: Annotated[float, _doc("Shortest wait between empty polls.")] = 0.05
     poll_max_s: Annotated[float, _doc("Longest wait between empty polls.")] = 2.0
@@ -136,7 +162,7 @@ class SchedulerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     reply_delay_s: Annotated[
         float, _doc("Longest pause before a bot notices a comment (each bot draws its own).")
     ] = 60.0
-    requeue_max_attempts: Annotated[
+    max_queued: Annotated[
         int, _doc("Times a stuck job is queued in all before it is failed visibly.")
     ] = 3
     poison_age_s: Annotated[

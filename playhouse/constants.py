@@ -11,8 +11,6 @@ TABLE_MEMBERS: Final = "members"
 TABLE_THREADS: Final = "threads"
 TABLE_COMMENTS: Final = "comments"
 TABLE_JOBS: Final = "jobs"
-TABLE_REPLIES: Final = "replies"
-"""Which persona answered which comment: PK comment id, RK persona (the scheduler's memory)."""
 TABLE_WORKERS: Final = "workers"
 """Each worker's latest heartbeat: PK ``PK_WORKERS``, RK the worker id."""
 TABLE_METRICS: Final = "metrics"
@@ -25,7 +23,6 @@ TABLES: Final = (
     TABLE_THREADS,
     TABLE_COMMENTS,
     TABLE_JOBS,
-    TABLE_REPLIES,
     TABLE_WORKERS,
     TABLE_METRICS,
 )
@@ -38,16 +35,12 @@ QUEUE_RESULTS: Final = "gen-results"
 QUEUE_RESULTS_INTERACTIVE: Final = "gen-results-interactive"
 """Results of what people asked for (gen-interactive): applied before the bots' results,
 so a person's answer never waits behind a backlog of bot traffic."""
-QUEUE_BOT_CALLS: Final = "bot-calls"
-"""Bot calls of people's posts, written before the post is acknowledged and deleted once
-the bots are asked: the web instance that finds one surfaced makes the call its poster's
-instance did not (``playhouse.web.calls``)."""
 POISON_SUFFIX: Final = "-poison"
 
 WORK_QUEUES: Final = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND, QUEUE_IMAGE)
 RESULT_QUEUES: Final = (QUEUE_RESULTS_INTERACTIVE, QUEUE_RESULTS)
 """Result queues in the order a consumer drains them."""
-QUEUES: Final = (*WORK_QUEUES, *RESULT_QUEUES, QUEUE_BOT_CALLS)
+QUEUES: Final = (*WORK_QUEUES, *RESULT_QUEUES)
 ALL_QUEUES: Final = (*QUEUES, *(q + POISON_SUFFIX for q in QUEUES))
 
 
@@ -69,6 +62,27 @@ CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS)
 
 SCHEDULER_LEASE_BLOB: Final = "scheduler"
 
+# Live channels (Litestar Channels: memory in one instance, Redis pub/sub across several)
+CHANNEL_ROOM: Final = "room"
+"""A room's events: new threads, thread activity, presence."""
+CHANNEL_THREAD: Final = "thread"
+"""One thread's comments, placeholders and replacements."""
+CHANNEL_USER: Final = "user"
+"""One person's own events on any instance (logged out: close the sockets)."""
+RATE_LIMIT_PREFIX: Final = "ratelimit"
+"""Redis keys of the shared rate limits: ``[namespace:]ratelimit:<limit>:<key>``."""
+
+
+def channel_name(namespace: str, kind: str, key: str) -> str:
+    """A live channel's name, under the storage namespace like every other external name
+    (two playhouses sharing one Redis never hear each other)."""
+    return f"{namespace}.{kind}.{key}" if namespace else f"{kind}.{key}"
+
+
+def redis_key(namespace: str, *parts: str) -> str:
+    """A Redis key under the storage namespace."""
+    return ":".join((namespace, *parts) if namespace else parts)
+
 # Table partition keys for single-partition tables
 PK_USERS: Final = "user"
 PK_ROOMS: Final = "room"
@@ -82,6 +96,11 @@ TABLE_PROPERTY_MAX_CHARS: Final = 32_000
 COMMENT_MAX_CHARS: Final = 10_000
 TITLE_MAX_CHARS: Final = 300
 RECEIVE_MAX: Final = 32
+FILTER_COMPARISONS_MAX: Final = 15
+"""Azure Tables allows at most this many comparisons in one $filter."""
+PATH_MAX: Final = FILTER_COMPARISONS_MAX - 1
+"""Ancestor ids a comment keeps (its chain is one query: PartitionKey plus one RowKey
+comparison each); older ancestors fall outside any GPT-2 prompt's budget anyway."""
 
 DEFAULT_ROOM: Final = "CoopAndPabloPlayHouse"
 DEFAULT_BOT: Final = "ImageBot"

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from playhouse.constants import COMMENT_MAX_CHARS, TITLE_MAX_CHARS
-from playhouse.errors import InvalidCompletion, InvalidInput
+from playhouse.errors import Empty, InvalidCompletion, InvalidInput, TooLong
 
 GRAMMAR_VERSION: Final[int] = 1
 
@@ -134,9 +134,9 @@ def clean_text(text: str, *, max_chars: int = COMMENT_MAX_CHARS) -> str:
     """
     cleaned = _clean(text)
     if not cleaned:
-        raise InvalidInput("empty")
+        raise Empty("empty")
     if len(cleaned) > max_chars:
-        raise InvalidInput(f"too long: {len(cleaned)} characters, at most {max_chars}")
+        raise TooLong(f"too long: {len(cleaned)} characters, at most {max_chars}")
     return cleaned
 
 

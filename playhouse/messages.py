@@ -6,6 +6,7 @@ reads tables: it may run on another machine with nothing but queue access.
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import msgspec
@@ -47,6 +48,9 @@ class GenerationRequest(msgspec.Struct, kw_only=True, frozen=True):
     image_prompt: str = ""
     created_at: float = 0.0
     seed: int | None = None
+    comment_id: str | None = None
+    """The comment row a reply's answer fills (its placeholder's id, time-ordered like
+    every comment id); None in requests from before it was carried."""
     v: int = 1
 
 
@@ -68,7 +72,33 @@ class GenerationResult(msgspec.Struct, kw_only=True, frozen=True):
     model: str = ""
     elapsed_ms: float = 0.0
     finished_at: float = 0.0
+    comment_id: str | None = None
+    """The request's ``comment_id``, handed back."""
     v: int = 1
+
+    @classmethod
+    def success(cls, request: GenerationRequest, *, title: str = "", text: str = "",
+                image_blob: str | None = None, attempts: int = 1, model: str = "",
+                elapsed_ms: float = 0.0) -> GenerationResult:
+        """What a worker answers when ``request`` was generated."""
+        return cls(
+            request_id=request.request_id, kind=request.kind, persona=request.persona,
+            room=request.room, ok=True, thread_id=request.thread_id,
+            parent_id=request.parent_id, title=title, text=text, image_blob=image_blob,
+            attempts=attempts, model=model, elapsed_ms=elapsed_ms, finished_at=time.time(),
+            comment_id=request.comment_id,
+        )
+
+    @classmethod
+    def failure(cls, request: GenerationRequest, error: str, *, attempts: int = 1,
+                model: str = "") -> GenerationResult:
+        """A visible failure for ``request``: its placeholder becomes "… could not answer"."""
+        return cls(
+            request_id=request.request_id, kind=request.kind, persona=request.persona,
+            room=request.room, ok=False, thread_id=request.thread_id,
+            parent_id=request.parent_id, error=error, attempts=attempts, model=model,
+            finished_at=time.time(), comment_id=request.comment_id,
+        )
 
 
 _request_decoder = msgspec.json.Decoder(GenerationRequest)

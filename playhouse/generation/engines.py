@@ -143,7 +143,7 @@ class ImageEngine:
         seed: int | None,
         abort: threading.Event,
     ) -> list[Outcome]:
-        from playhouse.generation.image import ImageParams
+        from playhouse.generation.image import DiffusionParams
 
         try:
             model = self.models.get(self._resolve(persona))
@@ -151,7 +151,7 @@ class ImageEngine:
             return _fail_all(entries, f"model unavailable: {exc}")
         prompts = [_image_prompt(req) for _, req in entries]
         outputs = model.generate(
-            prompts, ImageParams.from_persona(persona), seed=seed, abort=abort
+            prompts, DiffusionParams.from_persona(persona), seed=seed, abort=abort
         )
         outcomes: list[Outcome] = []
         for (key, req), prompt, out in zip(entries, prompts, outputs, strict=True):

@@ -17,7 +17,7 @@ import structlog
 
 from playhouse.errors import ModelUnavailable
 from playhouse.generation.continuous import ContinuousBatcher
-from playhouse.generation.interrupt import check, text_criteria
+from playhouse.generation.interrupt import raise_if_aborted, text_criteria
 
 if TYPE_CHECKING:
     import threading
@@ -181,7 +181,7 @@ class TextModel:
 
         if not prompts:
             return []
-        check(abort)
+        raise_if_aborted(abort)
         if self.continuous is not None:
             rows = self.continuous.generate(
                 prompts, params, stop_ids=self._stop_ids(stop), seed=seed

@@ -138,9 +138,12 @@ class RoomRepo:
         return [from_entity(e, Room) for e in entities]
 
     async def touch(
-        self, name: str, *, threads: int = 0, comments: int = 0, at: float | None = None
+        self, name: str, *, threads: int = 0, comments: int = 0, at: float | None = None,
+        known: Room | None = None,
     ) -> Room:
-        """Count new threads/comments and move ``last_activity`` forward (never back)."""
+        """Count new threads/comments and move ``last_activity`` forward (never back);
+        ``known`` is the row as the caller last saw it (with its ETag): tried first,
+        without a read."""
         when = time.time() if at is None else at
         key = room_key(name)
 
@@ -152,8 +155,17 @@ class RoomRepo:
                 last_activity=max(room.last_activity, when),
             )
 
-        room, _ = await self.t.modify(TABLE_ROOMS, PK_ROOMS, key, Room, change, f"room {name}")
-        return room
+        if known is not None and known.etag:
+            updated = change(known)
+            try:
+                etag = await self.t.update(TABLE_ROOMS, to_entity(updated, PK_ROOMS, key),
+                                           f"room {name}", etag=known.etag)
+                return msgspec.structs.replace(updated, etag=etag)
+            except Conflict:
+                pass  # changed since: read it again
+        room, etag = await self.t.modify(TABLE_ROOMS, PK_ROOMS, key, Room, change,
+                                         f"room {name}")
+        return msgspec.structs.replace(room, etag=etag)
 
 
 class MemberRepo:

@@ -14,7 +14,9 @@ import msgspec
 T = TypeVar("T")
 
 Role = Literal["owner", "member"]
-JobState = Literal["pending", "done", "failed"]
+JobState = Literal["called", "pending", "done", "failed"]
+"""``called``: recorded before a person's post is acknowledged, not queued yet (the call
+recovery queues it if its web instance died); ``pending``: queued; then ``done``/``failed``."""
 CommentStatus = Literal["ok", "failed", "placeholder"]
 
 
@@ -43,6 +45,8 @@ class Room(msgspec.Struct, frozen=True, kw_only=True):
     last_activity: float
     thread_count: int = 0
     comment_count: int = 0
+    etag: str | None = None
+    """Row version as read (the activity counters update it conditionally)."""
 
 
 class Membership(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,6 +70,8 @@ class Thread(msgspec.Struct, frozen=True, kw_only=True):
     comment_count: int = 0
     image_blob: str | None = None
     job_id: str | None = None
+    etag: str | None = None
+    """Row version as read (the activity counters update it conditionally)."""
 
 
 class Comment(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +89,10 @@ class Comment(msgspec.Struct, frozen=True, kw_only=True):
     status: CommentStatus = "ok"
     image_blob: str | None = None
     job_id: str | None = None
+    path: tuple[str, ...] = ()
+    """Ids of its nearest ancestors, oldest first, the parent last (at most
+    :data:`~playhouse.constants.PATH_MAX`): a reply's prompt chain is one query (empty for
+    top-level comments, and for comments stored before paths were kept: theirs is walked)."""
     etag: str | None = None
     """Row version as read; :meth:`CommentRepo.replace` makes it a precondition."""
 
@@ -103,6 +113,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     error: str = ""
     payload: str = ""
     """The request JSON, kept so that a stuck job can be re-queued as it was."""
+    depth: int = 0
+    """Depth of the comment the answer will be (its placeholder's indentation)."""
     etag: str | None = None
 
 

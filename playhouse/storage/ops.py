@@ -160,11 +160,11 @@ class MetricsRepo:
         )
         if not entities:
             return 0
-        done = await self.t.submit(
+        done = len(await self.t.submit(
             TABLE_METRICS,
             (("delete", {"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]})
              for e in entities),
             "prune samples",
-        )
+        ))
         log.info("samples.pruned", count=done)
         return done

@@ -431,19 +431,20 @@ class Tables:
 
     async def submit(
         self, table: str, operations: Iterable[tuple[str, Entity]], what: str
-    ) -> int:
+    ) -> list[str]:
         """Run ``(op, entity)`` pairs as transactions: grouped by partition, 100 at most
-        each, sequentially. Returns how many operations ran. Each chunk is atomic; a
-        failure raises and leaves earlier chunks written."""
-        by_partition: dict[str, list[tuple[str, Entity]]] = {}
-        for op, entity in operations:
-            by_partition.setdefault(str(entity["PartitionKey"]), []).append((op, entity))
-        done = 0
+        each, sequentially. Returns each operation's new ETag, in the order given. Each
+        chunk is atomic; a failure raises and leaves earlier chunks written."""
+        by_partition: dict[str, list[tuple[int, tuple[str, Entity]]]] = {}
+        for index, (op, entity) in enumerate(operations):
+            by_partition.setdefault(str(entity["PartitionKey"]), []).append((index, (op, entity)))
+        etags: dict[int, str] = {}
         client = self.client(table)
         for ops in by_partition.values():
             for start in range(0, len(ops), TABLE_BATCH_MAX):
                 chunk = ops[start : start + TABLE_BATCH_MAX]
                 with self.translate(what):
-                    await client.submit_transaction(chunk)
-                done += len(chunk)
-        return done
+                    answers = await client.submit_transaction([op for _, op in chunk])
+                for (index, _), answer in zip(chunk, answers, strict=True):
+                    etags[index] = str((answer or {}).get("etag", "*"))
+        return [etags[i] for i in range(len(etags))]

@@ -1,4 +1,4 @@
-"""Threads and their comment trees, and the scheduler's memory of who answered what.
+"""Threads and their comment trees.
 
 Keys:
 
@@ -8,13 +8,15 @@ Keys:
   thread is found by its id alone; the mapping never changes and is cached.
 * ``comments``: PK the thread id, RK the comment id: a thread's comments oldest-first.
   ``parent_id`` makes the tree; ``depth`` is stored so a page can indent without walking.
-* ``replies``: PK a comment id, RK a persona name: that persona has answered (or been
-  asked to answer) that comment. Inserting the row is the claim, so two schedulers, or
-  one restarted, never ask twice.
+
+Counters (a thread's ``comment_count``, ``last_activity``) move by :meth:`ThreadRepo.touch`:
+conditionally on the row a caller already holds (one round trip), or read-modify-write
+with ETag retries when it holds none or lost the race.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import time
 
@@ -22,7 +24,7 @@ import msgspec
 import structlog
 
 from playhouse import ids
-from playhouse.constants import TABLE_COMMENTS, TABLE_REPLIES, TABLE_THREADS
+from playhouse.constants import PATH_MAX, TABLE_COMMENTS, TABLE_THREADS
 from playhouse.errors import Conflict, NotFound
 from playhouse.storage.accounts import room_key
 from playhouse.storage.models import Comment, Page, Thread
@@ -50,17 +52,20 @@ class ThreadRepo:
         """Store a new thread; Conflict when one with that id exists."""
         tid = _thread_id(thread.thread_id)
         room = room_key(thread.room)
-        await self.t.upsert(
-            TABLE_THREADS,
-            {"PartitionKey": THREAD_INDEX_PK, "RowKey": tid, "room": room},
-            f"thread {tid}",
-        )
-        await self.t.insert(
-            TABLE_THREADS, to_entity(thread, room, ids.invert(tid)), f"thread {tid}"
+        # The index row is idempotent (it never changes), so the two writes go together.
+        _, etag = await asyncio.gather(
+            self.t.upsert(
+                TABLE_THREADS,
+                {"PartitionKey": THREAD_INDEX_PK, "RowKey": tid, "room": room},
+                f"thread {tid}",
+            ),
+            self.t.insert(
+                TABLE_THREADS, to_entity(thread, room, ids.invert(tid)), f"thread {tid}"
+            ),
         )
         self._rooms[tid] = room
         log.info("thread.created", thread_id=tid, room=thread.room, author=thread.author)
-        return thread
+        return msgspec.structs.replace(thread, etag=etag)
 
     async def _room_of(self, thread_id: str) -> str:
         tid = _thread_id(thread_id)
@@ -72,9 +77,12 @@ class ThreadRepo:
             room = self._rooms[tid] = str(entity["room"])
         return room
 
-    async def get(self, thread_id: str) -> Thread:
-        room = await self._room_of(thread_id)
-        entity = await self.t.get(TABLE_THREADS, room, ids.invert(thread_id), f"thread {thread_id}")
+    async def get(self, thread_id: str, *, room: str | None = None) -> Thread:
+        """The thread; with ``room`` (a name the caller expects it in) it is read there in
+        one round trip, and NotFound when it is not in that room."""
+        room = room_key(room) if room is not None else await self._room_of(thread_id)
+        entity = await self.t.get(TABLE_THREADS, room, ids.invert(_thread_id(thread_id)),
+                                  f"thread {thread_id}")
         if entity is None:
             raise NotFound(f"no thread {thread_id!r}")
         return from_entity(entity, Thread)
@@ -101,11 +109,12 @@ class ThreadRepo:
         return [from_entity(e, Thread) for e in entities]
 
     async def touch(
-        self, thread_id: str, *, comments: int = 0, at: float | None = None
+        self, thread_id: str, *, comments: int = 0, at: float | None = None,
+        known: Thread | None = None,
     ) -> Thread:
-        """Count new comments and move ``last_activity`` forward."""
+        """Count new comments and move ``last_activity`` forward; ``known`` is the row as
+        the caller last saw it (with its ETag): tried first, without a read."""
         when = time.time() if at is None else at
-        room = await self._room_of(thread_id)
 
         def change(thread: Thread) -> Thread:
             return msgspec.structs.replace(
@@ -114,10 +123,22 @@ class ThreadRepo:
                 last_activity=max(thread.last_activity, when),
             )
 
-        thread, _ = await self.t.modify(
+        if known is not None and known.etag:
+            room = room_key(known.room)
+            updated = change(known)
+            try:
+                etag = await self.t.update(
+                    TABLE_THREADS, to_entity(updated, room, ids.invert(thread_id)),
+                    f"thread {thread_id}", etag=known.etag,
+                )
+                return msgspec.structs.replace(updated, etag=etag)
+            except Conflict:
+                pass  # changed since: read it again
+        room = await self._room_of(thread_id)
+        thread, etag = await self.t.modify(
             TABLE_THREADS, room, ids.invert(thread_id), Thread, change, f"thread {thread_id}"
         )
-        return thread
+        return msgspec.structs.replace(thread, etag=etag)
 
 
 class CommentRepo:
@@ -178,8 +199,38 @@ class CommentRepo:
         )
         return [from_entity(e, Comment) for e in entities]
 
+    async def some(self, thread_id: str, comment_ids: builtins.list[str]) -> builtins.list[Comment]:
+        """The comments of ``comment_ids`` that exist (at most :data:`PATH_MAX`), in id
+        order: one single-partition query."""
+        tid = _thread_id(thread_id)
+        wanted = list(dict.fromkeys(check_key("comment id", c) for c in comment_ids))
+        if not wanted:
+            return []
+        if len(wanted) > PATH_MAX:
+            raise ValueError(f"at most {PATH_MAX} comments per query")
+        names = [f"r{i}" for i in range(len(wanted))]
+        # Spaces around the parentheses: the SDK finds @names between spaces.
+        flt = "PartitionKey eq @pk and ( " + " or ".join(f"RowKey eq @{n}" for n in names) + " )"
+        entities = await self.t.query(
+            TABLE_COMMENTS, flt, f"comments of {tid}",
+            parameters={"pk": tid, **dict(zip(names, wanted, strict=True))},
+        )
+        return [from_entity(e, Comment) for e in entities]
+
+    async def ancestors(self, comment: Comment) -> builtins.list[Comment]:
+        """The ancestors of ``comment``, oldest first (the nearest :data:`PATH_MAX`): one
+        query on the ids it keeps, or a walk for a comment stored before paths were."""
+        if comment.parent_id is None:
+            return []
+        if comment.path:
+            found = {c.comment_id: c for c in await self.some(comment.thread_id,
+                                                              [*comment.path])}
+            return [found[c] for c in comment.path if c in found]
+        return await self.chain(comment.thread_id, comment.parent_id)
+
     async def chain(self, thread_id: str, comment_id: str) -> builtins.list[Comment]:
-        """``comment_id`` and its ancestors, oldest first (what a reply prompt needs)."""
+        """``comment_id`` and its ancestors, oldest first, walked one read at a time
+        (comments stored before paths were kept; :meth:`ancestors` is the one-query way)."""
         chain: builtins.list[Comment] = []
         seen: set[str] = set()
         current: str | None = comment_id
@@ -193,44 +244,3 @@ class CommentRepo:
             current = comment.parent_id
         chain.reverse()
         return chain
-
-
-class ReplyRepo:
-    def __init__(self, tables: Tables) -> None:
-        self.t = tables
-
-    async def claim(self, comment_id: str, persona: str, request_id: str) -> bool:
-        """Record that ``persona`` answers ``comment_id``; False when it already did."""
-        entity = {
-            "PartitionKey": check_key("comment id", comment_id),
-            "RowKey": check_key("persona", persona),
-            "request_id": request_id,
-            "at": time.time(),
-        }
-        try:
-            await self.t.insert(TABLE_REPLIES, entity, f"reply of {persona} to {comment_id}")
-        except Conflict:
-            return False
-        return True
-
-    async def claimed_by(self, comment_id: str, persona: str) -> str | None:
-        """The request id that claimed ``persona``'s answer to ``comment_id``, if any."""
-        entity = await self.t.get(
-            TABLE_REPLIES, check_key("comment id", comment_id), check_key("persona", persona),
-            f"reply of {persona} to {comment_id}",
-        )
-        return None if entity is None else str(entity.get("request_id", ""))
-
-    async def answered(self, comment_id: str, persona: str) -> bool:
-        entity = await self.t.get(
-            TABLE_REPLIES, check_key("comment id", comment_id), check_key("persona", persona),
-            f"reply of {persona} to {comment_id}",
-        )
-        return entity is not None
-
-    async def personas(self, comment_id: str) -> list[str]:
-        entities = await self.t.query(
-            TABLE_REPLIES, "PartitionKey eq @pk", f"replies to {comment_id}",
-            parameters={"pk": check_key("comment id", comment_id)}, select=["RowKey"],
-        )
-        return [str(e["RowKey"]) for e in entities]

@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+# What `dataset build` writes is what training reads: the names are the dataset's.
+from playhouse.dataset.build import EVAL_FILE as EVAL_FILE
+from playhouse.dataset.build import TRAIN_FILE as TRAIN_FILE
 from playhouse.errors import PlayhouseError
 
-TRAIN_FILE: Final = "train.txt"
-EVAL_FILE: Final = "eval.txt"
 CHECKPOINTS: Final = "checkpoints"
 MODEL: Final = "model"
 PERSONA_FILE: Final = "persona.toml"
-MANIFEST: Final = "training.json"
+TRAINING_MANIFEST: Final = "training.json"
 
 
 class TrainingError(PlayhouseError):

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from playhouse.grammar import GRAMMAR_VERSION
-from playhouse.training.options import CHECKPOINTS, MANIFEST, MODEL, TrainingError, TrainOptions
+from playhouse.training.options import (
+    CHECKPOINTS,
+    MODEL,
+    TRAINING_MANIFEST,
+    TrainingError,
+    TrainOptions,
+)
 
 _NOT_PUBLISHED: Final = frozenset(
     {
@@ -35,7 +41,8 @@ def _publish(source: Path, out: Path, manifest: dict[str, Any]) -> Path:
         for path in sorted(source.iterdir()):
             if path.is_file() and path.name not in _NOT_PUBLISHED:
                 _copy_file(path, partial / path.name)
-        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (partial / TRAINING_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n",
+                                                 encoding="utf-8")
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise TrainingError(

@@ -86,7 +86,7 @@ def _prepare_base(options: TrainOptions, base_dir: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     if options.from_scratch:
-        from playhouse.generation.tinymodels import build_tokenizer
+        from playhouse.demo.tinymodels import build_tokenizer
 
         lines = _read_lines(options.data / TRAIN_FILE, _TOKENIZER_LINES)
         tokenizer = build_tokenizer(lines, base_dir, vocab_size=options.scratch.vocab_size)

@@ -1,37 +1,35 @@
-"""The Litestar application factory."""
+"""The Litestar application factory: routes, middleware, and the parts it runs.
+
+:func:`create_app` is handed a built :class:`~playhouse.web.context.WebContext` and the
+background parts (:class:`Service`\\ s: the results consumer, the chores, the bots'
+scheduler when this instance hosts it) by the web entrypoint
+(:func:`playhouse.web.main.assemble`); it starts them with the app and stops them, in
+reverse order, when the app stops.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from functools import partial
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.config.app import AppConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi.config import OpenAPIConfig
+from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 
 from playhouse.errors import PlayhouseError
-from playhouse.scheduling.scheduler import Scheduler
-from playhouse.storage.models import Comment
-from playhouse.web import api, auth, errors, live, pages, status, views
+from playhouse.web import api, auth, errors, live, pages, status
 from playhouse.web.assets import static_dir
-from playhouse.web.calls import CallRecovery
-from playhouse.web.consumer import ResultsConsumer
-from playhouse.web.context import SESSION_MAX_AGE_S, WebContext, room_channel, thread_channel
-from playhouse.web.limits import Limits
-from playhouse.web.posting import recover_call
-from playhouse.web.presence import PresenceRefresh
-from playhouse.web.protocol import Thinking, encode
-from playhouse.web.sessions import SessionGuard
+from playhouse.web.context import SESSION_MAX_AGE_S, WebContext
 from playhouse.web.templating import template_config
 
 if TYPE_CHECKING:
@@ -39,12 +37,28 @@ if TYPE_CHECKING:
     from litestar.types import Scope
     from redis.asyncio import Redis
 
-    from playhouse.config import Settings
-    from playhouse.personas import Cast
-    from playhouse.storage import Storage
-
 SESSION_COOKIE = "playhouse_session"
 log = structlog.get_logger()
+
+
+class Service(Protocol):
+    """A part that runs beside the requests, from the app's start to its end."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class _Lifespan(InitPluginProtocol):
+    """Adds a lifespan after the plugins listed before it (Litestar enters lifespans in
+    order and leaves them in reverse)."""
+
+    def __init__(self, lifespan: Callable[[Litestar], AbstractAsyncContextManager[None]]) -> None:
+        self.lifespan = lifespan
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.lifespan.append(self.lifespan)
+        return app_config
 
 
 async def _log_crash(exc: BaseException, scope: Scope) -> None:
@@ -56,7 +70,7 @@ async def _log_crash(exc: BaseException, scope: Scope) -> None:
             state["playhouse"].metrics.errors.labels("crash").inc()
 
 
-def _derive(secret: bytes, purpose: str) -> bytes:
+def derive(secret: bytes, purpose: str) -> bytes:
     return hashlib.sha256(purpose.encode() + b":" + secret).digest()
 
 
@@ -71,70 +85,45 @@ def channels_backend(redis_url: str | None) -> tuple[ChannelsBackend, Redis | No
     return RedisChannelsPubSubBackend(redis=redis), redis
 
 
-def create_app(
-    settings: Settings,
-    storage: Storage,
-    cast: Cast,
-    *,
-    secret: bytes,
-    consume: bool = True,
-    schedule: bool = False,
-    instance: str | None = None,
-) -> Litestar:
-    """The web app over open ``storage``; ``consume`` runs the results consumer in it and
-    ``schedule`` the bots' scheduler (which schedules only while it holds the lease)."""
-    secure = settings.web.secure_cookies
-    backend, redis = channels_backend(settings.web.redis_url)
-    channels = ChannelsPlugin(
+def channels_plugin(backend: ChannelsBackend) -> ChannelsPlugin:
+    return ChannelsPlugin(
         backend=backend, arbitrary_channels_allowed=True,
         subscriber_max_backlog=2000, subscriber_backlog_strategy="dropleft",
     )
-    limits = Limits.from_rates(posts_per_minute=settings.web.posts_per_minute,
-                               logins_per_minute=settings.web.logins_per_minute, redis=redis)
-    guard = SessionGuard(storage)
-    ctx = WebContext(settings=settings, storage=storage, cast=cast, limits=limits,
-                     channels=channels, instance=instance or os.urandom(4).hex(),
-                     sessions=guard)
-    consumer = ResultsConsumer(ctx)
-    recovery = CallRecovery(storage, partial(recover_call, ctx))
-    presence = PresenceRefresh(ctx.presence, ctx.instance,
-                               lambda text, room: ctx.publish(text, room_channel(room)))
 
-    def show_thinking(placeholder: Comment) -> None:
-        ctx.publish(encode(Thinking(comment=views.comment_out(placeholder))),
-                    thread_channel(placeholder.thread_id))
 
-    scheduler = Scheduler.create(storage, cast, settings.scheduler,
-                                 on_placeholder=show_thinking) if schedule else None
-    interval = settings.web.sample_interval_s
-    sampler = status.Sampler(ctx, interval) if interval > 0 else None
+def create_app(
+    ctx: WebContext,
+    *,
+    secret: bytes,
+    services: Sequence[Service] = (),
+    on_close: Sequence[Callable[[], Awaitable[object]]] = (),
+) -> Litestar:
+    """The web app over ``ctx``: ``services`` start with it (in order) and stop with it
+    (in reverse); then the counters are written, background tasks drained and
+    ``on_close`` run (closing the Redis client, say)."""
+    secure = ctx.settings.web.secure_cookies
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        presence.start()
-        if consume:
-            consumer.start()
-            recovery.start()
-        if scheduler is not None:
-            await scheduler.start()
-        if sampler is not None:
-            sampler.start()
+        # Entered after the Channels plugin's own lifespan (see _Lifespan), so the parts
+        # stop, and the counters are written and broadcast, while the fan-out still runs.
+        started: list[Service] = []
         try:
+            for service in services:
+                await service.start()
+                started.append(service)
             yield
         finally:
-            if sampler is not None:
-                await sampler.stop()
-            if scheduler is not None:
-                await scheduler.stop()
-            await recovery.stop()
-            await consumer.stop()
-            await presence.stop()
+            for service in reversed(started):
+                await service.stop()
+            await ctx.counters.close()
             await ctx.drain()
-            if redis is not None:
-                await redis.aclose()
+            for close in on_close:
+                await close()
 
     session = auth.SessionConfig(
-        secret=_derive(secret, "session"), key=SESSION_COOKIE, httponly=True, samesite="lax",
+        secret=derive(secret, "session"), key=SESSION_COOKIE, httponly=True, samesite="lax",
         secure=secure, max_age=SESSION_MAX_AGE_S,
     )
     return Litestar(
@@ -142,15 +131,17 @@ def create_app(
             *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket, *status.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
-        plugins=[channels],
-        middleware=[ctx.metrics.middleware, session.middleware, guard.middleware],
-        csrf_config=CSRFConfig(secret=_derive(secret, "csrf").hex(), cookie_secure=secure,
+        plugins=[ctx.channels, _Lifespan(lifespan)],
+        middleware=[ctx.metrics.middleware, session.middleware, ctx.sessions.middleware],
+        csrf_config=CSRFConfig(secret=derive(secret, "csrf").hex(), cookie_secure=secure,
                                cookie_samesite="lax", exclude=["/api", "/schema"]),
         template_config=template_config(),
         openapi_config=OpenAPIConfig(title="playhouse", version="1", path="/schema"),
         exception_handlers=errors.HANDLERS,
         after_exception=[_log_crash],
-        lifespan=[lifespan],
         logging_config=None,  # logging is structlog's, configured once by the CLI
-        state=State({"playhouse": ctx, "consumer": consumer}),
+        state=State({"playhouse": ctx}),
     )
+
+
+__all__ = ["MemoryChannelsBackend", "Service", "channels_backend", "create_app"]

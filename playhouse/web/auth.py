@@ -10,6 +10,7 @@ attempts are limited per IP and per user name, registrations per IP.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -27,7 +28,6 @@ from playhouse import ids
 from playhouse.errors import Conflict, InvalidInput
 from playhouse.storage.models import User
 from playhouse.web.context import (
-    LOGGED_OUT,
     SESSION_ID,
     SESSION_ISSUED,
     SESSION_MAX_AGE_S,
@@ -35,7 +35,6 @@ from playhouse.web.context import (
     client_ip,
     context_of,
     current_user,
-    user_channel,
 )
 from playhouse.web.templating import page
 
@@ -45,7 +44,13 @@ USERNAME = re.compile(r"^[A-Za-z0-9_-]{3,24}$")
 PASSWORD_MIN = 8
 PASSWORD_MAX = 256
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not a real password, only for timing")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist (same time as a real check);
+    made on first use, not at import."""
+    return _hasher.hash("not a real password, only for timing")
 
 
 class _SessionBackend(ClientSideSessionBackend):
@@ -121,7 +126,7 @@ async def login(request: Request[Any, Any, Any]) -> Template | Redirect:
     user = None
     if USERNAME.match(username):
         user = await ctx.storage.users.find(username)
-    ok = await asyncio.to_thread(_verify, user.password_hash if user else _DUMMY_HASH, password)
+    ok = await asyncio.to_thread(_verify, user.password_hash if user else None, password)
     if user is None or not ok or user.disabled:
         log.info("login.failed", username=username[:40], ip=ip)
         return page(request, "login.html", status_code=400, next=target, username=username,
@@ -137,9 +142,11 @@ def start_session(request: Request[Any, Any, Any], user: User) -> None:
                          SESSION_ID: ids.new_id()})
 
 
-def _verify(password_hash: str, password: str) -> bool:
+def _verify(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches; without a hash (no such user) it checks against a
+    dummy one, so both answers take as long."""
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -194,10 +201,10 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
         if everywhere or not isinstance(session_id, str):  # (sessions from before ids)
             everywhere = True
             await ctx.storage.users.end_sessions(user, time.time())
-            ctx.publish(LOGGED_OUT, user_channel(user))
+            ctx.broadcast.logged_out(user)
         else:
             await ctx.storage.users.end_session(user, session_id, keep_s=SESSION_MAX_AGE_S)
-            ctx.publish(f"{LOGGED_OUT}:{session_id}", user_channel(user))
+            ctx.broadcast.logged_out(user, session_id)
         ctx.sessions.forget(user)
         log.info("account.logged_out", username=user, everywhere=everywhere)
     return Redirect(path="/")

@@ -1,21 +1,20 @@
 """What every web handler works with: storage, the cast, settings, limits and channels.
 
-One :class:`WebContext` is built by :func:`playhouse.web.app.create_app` and handed to
-handlers through dependency injection (``ctx: WebContext``). The access rule for rooms
+One :class:`WebContext` is built by the web entrypoint (:mod:`playhouse.web.compose`) and
+reaches handlers through the app's state (:func:`context_of`). The access rule for rooms
 lives here too, because pages, the REST API and the websocket must apply the same one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from playhouse.errors import Forbidden, NotFound
-from playhouse.storage.accounts import room_key
+from playhouse.errors import Forbidden
 from playhouse.storage.models import Room, Thread
 from playhouse.web.metrics import WebMetrics
 from playhouse.web.presence import PresenceBook
@@ -25,8 +24,10 @@ if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
 
     from playhouse.config import Settings
+    from playhouse.events import Broadcaster
     from playhouse.personas import Cast
     from playhouse.storage import Storage
+    from playhouse.web.counters import Counters
     from playhouse.web.limits import Limits
     from playhouse.web.sessions import SessionGuard
 
@@ -43,48 +44,34 @@ SESSION_MAX_AGE_S = 14 * 24 * 3600
 """A session's lifetime: the cookie's max-age, and enforced on the issue time as well."""
 
 
-def room_channel(room: str) -> str:
-    """Channel of a room's events: new threads, thread activity, presence."""
-    return f"room.{room_key(room)}"
-
-
-def user_channel(username: str) -> str:
-    """Channel that tells the sockets of ``username`` (on any instance) they logged out."""
-    return f"user.{username.casefold()}"
-
-
-LOGGED_OUT = "logged_out"
-"""On a user's channel: ``logged_out`` closes all of the user's sockets,
-``logged_out:<session id>`` those of that one session."""
-
-
-def ends_session(event: bytes | str, session_id: object) -> bool:
-    """Whether a :data:`LOGGED_OUT` event on the user's channel ends ``session_id``."""
-    text = event.decode(errors="replace") if isinstance(event, bytes) else event
-    return text == LOGGED_OUT or (
-        isinstance(session_id, str) and text == f"{LOGGED_OUT}:{session_id}"
-    )
-
-
-def thread_channel(thread_id: str) -> str:
-    """Channel of one thread's comments, placeholders and replacements."""
-    return f"thread.{thread_id}"
+async def _nothing() -> None:
+    return None
 
 
 @dataclass
 class WebContext:
+    """What a web instance's handlers share; built once by its entrypoint."""
+
     settings: Settings
     storage: Storage
     cast: Cast
     limits: Limits
     channels: ChannelsPlugin
+    """The fan-out (memory, or Redis across instances): sockets subscribe through it."""
     instance: str
     sessions: SessionGuard
+    broadcast: Broadcaster
+    """The one way anything is shown live (:mod:`playhouse.events`)."""
+    counters: Counters
+    """Room and thread counters, coalesced."""
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    results_expected: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when this instance asked a bot for something: its results consumer wakes up."""
+    expecting: Callable[[str, bool], None] = lambda request_id, interactive: None
+    """Told of every request this instance asks a bot for (request id, asked by a person):
+    the results consumer then polls quickly until its answer comes."""
+    watch_status: Callable[[], Awaitable[None]] = _nothing
+    """Told when someone looks at the status page or ``/metrics``: the sampler samples."""
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``work`` in the background, logging (never raising) a failure."""
@@ -103,9 +90,6 @@ class WebContext:
         """Wait for the background tasks still running (shutdown, tests)."""
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
-
-    def publish(self, text: str, *channels: str) -> None:
-        self.channels.publish(text, list(channels))
 
     def is_persona(self, name: str) -> bool:
         folded = name.casefold()
@@ -146,13 +130,4 @@ def context_of(connection: ASGIConnection[Any, Any, Any, Any]) -> WebContext:
     return ctx
 
 
-__all__ = [
-    "NotFound",
-    "PresenceBook",
-    "WebContext",
-    "client_ip",
-    "context_of",
-    "current_user",
-    "room_channel",
-    "thread_channel",
-]
+__all__ = ["PresenceBook", "WebContext", "client_ip", "context_of", "current_user"]

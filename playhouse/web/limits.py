@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from playhouse.constants import RATE_LIMIT_PREFIX, redis_key
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
@@ -114,9 +116,10 @@ class SharedRateLimiter:
     """A :class:`RateLimiter` whose buckets live in Redis, shared by every instance."""
 
     def __init__(self, redis: Redis, name: str, per_minute: float,
-                 burst: float | None = None) -> None:
+                 burst: float | None = None, *, namespace: str = "") -> None:
         self.per_minute = per_minute
         self.name = name
+        self.namespace = namespace
         self.local = RateLimiter(per_minute, burst)
         """Counts while Redis cannot be reached."""
         self._script: Any = redis.register_script(_TAKE)
@@ -128,7 +131,7 @@ class SharedRateLimiter:
         expiry = int(self.local.capacity / rate) + 60 if rate > 0 else 3600
         try:
             wait_ms = int(await self._script(
-                keys=[f"playhouse:limit:{self.name}:{key}"],
+                keys=[redis_key(self.namespace, RATE_LIMIT_PREFIX, self.name, key)],
                 args=[self.local.capacity, rate, cost, expiry],
             ))
         except (RedisError, OSError) as exc:
@@ -149,14 +152,15 @@ class Limits:
 
     @classmethod
     def from_rates(cls, *, posts_per_minute: int, logins_per_minute: int,
-                   redis: Redis | None = None) -> Limits:
+                   redis: Redis | None = None, namespace: str = "") -> Limits:
         """Per-IP posting allows ten users behind one address; per-name logins half the IP's.
-        With ``redis`` the buckets are shared by every instance using it."""
+        With ``redis`` the buckets are shared by every instance using it (their keys under
+        the storage ``namespace``)."""
 
         def limiter(name: str, per_minute: float) -> Limiter:
             if redis is None:
                 return RateLimiter(per_minute)
-            return SharedRateLimiter(redis, name, per_minute)
+            return SharedRateLimiter(redis, name, per_minute, namespace=namespace)
 
         return cls(
             posts_per_user=limiter("posts_per_user", posts_per_minute),

@@ -13,54 +13,51 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import msgspec
 import structlog
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from playhouse import ids
-from playhouse.errors import Forbidden, NotFound, PlayhouseError, StorageUnavailable
+from playhouse.constants import PATH_MAX
+from playhouse.errors import (
+    BadRequest,
+    LoginRequired,
+    NotFound,
+    NotSubscribed,
+    PlayhouseError,
+    StorageUnavailable,
+    describe,
+)
+from playhouse.events import (
+    CommentEvent,
+    CommentReplaced,
+    LiveEvent,
+    LoggedOut,
+    Presence,
+    Thinking,
+    decode_event,
+)
 from playhouse.storage.models import Comment
-from playhouse.web import views
-from playhouse.web.context import (
-    SESSION_ID,
-    WebContext,
-    client_ip,
-    context_of,
-    current_user,
-    ends_session,
-    room_channel,
-    thread_channel,
-    user_channel,
-)
-from playhouse.web.posting import (
-    PostRefused,
-    announce,
-    check_rate,
-    count_in_room,
-    store_post,
-)
+from playhouse.views import comment_out, thread_out
+from playhouse.web.context import SESSION_ID, WebContext, client_ip, context_of, current_user
+from playhouse.web.posting import announce, check_rate, store_post
 from playhouse.web.protocol import (
     Ack,
     ClientMessage,
-    CommentOut,
-    CommentReplaced,
     Error,
-    ErrorCode,
     Hello,
     History,
     HistoryRequest,
     Ping,
     Pong,
-    Post,
-    ProtocolError,
+    PostMessage,
     ServerEvent,
     Subscribe,
     Subscribed,
-    Thinking,
     Unsubscribe,
+    client_id_of,
     decode_client,
-    encode,
+    encode_frame,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +65,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-_comment_probe = msgspec.json.Decoder(dict[str, Any])
+UNAVAILABLE = "storage is unavailable right now: nothing was saved; send it again in a moment"
 
 
 class Session:
@@ -87,7 +84,7 @@ class Session:
         self.room: str | None = None
         self.thread_id: str | None = None
         self.replaying = False
-        self.held: list[bytes] = []
+        self.held: list[tuple[bytes, LiveEvent]] = []
         self.replayed: set[str] = set()
         self.closed = False
         self.account: Subscriber | None = None
@@ -96,7 +93,7 @@ class Session:
 
     # ------------------------------------------------------------------ sending
     async def send(self, event: ServerEvent) -> None:
-        await self.send_text(encode(event))
+        await self.send_text(encode_frame(event))
 
     async def send_text(self, text: str) -> None:
         if self.closed:
@@ -107,16 +104,24 @@ class Session:
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self.closed = True
 
-    async def error(self, code: ErrorCode, reason: str, client_id: str | None = None) -> None:
+    async def refuse(self, exc: BaseException, client_id: str | None = None) -> None:
+        """Answer with the error frame ``exc`` maps to (:mod:`playhouse.errors`)."""
+        code, _, reason = describe(exc)
+        if isinstance(exc, StorageUnavailable):
+            reason = UNAVAILABLE
         await self.send(Error(code=code, reason=reason, client_id=client_id))
 
     async def _on_event(self, data: bytes) -> None:
-        asked = self.ctx.presence.to_answer(data, self.ctx.instance,
-                                            asyncio.get_running_loop().time())
-        if asked is not None:
-            self._publish_presence(asked)
+        event = decode_event(data)
+        if event is None:
+            return
+        if isinstance(event, Presence):
+            asked = self.ctx.presence.to_answer(event, self.ctx.instance,
+                                                asyncio.get_running_loop().time())
+            if asked is not None:
+                self._publish_presence(asked)
         if self.replaying:
-            self.held.append(data)
+            self.held.append((data, event))
             return
         await self.send_text(data.decode())
 
@@ -132,7 +137,9 @@ class Session:
         await self.send(Hello(user=self.user, instance=self.ctx.instance))
         log.info("socket.opened", user=self.user or "-", ip=self.ip)
         if self.user is not None:
-            self.account = await self.ctx.channels.subscribe([user_channel(self.user)])
+            self.account = await self.ctx.channels.subscribe(
+                [self.ctx.broadcast.channels.user(self.user)]
+            )
             self.account_pump = asyncio.create_task(self._watch_account(self.account))
         try:
             while not self.closed:
@@ -154,10 +161,11 @@ class Session:
         """Close the socket when its session is logged out (here, or on another instance,
         or everywhere): the page reconnects, and the voided cookie makes the new socket
         anonymous."""
-        async for event in subscriber.iter_events():
-            if not ends_session(event, self.session_id):
+        async for data in subscriber.iter_events():
+            event = decode_event(data)
+            if not isinstance(event, LoggedOut) or not event.ends(self.session_id):
                 continue  # another browser of this user logged out
-            await self.error("login_required", "you logged out; log in again to post")
+            await self.refuse(LoginRequired("you logged out; log in again to post"))
             self.closed = True
             with contextlib.suppress(Exception):
                 await self.socket.close(code=4401, reason="logged out")
@@ -182,26 +190,25 @@ class Session:
     async def handle_frame(self, frame: str | bytes) -> None:
         try:
             msg = decode_client(frame)
-        except ProtocolError as exc:
-            await self.error(exc.code, exc.reason, exc.client_id)
+        except PlayhouseError as exc:
+            await self.refuse(exc, client_id_of(frame))
             return
-        # A failed post is answered with its client id, so the page settles that post
+        # A refused post is answered with its client id, so the page settles that post
         # (shows the reason, keeps the text) instead of waiting for an ack that never comes.
-        client_id = msg.client_id if isinstance(msg, Post) else None
+        client_id = msg.client_id if isinstance(msg, PostMessage) else None
         try:
             await self.dispatch(msg)
         except StorageUnavailable as exc:
             log.warning("socket.storage_unavailable", user=self.user or "-", reason=str(exc))
-            await self.error("overloaded", "storage is unavailable right now: nothing was "
-                             "saved; send it again in a moment", client_id)
+            await self.refuse(exc, client_id)
         except PlayhouseError as exc:
-            await self.error("internal", f"could not do that: {exc}", client_id)
-        except Exception:
+            await self.refuse(exc, client_id)
+        except Exception as exc:
             log.exception("socket.failed", user=self.user or "-")
-            await self.error("internal", "the server failed to handle that message", client_id)
+            await self.refuse(exc, client_id)
 
     async def dispatch(self, msg: ClientMessage) -> None:
-        if isinstance(msg, Post):
+        if isinstance(msg, PostMessage):
             await self.post(msg)
         elif isinstance(msg, Subscribe):
             await self.subscribe(msg)
@@ -214,26 +221,19 @@ class Session:
 
     # ------------------------------------------------------------ subscriptions
     async def subscribe(self, msg: Subscribe) -> None:
-        try:
-            room, _ = await self.ctx.readable_room(msg.room, self.user)
-            thread = None
-            if msg.thread_id is not None:
-                thread = await self.ctx.storage.threads.get(msg.thread_id)
-                if thread.room.casefold() != room.name.casefold():
-                    raise NotFound(f"no thread {msg.thread_id!r} in r/{room.name}")
-        except Forbidden as exc:
-            await self.error("forbidden", str(exc))
-            return
-        except NotFound as exc:
-            await self.error("not_found", str(exc))
-            return
         if msg.after is not None and not ids.is_id(msg.after):
-            await self.error("bad_message", "`after` is not an id")
-            return
+            raise BadRequest("`after` is not an id")
+        room, _ = await self.ctx.readable_room(msg.room, self.user)
+        thread = None
+        if msg.thread_id is not None:
+            thread = await self.ctx.storage.threads.get(msg.thread_id)
+            if thread.room.casefold() != room.name.casefold():
+                raise NotFound(f"no thread {msg.thread_id!r} in r/{room.name}")
         await self.unsubscribe()
-        channels = [room_channel(room.name)]
+        names = self.ctx.broadcast.channels
+        channels = [names.room(room.name)]
         if thread is not None:
-            channels.append(thread_channel(thread.thread_id))
+            channels.append(names.thread(thread.thread_id))
         self.replaying = True
         self.held, self.replayed = [], set()
         self.subscriber = await self.ctx.channels.subscribe(channels)
@@ -256,11 +256,9 @@ class Session:
     async def _release_held(self) -> None:
         held, self.held = self.held, []
         self.replaying = False
-        for data in held:
-            if self.replayed and b'"type":"comment"' in data[:20]:
-                event = _comment_probe.decode(data)
-                if event.get("comment", {}).get("id") in self.replayed:
-                    continue
+        for data, event in held:
+            if isinstance(event, CommentEvent) and event.comment.id in self.replayed:
+                continue  # the history carried it
             await self.send_text(data.decode())
         self.replayed = set()
 
@@ -292,7 +290,7 @@ class Session:
 
     async def _send_history(self, room: str, thread_id: str, items: list[Comment],
                             *, more: bool) -> None:
-        comments = tuple(views.comment_out(c) for c in items)
+        comments = tuple(comment_out(c) for c in items)
         self.replayed.update(c.id for c in comments)
         await self.send(History(room=room, thread_id=thread_id, comments=comments, more=more))
 
@@ -305,20 +303,23 @@ class Session:
             newer = await self.ctx.storage.threads.since(room, ids.id_time(after), limit=page + 1)
             newer = [t for t in newer if t.thread_id > after]
             threads, more = newer[:page], len(newer) > page
-        await self.send(History(room=room, threads=tuple(views.thread_out(t) for t in threads),
+        await self.send(History(room=room, threads=tuple(thread_out(t) for t in threads),
                                 more=more))
 
     async def _pending(self, thread_id: str, pending: tuple[str, ...]) -> None:
-        """Send the current state of placeholders the page still shows (after a reconnect)."""
-        for comment_id in pending:
-            if not ids.is_id(comment_id) or comment_id in self.replayed:
-                continue
+        """Send the current state of placeholders the page still shows (after a reconnect):
+        read a query at a time, :data:`PATH_MAX` ids each."""
+        wanted = [c for c in dict.fromkeys(pending) if ids.is_id(c) and c not in self.replayed]
+        found: list[Comment] = []
+        for start in range(0, len(wanted), PATH_MAX):
             try:
-                comment = await self.ctx.storage.comments.get(thread_id, comment_id)
-            except (NotFound, PlayhouseError):
-                continue
-            out: CommentOut = views.comment_out(comment)
-            self.replayed.add(comment_id)
+                found += await self.ctx.storage.comments.some(thread_id,
+                                                              wanted[start:start + PATH_MAX])
+            except PlayhouseError as exc:
+                log.warning("socket.pending_failed", thread_id=thread_id, reason=str(exc)[:200])
+        for comment in found:
+            out = comment_out(comment)
+            self.replayed.add(comment.comment_id)
             if comment.status == "placeholder":
                 await self.send(Thinking(comment=out))
             else:
@@ -326,11 +327,9 @@ class Session:
 
     async def history(self, msg: HistoryRequest) -> None:
         if self.room is None:
-            await self.error("not_subscribed", "subscribe to a room or thread first")
-            return
+            raise NotSubscribed("subscribe to a room or thread first")
         if not ids.is_id(msg.after):
-            await self.error("bad_message", "`after` is not an id")
-            return
+            raise BadRequest("`after` is not an id")
         if self.thread_id is not None:
             await self._thread_history(self.room, self.thread_id, msg.after)
         else:
@@ -347,31 +346,22 @@ class Session:
             self._publish_presence(room)
 
     def _publish_presence(self, room: str, *, ask: bool = False) -> None:
-        self.ctx.publish(self.ctx.presence.event(room, self.ctx.instance, ask=ask),
-                         room_channel(room))
+        self.ctx.broadcast.send(self.ctx.presence.event(room, self.ctx.instance, ask=ask))
 
     # ------------------------------------------------------------------ posting
-    async def post(self, msg: Post) -> None:
+    async def post(self, msg: PostMessage) -> None:
         if self.user is None:
-            await self.error("login_required", "log in to post", msg.client_id)
-            return
+            raise LoginRequired("log in to post")
         if self.room is None or self.room.casefold() != msg.room.casefold():
-            await self.error("not_subscribed", f"subscribe to r/{msg.room} before posting there",
-                             msg.client_id)
-            return
-        try:
-            await check_rate(self.ctx, self.user, self.ip)
-            stored = await store_post(self.ctx, self.user, msg)
-        except PostRefused as exc:
-            await self.error(exc.code, exc.reason, msg.client_id)
-            return
+            raise NotSubscribed(f"subscribe to r/{msg.room} before posting there")
+        await check_rate(self.ctx, self.user, self.ip)
+        stored = await store_post(self.ctx, self.user, msg)
         comment_id = stored.comment.comment_id if stored.comment else None
         await self.send(Ack(client_id=msg.client_id, thread_id=stored.thread.thread_id,
                             comment_id=comment_id))
         log.info("post.accepted", user=self.user, room=stored.room.name,
                  thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
         announce(self.ctx, stored)
-        await count_in_room(self.ctx, stored)
 
 
 RESUME_GRACE_S = 10.0

@@ -17,10 +17,10 @@ from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 from litestar.response import Redirect, Template
 
+from playhouse import views
 from playhouse.errors import Conflict, Forbidden, NotFound, PlayhouseError
 from playhouse.personas import ROOM_NAME_PATTERN
 from playhouse.storage.models import Comment, Room
-from playhouse.web import views
 from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.templating import page
 

@@ -14,20 +14,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import msgspec
-
+from playhouse.events import Presence
 from playhouse.storage.accounts import room_key
-from playhouse.web.loops import BackgroundLoop
-from playhouse.web.protocol import Presence, encode
 
 ANSWER_S = 1.0
 """An instance answers another's newcomer in a room at most this often."""
 REFRESH_S = 30.0
 """How often an instance republishes who watches each room through it (live.js forgets an
 instance after three silent periods)."""
-
-_presence = msgspec.json.Decoder(Presence)
-
 
 @dataclass
 class PresenceBook:
@@ -78,22 +72,16 @@ class PresenceBook:
         """The rooms someone watches through this instance, as their names are written."""
         return [self.names.get(key, key) for key in {*self.users, *self.anonymous}]
 
-    def event(self, room: str, instance: str, *, ask: bool = False) -> str:
+    def event(self, room: str, instance: str, *, ask: bool = False) -> Presence:
         users, anonymous = self.of(room)
-        return encode(Presence(room=room, instance=instance, users=users,
-                               anonymous=anonymous, ask=ask))
+        return Presence(room=room, instance=instance, users=users, anonymous=anonymous,
+                        ask=ask)
 
-    def to_answer(self, data: bytes, instance: str, now: float) -> str | None:
-        """The room whose list this instance should publish in answer to ``data`` (a live
-        event), or None: only another instance's question about a room watched here, once
-        per :data:`ANSWER_S`."""
-        if not (data.startswith(b'{"type":"presence"') and data.endswith(b'"ask":true}')):
-            return None
-        try:
-            asked = _presence.decode(data)
-        except msgspec.DecodeError:
-            return None
-        if asked.instance == instance or not self.watched(asked.room):
+    def to_answer(self, asked: Presence, instance: str, now: float) -> str | None:
+        """The room whose list this instance should publish in answer to ``asked``, or
+        None: only another instance's question about a room watched here, once per
+        :data:`ANSWER_S`."""
+        if not asked.ask or asked.instance == instance or not self.watched(asked.room):
             return None
         key = room_key(asked.room)
         if now - self.answered.get(key, float("-inf")) < ANSWER_S:
@@ -102,28 +90,17 @@ class PresenceBook:
         return asked.room
 
 
-class PresenceRefresh(BackgroundLoop):
-    """Republishes this instance's lists every :data:`REFRESH_S` seconds."""
-
-    name = "presence"
+class PresenceRefresh:
+    """Republishes this instance's lists (a chore every :data:`REFRESH_S` seconds)."""
 
     def __init__(self, book: PresenceBook, instance: str,
-                 publish: Callable[[str, str], None], interval_s: float = REFRESH_S) -> None:
-        super().__init__()
+                 publish: Callable[[Presence], None]) -> None:
         self.book = book
         self.instance = instance
         self.publish = publish
-        """(encoded event, room name)."""
-        self.interval_s = interval_s
 
-    def refresh(self) -> int:
+    async def refresh(self) -> int:
         rooms = self.book.rooms()
         for room in rooms:
-            self.publish(self.book.event(room, self.instance), room)
+            self.publish(self.book.event(room, self.instance))
         return len(rooms)
-
-    async def run(self) -> None:
-        while not self.stopping:
-            await self.pause(self.interval_s)
-            if not self.stopping:
-                self.refresh()

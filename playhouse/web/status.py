@@ -8,8 +8,10 @@
   the user names in ``web.admins``: queue depth, throughput and latency over the last hour,
   every worker that wrote a heartbeat, and each persona's state.
 
-The :class:`Sampler` runs in each web instance: it records the queue depths every
-``web.sample_interval_s`` for the charts, and prunes old samples and long-gone workers.
+The :class:`Sampler` is a chore of each web instance: while someone looks at the status
+page or scrapes ``/metrics`` (in the last ``web.sample_watch_s``), it records the queue
+depths every ``web.sample_interval_s`` for the charts, and prunes old samples and
+long-gone workers; nobody watching, it costs no storage request.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ from playhouse.constants import ALL_QUEUES
 from playhouse.errors import Forbidden
 from playhouse.storage.ops import Sample, WorkerBeat
 from playhouse.web.context import WebContext, context_of, current_user
-from playhouse.web.loops import BackgroundLoop
-from playhouse.web.metrics import CONTENT_TYPE, Snapshot
+from playhouse.web.metrics import CONTENT_TYPE, Figures
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
@@ -48,7 +49,7 @@ async def queue_depths(ctx: WebContext) -> dict[str, int]:
     return dict(zip(ALL_QUEUES, depths, strict=True))
 
 
-async def snapshot(ctx: WebContext) -> Snapshot:
+async def snapshot(ctx: WebContext) -> Figures:
     """Queue depths and heartbeats now; ``depths`` None when storage did not answer."""
     now = time.time()
     try:
@@ -57,8 +58,8 @@ async def snapshot(ctx: WebContext) -> Snapshot:
         )
     except Exception as exc:  # any storage failure: report it as figures, not as a crash
         log.warning("snapshot.failed", reason=str(exc)[:200])
-        return Snapshot(at=now, depths=None)
-    return Snapshot(at=now, depths=depths, workers=workers)
+        return Figures(at=now, depths=None)
+    return Figures(at=now, depths=depths, workers=workers)
 
 
 @get("/healthz", name="healthz", cache=False)
@@ -87,6 +88,7 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise HTTPException(status_code=401, detail="metrics need the bearer token")
+    await ctx.watch_status()
     body = ctx.metrics.render(await snapshot(ctx))
     return Response(body, media_type=CONTENT_TYPE)
 
@@ -104,6 +106,7 @@ async def status_page(request: Request[Any, Any, Any]) -> Template | Redirect:
         return Redirect(path="/login?next=/status")
     if not is_admin(ctx, user):
         raise Forbidden("the status page is for the playhouse's admins")
+    await ctx.watch_status()
     return page(request, "status.html", data=await status_data(ctx))
 
 
@@ -115,6 +118,7 @@ async def status_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
         raise HTTPException(status_code=401, detail="log in first")
     if not is_admin(ctx, user):
         raise Forbidden("the status page is for the playhouse's admins")
+    await ctx.watch_status()
     return await status_data(ctx)
 
 
@@ -188,7 +192,7 @@ def _worker_out(w: WorkerBeat, now: float) -> dict[str, Any]:
     }
 
 
-def personas_out(ctx: WebContext, snap: Snapshot) -> list[dict[str, Any]]:
+def personas_out(ctx: WebContext, snap: Figures) -> list[dict[str, Any]]:
     """Each persona of the cast, merged over the workers' heartbeats: ``loaded`` when a
     live worker holds its model, ``unavailable`` when the live workers that tried failed
     to load it, ``idle`` when none holds it, ``no worker`` when no live worker serves it."""
@@ -216,36 +220,47 @@ def personas_out(ctx: WebContext, snap: Snapshot) -> list[dict[str, Any]]:
     return out
 
 
-class Sampler(BackgroundLoop):
-    """Records queue depths for the charts and prunes what is older than a day."""
+class Sampler:
+    """Records queue depths for the charts while someone watches, and prunes what is older
+    than a day."""
 
-    name = "sampler"
-
-    def __init__(self, ctx: WebContext, interval_s: float) -> None:
-        super().__init__()
+    def __init__(self, ctx: WebContext, interval_s: float, watch_s: float) -> None:
         self.ctx = ctx
         self.interval_s = interval_s
+        self.watch_s = watch_s
+        self._watched_at = -math.inf
+        self._sampled_at = -math.inf
         self._pruned_at = 0.0
 
-    async def sample_once(self) -> None:
-        now = time.time()
-        depths = await queue_depths(self.ctx)
-        await self.ctx.storage.metrics.add(Sample(
-            source=f"web:{self.ctx.instance}", at=now, interval_s=self.interval_s,
-            depths=tuple(sorted(depths.items())),
-        ))
-        if now - self._pruned_at > 3600:
-            self._pruned_at = now
-            await self.ctx.storage.metrics.prune(now - KEEP_S)
-            await self.ctx.storage.workers.forget_before(now - KEEP_S)
+    async def watched(self) -> None:
+        """Someone looks at the figures: sample from now on, and now when no sample is
+        recent (the first view charts the depths of this moment)."""
+        now = time.monotonic()
+        self._watched_at = now
+        if now - self._sampled_at >= self.interval_s:
+            await self.sample()
 
     async def run(self) -> None:
-        while not self.stopping:
-            try:
-                await self.sample_once()
-            except Exception as exc:  # storage down: the next round tries again
-                log.warning("sample.failed", reason=str(exc)[:200])
-            await self.pause(self.interval_s)
+        """One chore run: a sample, unless nobody watched lately."""
+        if time.monotonic() - self._watched_at > self.watch_s:
+            return
+        await self.sample()
+
+    async def sample(self) -> None:
+        self._sampled_at = time.monotonic()
+        now = time.time()
+        try:
+            depths = await queue_depths(self.ctx)
+            await self.ctx.storage.metrics.add(Sample(
+                source=f"web:{self.ctx.instance}", at=now, interval_s=self.interval_s,
+                depths=tuple(sorted(depths.items())),
+            ))
+            if now - self._pruned_at > 3600:
+                self._pruned_at = now
+                await self.ctx.storage.metrics.prune(now - KEEP_S)
+                await self.ctx.storage.workers.forget_before(now - KEEP_S)
+        except Exception as exc:  # storage down: the next run tries again
+            log.warning("sample.failed", reason=str(exc)[:200])
 
 
 ROUTES = [healthz, readyz, metrics, status_page, status_json]

@@ -210,7 +210,7 @@ async def test_sigkill_web_while_clients_post(scale: Scale, stack: Stack,
     finally:
         await stop_posting(posting, people)
     # Every call is answered, those of posts acknowledged just before a kill too: the call
-    # is on bot-calls before the post is stored, and the restarted web makes it.
+    # is recorded (its job `called`) with the post, and the restarted web makes it.
     calls = bot_calls(people)
     by_id = {s.comment_id: s for u in people for s in u.sent}
     in_window = {cid for cid in calls

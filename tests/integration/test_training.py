@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from playhouse import ids
+from playhouse.commands.personas import check as check_command
 from playhouse.config import WorkerSettings
 from playhouse.constants import QUEUE_INTERACTIVE, results_queue
 from playhouse.dataset.build import BuildOptions, build_dataset
@@ -21,7 +22,7 @@ from playhouse.generation.engines import make_engine
 from playhouse.generation.worker import Worker
 from playhouse.grammar import ALL_TAGS
 from playhouse.messages import ChainComment, GenerationRequest, PostContext, decode_result, encode
-from playhouse.personas import check_command, load_cast_strict
+from playhouse.personas import load_cast_strict
 from playhouse.storage import Storage
 from playhouse.training import TrainingError, TrainOptions, publish, tag_blocks, train
 from tests.mini_dump import write_dump

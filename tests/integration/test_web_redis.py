@@ -116,28 +116,28 @@ async def test_a_newcomer_sees_who_watches_through_the_other_instance_at_once(
 async def test_a_scheduler_process_shows_its_placeholders_live_through_redis(
     storage: Storage, redis_url: str, connection_string: str, tmp_path: Path
 ) -> None:
+    from playhouse.commands.scheduler import serve_scheduler
+    from playhouse.commands.web import assemble, seed_rooms
     from playhouse.config import SchedulerSettings, Settings, StorageSettings, WebSettings
-    from playhouse.scheduling.main import serve as serve_scheduler
-    from playhouse.web.app import create_app
-    from playhouse.web.main import seed_rooms
     from tests.integration.conftest import FAST_REPLIES, eager_cast
     from tests.integration.web_support import SECRET
 
     cast = eager_cast(tmp_path / "personas")
     await storage.rooms.ensure(seed_rooms(cast))
     settings = Settings(
-        storage=StorageSettings(namespace=storage.namespace),
+        storage=StorageSettings(namespace=storage.namespace,
+                                connection_string=connection_string),
         web=WebSettings(redis_url=redis_url),
         scheduler=SchedulerSettings(**FAST_REPLIES, seed=2),
     )
-    app = create_app(settings, storage, cast, secret=SECRET, schedule=False)
+    app = assemble(settings, storage, cast, secret=SECRET, schedule=False)
     stop = asyncio.Event()
     async with serve(app) as base, user_client(base, "ivy") as ivy, socket(base, ivy) as live:
         await live.subscribe("Technology")
         ack = await live.post("Technology", title="anyone around?", text="hello")
         await live.subscribe("Technology", thread_id=ack.thread_id)
         scheduler = asyncio.create_task(
-            serve_scheduler(settings, cast, connection_string, stop=stop))
+            serve_scheduler(settings, cast, stop=stop))
         try:
             thinking = await live.expect("thinking", within=30.0)
             assert thinking.comment.author == "Eager"

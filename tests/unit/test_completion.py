@@ -13,7 +13,7 @@ from playhouse.errors import ModelUnavailable
 from playhouse.generation.batch import Batch, Item
 from playhouse.generation.cache import ModelCache
 from playhouse.generation.completion import STOPS, complete, make_items
-from playhouse.generation.interrupt import check
+from playhouse.generation.interrupt import raise_if_aborted
 from playhouse.generation.text import SamplingParams
 from playhouse.messages import ChainComment, GenerationRequest, PostContext
 from playhouse.personas import Persona, load_cast
@@ -48,7 +48,7 @@ class ScriptedModel:
         abort: threading.Event | None = None,
     ) -> list[str]:
         assert tuple(stop) == STOPS
-        check(abort)
+        raise_if_aborted(abort)
         self.calls.append(list(prompts))
         out = self.outputs.pop(0)
         assert len(out) == len(prompts)

@@ -137,10 +137,10 @@ def test_wrong_type_in_environment_names_the_field(environ: dict[str, str], fiel
 
 
 def test_wrong_type_in_toml_names_the_field(tmp_path: Path) -> None:
-    path = write_toml(tmp_path, '[worker]\nmax_attempts = "three"\n')
+    path = write_toml(tmp_path, '[worker]\nmax_deliveries = "three"\n')
     with pytest.raises(ConfigError) as info:
         Settings.load({}, path)
-    assert "worker.max_attempts" in str(info.value)
+    assert "worker.max_deliveries" in str(info.value)
 
 
 @pytest.mark.parametrize(

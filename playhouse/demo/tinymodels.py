@@ -1,7 +1,7 @@
 """Small models made from scratch on CPU: a byte-level BPE tokenizer, a GPT-2 and its
 training loop, and a tiny random-init Stable Diffusion pipeline.
 
-The pieces the offline demo (:mod:`playhouse.generation.demo`), the tests and the
+The pieces the offline demo (:mod:`playhouse.demo.build`), the tests and the
 benchmarks build their models from. Heavy libraries are imported inside the functions.
 """
 
@@ -158,7 +158,7 @@ def _new_gpt2(tokenizer: Any, recipe: TextRecipe) -> Any:
     return GPT2LMHeadModel(config)
 
 
-class Clock:
+class TrainingClock:
     """The wall-clock guard: past ``deadline`` training stops early."""
 
     def __init__(self, deadline: float | None) -> None:
@@ -181,7 +181,7 @@ def train_text_model(
     seed: int,
     recipe: TextRecipe,
     bar: Any = None,
-    clock: Clock | None = None,
+    clock: TrainingClock | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``lines`` (one line per sample, eos-terminated).
 
@@ -258,7 +258,7 @@ def build_text_model(
     init_from: Path | None = None,
     lr: float | None = None,
     bar: Any = None,
-    clock: Clock | None = None,
+    clock: TrainingClock | None = None,
 ) -> TrainResult:
     """Train a GPT-2 on ``lines`` and save it with ``tokenizer`` into ``out_dir``.
 

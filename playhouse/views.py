@@ -1,17 +1,81 @@
-"""Stored rows as the web shows them: the protocol's view structs, times in ISO 8601."""
+"""Stored rows as people see them: the view structs of pages, the API and live events.
+
+One frozen msgspec struct per thing shown (a comment, a thread, a room, a persona's look),
+built from the storage rows by the functions below, with times in ISO 8601 UTC. Pages,
+the REST API, the websocket and live events all show these, so a comment reads the same
+wherever it appears.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from playhouse.web.protocol import CommentOut, PersonaLook, RoomOut, ThreadOut
+import msgspec
 
 if TYPE_CHECKING:
     from playhouse.personas import Cast, Persona
     from playhouse.storage.models import Comment, Room, Thread
 
 IMAGE_PREFIX = "/images/"
+
+
+class PersonaLook(msgspec.Struct, frozen=True):
+    name: str
+    display_name: str
+    kind: str
+    colour: str
+    avatar: str
+    bio: str = ""
+    rooms: tuple[str, ...] = ()
+
+
+class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A comment as pages, the API and the websocket show it."""
+
+    id: str
+    thread_id: str
+    room: str
+    parent_id: str | None
+    author: str
+    is_bot: bool
+    text: str
+    created_at: str
+    """ISO 8601, UTC."""
+    status: str = "ok"
+    """``ok``, ``placeholder`` (the bot is thinking) or ``failed``."""
+    depth: int = 0
+    persona: str | None = None
+    image_url: str | None = None
+
+
+class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread's post and its activity."""
+
+    id: str
+    room: str
+    title: str
+    body: str
+    author: str
+    is_bot: bool
+    created_at: str
+    last_activity: str
+    comment_count: int
+    url: str | None = None
+    persona: str | None = None
+    image_url: str | None = None
+
+
+class RoomOut(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    description: str
+    public: bool
+    threads: int
+    comments: int
+    last_activity: str | None
+    bots: tuple[str, ...]
+    default_bot: str | None = None
+    member: bool = False
 
 
 def iso(ts: float) -> str:

@@ -5,7 +5,7 @@ No machine reaches a model hub, so ``make run`` builds its own small models unde
 
 * text personas get a small GPT-2. A byte-level BPE tokenizer (the grammar's tags as single,
   non-special added tokens) and a shared base model are trained on the synthetic corpus of
-  every text persona (:mod:`playhouse.generation.corpus`); each persona then gets a copy of
+  every text persona (:mod:`playhouse.demo.corpus`); each persona then gets a copy of
   the base fine-tuned for a few steps on its own corpus, so it has its own voice;
 * image personas get a tiny random-init Stable Diffusion pipeline (it draws noise, fast).
 
@@ -43,16 +43,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
-from playhouse.errors import NotFound, PlayhouseError
-from playhouse.generation.corpus import CORPUS_VERSION, persona_corpus, union_corpus
-from playhouse.generation.tinymodels import (
+from playhouse.demo.corpus import CORPUS_VERSION, persona_corpus, union_corpus
+from playhouse.demo.tinymodels import (
     IMAGE_SHAPES,
     TextRecipe,
     build_image_pipeline,
     build_text_model,
     build_tokenizer,
 )
-from playhouse.generation.tinymodels import Clock as _Clock
+from playhouse.demo.tinymodels import TrainingClock as _Clock
+from playhouse.errors import NotFound
 from playhouse.grammar import GRAMMAR_VERSION, REPLY_END_TAGS
 
 if TYPE_CHECKING:
@@ -498,32 +498,3 @@ def reply_stop_ids(tokenizer: Any) -> list[int]:
     """Token ids that end a reply (each end tag is one token), plus eos."""
     ids = [tokenizer.convert_tokens_to_ids(tag) for tag in REPLY_END_TAGS]
     return [*ids, tokenizer.eos_token_id]
-
-
-def build_demo_command(
-    models_dir: Path, personas_dir: Path, *, seed: int, budget_s: float, force: bool
-) -> int:
-    """``playhouse models build-demo``: build what is missing; 0 when all is built.
-
-    Invalid persona files are logged and the valid personas still built, but the exit code
-    is then 1 (as ``playhouse personas check`` would say). Writes only the progress bar
-    and log lines.
-    """
-    from playhouse.personas import load_cast
-
-    cast = load_cast(personas_dir)
-    for error in cast.errors:
-        log.error("persona.invalid", file=error.file, field=error.field, reason=error.reason)
-    if not cast.personas:
-        log.error("demo.no_personas", directory=str(personas_dir))
-        return 1
-    started = time.monotonic()
-    try:
-        built = build_demo(models_dir, cast, seed=seed, budget_s=budget_s, force=force)
-    except (PlayhouseError, OSError) as exc:
-        log.error("demo.failed", error=str(exc))
-        return 1
-    log.info("demo.ready", personas=len(built), seconds=round(time.monotonic() - started, 1),
-             models_dir=str(models_dir / DEMO_DIR))
-    return 1 if cast.errors else 0
-

@@ -1,0 +1,262 @@
+"""Asking bots: whom a post calls, the requests, the jobs that record them, sending them.
+
+A bot is asked in three steps, each idempotent:
+
+1. :func:`record` inserts the job rows in state ``called``, with the request as payload.
+   A request's id derives from what it answers and who answers (:func:`request_id_for`),
+   so the insert is the claim: a person's call, a retried call and the scheduler asking
+   the same persona about the same comment find one row, and only its recorder goes on.
+   A person's post records its calls in the same step as the post itself, before it is acknowledged.
+2. :func:`dispatch` writes the "thinking" placeholder (a reply's answer takes its row key)
+   and puts the request on its queue, then moves the job to ``pending``. If the process
+   dies in between, the call recovery (:mod:`playhouse.web.calls`) finds the job still
+   ``called`` and dispatches it; a request sent twice is generated twice and applied once.
+3. The answer is applied by :mod:`playhouse.applying`.
+
+:func:`submit` is steps 1 and 2 at once (the scheduler's way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+
+from playhouse import ids
+from playhouse.constants import QUEUE_IMAGE
+from playhouse.errors import Conflict, NotFound
+from playhouse.messages import (
+    ChainComment,
+    GenerationRequest,
+    PostContext,
+    fit_request,
+)
+from playhouse.storage.models import Comment, Job, Thread
+
+if TYPE_CHECKING:
+    from playhouse.personas import Cast, Persona
+    from playhouse.storage import Storage
+
+log = structlog.get_logger()
+
+PLACEHOLDER_SALT = "c"
+THREAD_SALT = "t"
+
+
+def placeholder_id(request_id: str) -> str:
+    """Row key of the comment a reply request will fill."""
+    return ids.derived_id(request_id, PLACEHOLDER_SALT)
+
+
+def thread_id_for(request_id: str) -> str:
+    """Id of the thread a post request will create."""
+    return ids.derived_id(request_id, THREAD_SALT)
+
+
+def request_id_for(answered: str, persona: str) -> str:
+    """The request id of ``persona`` answering ``answered`` (a comment, or a thread's
+    post): derived, so whoever asks, and however often, it is the same request."""
+    return ids.derived_id(answered, f"call:{persona}")
+
+
+def _post_context(thread: Thread) -> PostContext:
+    return PostContext(author=thread.author, title=thread.title, body=thread.body, url=thread.url)
+
+
+def reply_request(
+    *,
+    persona: Persona,
+    thread: Thread,
+    chain: Sequence[Comment],
+    parent_id: str | None,
+    queue: str,
+    request_id: str | None = None,
+) -> GenerationRequest:
+    """Ask ``persona`` to answer the last comment of ``chain`` (or the post when empty)."""
+    return GenerationRequest(
+        request_id=request_id or request_id_for(parent_id or thread.thread_id, persona.name),
+        kind="reply",
+        persona=persona.name,
+        room=thread.room,
+        queue=queue,
+        thread_id=thread.thread_id,
+        parent_id=parent_id,
+        post=_post_context(thread),
+        chain=tuple(
+            ChainComment(author=c.author, text=c.text) for c in chain if c.status == "ok"
+        ),
+        created_at=time.time(),
+    )
+
+
+def image_request(
+    *,
+    persona: Persona,
+    thread: Thread,
+    parent_id: str | None,
+    prompt: str,
+    queue: str = QUEUE_IMAGE,
+    request_id: str | None = None,
+) -> GenerationRequest:
+    return GenerationRequest(
+        request_id=request_id or request_id_for(parent_id or thread.thread_id, persona.name),
+        kind="image",
+        persona=persona.name,
+        room=thread.room,
+        queue=queue,
+        thread_id=thread.thread_id,
+        parent_id=parent_id,
+        post=_post_context(thread),
+        image_prompt=prompt,
+        created_at=time.time(),
+    )
+
+
+def post_request(
+    *, persona: Persona, room: str, queue: str, request_id: str | None = None,
+    image_prompt: str = "",
+) -> GenerationRequest:
+    """Ask ``persona`` for a new thread in ``room``: a text persona writes its title and
+    body in one go; an image persona paints ``image_prompt`` and titles it with that."""
+    return GenerationRequest(
+        request_id=request_id or ids.new_id(),
+        kind="post",
+        persona=persona.name,
+        room=room,
+        queue=queue,
+        image_prompt=image_prompt,
+        created_at=time.time(),
+    )
+
+
+def bots_to_call(
+    cast: Cast,
+    *,
+    default_bot: str | None,
+    text: str,
+    parent: Comment | None,
+    is_top_level_post: bool,
+    author: str,
+) -> list[Persona]:
+    """Which personas a person's post or comment calls, in a stable order.
+
+    A mention ``u/Name`` calls that persona; replying to a bot's comment calls that bot;
+    a new thread in a room with a default bot calls the default bot. A persona never
+    answers itself. Any persona may be called by name: the room's bots matter only to
+    the scheduler.
+    """
+    from playhouse.personas import mentions
+
+    names: list[str] = sorted(mentions(text, cast.personas))
+    if parent is not None and parent.is_bot and parent.persona:
+        names.append(parent.persona)
+    if is_top_level_post and default_bot:
+        names.append(default_bot)
+    seen: set[str] = set()
+    called: list[Persona] = []
+    for name in names:
+        persona = cast.personas.get(name)
+        if persona is None or name in seen or name == author:
+            continue
+        seen.add(name)
+        called.append(persona)
+    return called
+
+
+def new_job(request: GenerationRequest, *, depth: int = 0, now: float | None = None) -> Job:
+    """The ``called`` row of ``request``: everything needed to send it again. A reply's
+    answer gets its comment id here, fresh (time-ordered: a late answer to an old comment
+    still sorts as what it is, the newest comment)."""
+    at = time.time() if now is None else now
+    if request.kind != "post" and request.comment_id is None:
+        request = msgspec.structs.replace(request, comment_id=ids.new_id(at))
+    return Job(
+        request_id=request.request_id, kind=request.kind, persona=request.persona,
+        room=request.room, thread_id=request.thread_id, parent_id=request.parent_id,
+        queue=request.queue, state="called", attempts=0, created_at=at, updated_at=at,
+        payload=fit_request(request).decode(), depth=depth,
+    )
+
+
+def answer_id(request_id: str, comment_id: str | None) -> str:
+    """The row a reply's answer fills: the id its request carries, or (requests from before
+    it was carried) one derived from the request id."""
+    return comment_id or placeholder_id(request_id)
+
+
+def placeholder_for(job: Job) -> Comment | None:
+    """The "thinking" comment a reply or image job shows until its answer (None: a post)."""
+    if job.kind == "post" or not job.thread_id:
+        return None
+    request = decode_job_request(job)
+    return Comment(
+        comment_id=answer_id(job.request_id, request.comment_id), thread_id=job.thread_id,
+        room=job.room,
+        parent_id=job.parent_id, author=job.persona, is_bot=True, persona=job.persona,
+        text="", image_blob=None, job_id=job.request_id, created_at=job.created_at,
+        depth=job.depth, status="placeholder",
+    )
+
+
+async def record(storage: Storage, jobs: Sequence[Job]) -> list[Job]:
+    """Insert ``jobs`` (one transaction when they share a partition, as the bots of one
+    post do). Returns the jobs this call created, to dispatch: the insert is the claim, so
+    a job that exists already is someone else's to dispatch (its recorder's, or the call
+    recovery's once it is left ``called`` too long) and is left out."""
+    if not jobs:
+        return []
+    try:
+        return await storage.jobs.create_many(list(jobs))
+    except Conflict:
+        pass  # some exist: one by one, to learn which
+    created: list[Job] = []
+    for job in jobs:
+        try:
+            created.append(await storage.jobs.create(job))
+        except Conflict:
+            log.info("job.exists", request_id=job.request_id)
+    return created
+
+
+async def dispatch(storage: Storage, job: Job) -> Comment | None:
+    """Queue a ``called`` job: its placeholder and its message (together), then move it
+    to ``pending``. Returns the placeholder to show (None when there is none to show: a
+    post, or an answer that was quicker than its placeholder)."""
+    shown = placeholder_for(job)
+
+    async def placeholder() -> Comment | None:
+        if shown is None:
+            return None
+        try:
+            return await storage.comments.add(shown)
+        except Conflict:  # a retry, or the answer came first
+            current = await storage.comments.get(shown.thread_id, shown.comment_id)
+            return current if current.status == "placeholder" else None
+
+    written, _ = await asyncio.gather(
+        placeholder(), storage.queues.send(job.queue, job.payload.encode())
+    )
+    with contextlib.suppress(Conflict, NotFound):  # moved on: recovered, or answered
+        await storage.jobs.advance(job, "pending")
+    log.info("job.submitted", request_id=job.request_id, persona=job.persona, kind=job.kind,
+             queue=job.queue)
+    return written
+
+
+async def submit(storage: Storage, request: GenerationRequest, *,
+                 depth: int = 0) -> Comment | None:
+    """Record and dispatch one request now (what the scheduler does); None when it was
+    already asked (the claim is someone else's) or has no placeholder."""
+    todo = await record(storage, [new_job(request, depth=depth)])
+    if not todo:
+        return None
+    return await dispatch(storage, todo[0])
+
+
+def decode_job_request(job: Job) -> GenerationRequest:
+    return msgspec.json.decode(job.payload.encode(), type=GenerationRequest)
