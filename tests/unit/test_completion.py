@@ -12,9 +12,10 @@ import pytest
 from playhouse.errors import ModelUnavailable
 from playhouse.generation.batch import Batch, Item
 from playhouse.generation.cache import ModelCache
-from playhouse.generation.completion import STOPS, complete, make_items
+from playhouse.generation.completion import complete, make_items
 from playhouse.generation.interrupt import check
 from playhouse.generation.text import SamplingParams
+from playhouse.grammar import PLAYHOUSE, Grammar
 from playhouse.messages import ChainComment, GenerationRequest, PostContext
 from playhouse.personas import Persona, load_cast
 
@@ -31,9 +32,10 @@ class ScriptedModel:
 
     context_size = 512
 
-    def __init__(self, outputs: Sequence[Sequence[str]]) -> None:
+    def __init__(self, outputs: Sequence[Sequence[str]], grammar: Grammar = PLAYHOUSE) -> None:
         self.outputs = [list(o) for o in outputs]
         self.calls: list[list[str]] = []
+        self.stop = grammar.stop_strings
 
     def count_tokens(self, text: str) -> int:
         return len(text) // 4
@@ -47,7 +49,7 @@ class ScriptedModel:
         seed: int | None = None,
         abort: threading.Event | None = None,
     ) -> list[str]:
-        assert tuple(stop) == STOPS
+        assert tuple(stop) == self.stop
         check(abort)
         self.calls.append(list(prompts))
         out = self.outputs.pop(0)
