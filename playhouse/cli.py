@@ -10,6 +10,7 @@ from pathlib import Path
 
 from playhouse.config import Settings
 from playhouse.errors import PlayhouseError
+from playhouse.grammar import GRAMMARS as GRAMMAR_NAMES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="longer examples lose their oldest comments (default 6000)")
     build.add_argument("--max-body-chars", type=int, default=2000,
                        help="post bodies are cut to this length (default 2000)")
+    build.add_argument("--grammar", default="playhouse", choices=list(GRAMMAR_NAMES),
+                       help="the lines' format: playhouse (default), ssi-bot (what zacc/ssi-bot's "
+                       "dataset script writes) or ssi-bot-2021")
     build.add_argument("--tokenizer", metavar="PATH",
                        help="count tokens with this tokenizer (default: estimate)")
     build.add_argument("--seed", type=int, default=1234)

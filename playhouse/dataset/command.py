@@ -39,6 +39,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         eval_fraction=args.eval_fraction,
         seed=args.seed,
         max_example_chars=args.max_example_chars,
+        grammar=args.grammar,
         force=args.force,
         allow_truncated=args.allow_truncated,
         bucket_mb=args.bucket_mb,
