@@ -38,6 +38,14 @@ def _parser() -> argparse.ArgumentParser:
     psub = personas.add_subparsers(dest="personas_command", required=True, metavar="ACTION")
     check = psub.add_parser("check", help="validate every persona file and print the cast")
     check.add_argument("directory", nargs="?", help="default: personas/")
+    ssi = psub.add_parser("import-ssi", help="turn an ssi-bot bot config (ssi-bot.ini) into "
+                          "persona files, saying what could not be mapped")
+    ssi.add_argument("ini", metavar="BOT.ini")
+    ssi.add_argument("--out", metavar="DIR", help="where the persona files go (default: "
+                     "personas/)")
+    ssi.add_argument("--name", help="only this bot's section (or the bot of an old "
+                     "single-bot config)")
+    ssi.add_argument("--force", action="store_true", help="replace existing persona files")
 
     sub.add_parser("config", help="print the effective settings (secrets masked)")
     poison = sub.add_parser("poison", help="what the poison queues hold: list or purge it")
@@ -114,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--room", action="append", metavar="NAME",
                        help="room for the persona draft (repeat; default: the subreddits)")
+    train.add_argument("--grammar", choices=list(GRAMMAR_NAMES),
+                       help="the grammar DATA is written in (default: its stats.json, else "
+                       "what its lines read as)")
     train.add_argument("--keep-checkpoints", type=int, default=2)
     train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     train.add_argument("--force", action="store_true", help="delete OUT and start over")
@@ -152,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     command: str = args.command
+    if command == "personas" and args.personas_command == "import-ssi":
+        from playhouse.ssi_import import import_command
+
+        return import_command(Path(args.ini), Path(args.out or settings.personas_dir),
+                              sys.stdout, name=args.name, force=args.force)
     if command == "personas":
         from playhouse.personas import check_command
 
@@ -196,6 +212,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 max_steps=args.steps, eval_every=args.eval_every, patience=args.patience,
                 device=args.device, seed=args.seed, resume=args.resume, force=args.force,
                 rooms=tuple(args.room or ()), keep_checkpoints=args.keep_checkpoints,
+                grammar=args.grammar,
                 progress=not args.no_progress,
             )
         )
