@@ -10,7 +10,9 @@ others from loading; :func:`load_cast_strict` is the variant that refuses to go 
 This module also holds the pure decisions that depend only on a persona: whether it is
 awake at a given hour (:meth:`Persona.is_active`), how likely it is to answer a comment
 (:func:`reply_probability`), which personas a text mentions (:func:`mentions`) and where
-its model is loaded from (:func:`resolve_model`).
+its model is loaded from (:func:`resolve_model`). A persona's ``grammar`` names the tag
+grammar its model speaks (:attr:`Persona.variant`, from :mod:`playhouse.grammar`); loading
+gives its ``[generation]`` table that grammar's defaults for what the file does not set.
 """
 
 from __future__ import annotations
