@@ -18,10 +18,10 @@ them); ``--stops eos`` makes every row run to ``max_new_tokens``: pure decoding.
 has 304 M parameters rather than GPT-2 medium's 355 M because its vocabulary is the demo
 tokenizer's, not GPT-2's 50,257 (no hub here to fetch that tokenizer from).
 
-Requests are ssi-bot reply prompts written in the tag grammar (``playhouse.grammar``: a post
-header, a chain of comments, the bot's open tag) of about 30-300 tokens, one fixed seed;
+Requests are reply prompts written in the playhouse tag grammar (``playhouse.grammar``: a
+post header, a chain of comments, the bot's open tag) of about 30-300 tokens, one fixed seed;
 sampling is the persona defaults (``SamplingParams()``, max_new_tokens 96) and generation
-stops on the worker's stop set (``playhouse.generation.completion.STOPS``, copied below).
+stops on the worker's stop set (``playhouse.grammar.PLAYHOUSE.stop_strings``, copied below).
 Each variant gets one warm-up call first (not timed) and is timed between two
 ``torch.cuda.synchronize()``:
 
@@ -81,9 +81,9 @@ if TYPE_CHECKING:
 STOPS: tuple[str, ...] = (
     "<|eost|>", "<|eol|>",  # grammar.POST_END_TAGS
     "<|eor|>", "<|eoopr|>", "<|eoocr|>",  # grammar.REPLY_END_TAGS
-    "<|sor", "<|soopr", "<|soocr", "<|soss", "<|sols",  # completion.OPEN_TAG_STARTS
+    "<|sor", "<|soopr", "<|soocr", "<|soss", "<|sols",  # the open tags' starts
 )
-"""``playhouse.generation.completion.STOPS``: what the worker passes as ``stop``."""
+"""``playhouse.grammar.PLAYHOUSE.stop_strings``: what the worker passes as ``stop``."""
 ALL_TAGS: tuple[str, ...] = (
     "<|sot|>", "<|eot|>", "<|sost|>", "<|eost|>", "<|sol|>", "<|eol|>",
     "<|eor|>", "<|eoopr|>", "<|eoocr|>",

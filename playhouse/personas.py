@@ -9,8 +9,11 @@ others from loading; :func:`load_cast_strict` is the variant that refuses to go 
 
 This module also holds the facts that depend only on a persona: whether it is awake at a
 given hour (:meth:`Persona.is_active`), which personas a text mentions (:func:`mentions`)
-and where its model is loaded from (:func:`resolve_model`). How likely it is to answer a
-comment is the scheduler's (:mod:`playhouse.scheduling.scoring`).
+and where its model is loaded from (:func:`resolve_model`). A persona's ``grammar`` names
+the tag grammar its model speaks (:attr:`Persona.variant`, from :mod:`playhouse.grammar`);
+loading gives its ``[generation]`` table that grammar's defaults for what the file does not
+set. How likely it is to answer a comment is the scheduler's
+(:mod:`playhouse.scheduling.scoring`).
 """
 
 from __future__ import annotations
@@ -23,15 +26,17 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
+import structlog
 
 from playhouse.errors import ConfigError
+from playhouse.grammar import DEFAULT_GRAMMAR, GPT2_CONTEXT, GRAMMARS, Grammar
+
+log = structlog.get_logger()
 
 ROOMS_FILE: Final = "rooms.toml"
 PERSONA_NAME_PATTERN: Final = r"^[A-Za-z0-9_-]{2,32}$"
 ROOM_NAME_PATTERN: Final = r"^[A-Za-z0-9_]{3,32}$"
 COLOUR_PATTERN: Final = r"^#[0-9a-fA-F]{6}$"
-GPT2_CONTEXT: Final = 1024
-"""Prompt plus new tokens must fit GPT-2's context window."""
 
 
 _FILE_FIELD: Final = "(file)"
@@ -169,7 +174,11 @@ class Persona(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     display_name: Annotated[str, _m("Name shown in the web app.", min_length=1, max_length=64)]
     kind: Annotated[Literal["text", "image"], _m("text (GPT-2) or image (diffusion).")]
     model: Annotated[str, _m("Local model folder or model hub id.", min_length=1)]
-    grammar_version: Annotated[int, _m("Tag grammar the model was trained on.", ge=1)] = 1
+    grammar: Annotated[
+        str,
+        _m("Tag grammar the model was trained on: playhouse, ssi-bot or ssi-bot-2021 "
+           "(prompts, stop strings, parsing and the [generation] defaults)."),
+    ] = DEFAULT_GRAMMAR
     rooms: Annotated[tuple[RoomName, ...], _m("Rooms the persona lives in.", min_length=1)]
     description: Annotated[str, _m("One line for owners: what this persona is for.")] = ""
     bio: Annotated[str, _m("Profile text shown to people.")] = ""
@@ -184,6 +193,9 @@ class Persona(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     look: Annotated[Look, _m("Colour and avatar.")] = msgspec.field(default_factory=Look)
 
     def __post_init__(self) -> None:
+        if self.grammar not in GRAMMARS:
+            known = ", ".join(f'"{name}"' for name in GRAMMARS)
+            raise _invalid("grammar", f"unknown grammar {self.grammar!r} (known: {known})")
         if self.kind == "image" and self.image is None:
             raise _invalid("image", "an image persona needs an [image] table")
         if self.kind == "text" and self.image is not None:
@@ -193,6 +205,11 @@ class Persona(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
             if room.casefold() in seen:
                 raise _invalid(f"rooms[{index}]", f"room {room!r} is listed twice")
             seen.add(room.casefold())
+
+    @property
+    def variant(self) -> Grammar:
+        """The grammar its model speaks: how prompts are built and outputs read."""
+        return GRAMMARS[self.grammar]
 
     def is_active(self, hour_utc: int) -> bool:
         """Whether the persona is awake at ``hour_utc`` (wraps past midnight)."""
@@ -233,6 +250,8 @@ class Cast:
     personas: dict[str, Persona] = field(default_factory=dict)
     rooms: dict[str, RoomSpec] = field(default_factory=dict)
     errors: list[PersonaError] = field(default_factory=list)
+    warnings: list[PersonaError] = field(default_factory=list)
+    """What loaded but should change (deprecated fields)."""
 
     @property
     def ok(self) -> bool:
@@ -409,12 +428,46 @@ def load_rooms(path: Path) -> dict[str, RoomSpec]:
     return {room.name: room for _, room in rooms}
 
 
+_GRAMMAR_VERSION: Final = "grammar_version"
+
+
+def _apply_grammar(file: str, data: dict[str, Any], warnings: list[PersonaError]) -> str:
+    """Read the deprecated ``grammar_version`` (1 was the playhouse grammar) and give the
+    ``[generation]`` table the defaults of the persona's grammar that it does not set.
+
+    Returns why ``grammar_version`` cannot stand for the grammar, or ``""``."""
+    if _GRAMMAR_VERSION in data:
+        version = data.pop(_GRAMMAR_VERSION)
+        if type(version) is not int or version != 1:
+            return (f"deprecated, and {version!r} was never a version (1 was "
+                    'grammar = "playhouse"); write grammar = "..." instead')
+        if data.get("grammar", DEFAULT_GRAMMAR) != DEFAULT_GRAMMAR:
+            return ('deprecated; 1 meant grammar = "playhouse", which contradicts '
+                    f"grammar = {data['grammar']!r}: remove it")
+        warnings.append(PersonaError(file, _GRAMMAR_VERSION,
+                                     'deprecated: write grammar = "playhouse" instead'))
+    name = data.get("grammar", DEFAULT_GRAMMAR)
+    variant = GRAMMARS.get(name) if isinstance(name, str) else None
+    table = data.get("generation", {})
+    if variant is not None and isinstance(table, dict):
+        defaults = variant.generation_defaults(table)
+        if defaults:
+            data["generation"] = {**defaults, **table}
+    return ""
+
+
 def _load_persona(
-    path: Path, known_rooms: dict[str, str] | None, names: dict[str, tuple[str, str]]
+    path: Path,
+    known_rooms: dict[str, str] | None,
+    names: dict[str, tuple[str, str]],
+    warnings: list[PersonaError],
 ) -> tuple[Persona | None, list[PersonaError]]:
     data, error = _read_toml(path)
     if data is None:
         return None, [error] if error else []
+    wrong = _apply_grammar(path.name, data, warnings)
+    if wrong:
+        return None, [PersonaError(path.name, _GRAMMAR_VERSION, wrong)]
     try:
         persona = msgspec.convert(data, type=Persona)
     except msgspec.ValidationError as exc:
@@ -469,10 +522,11 @@ def load_cast(directory: Path) -> Cast:
 
     personas: dict[str, Persona] = {}
     names: dict[str, tuple[str, str]] = {}
+    warnings: list[PersonaError] = []
     for path in sorted(directory.glob("*.toml")):
         if path.name == ROOMS_FILE or not path.is_file():
             continue
-        persona, persona_errors = _load_persona(path, known_rooms, names)
+        persona, persona_errors = _load_persona(path, known_rooms, names, warnings)
         errors.extend(persona_errors)
         if persona is not None:
             personas[persona.name] = persona
@@ -484,7 +538,8 @@ def load_cast(directory: Path) -> Cast:
             for room_name in persona.rooms:
                 derived.setdefault(room_name.casefold(), room_name)
         rooms_by_name = {name: RoomSpec(name=name) for _, name in sorted(derived.items())}
-        return Cast(personas=personas, rooms=rooms_by_name, errors=errors)
+        return _warned(Cast(personas=personas, rooms=rooms_by_name, errors=errors,
+                            warnings=warnings))
 
     rooms: dict[str, RoomSpec] = {}
     for index, room in listed:
@@ -502,7 +557,14 @@ def load_cast(directory: Path) -> Cast:
             elif persona is not None and bot != persona.name:
                 room = msgspec.structs.replace(room, default_bot=persona.name)
         rooms[room.name] = room
-    return Cast(personas=personas, rooms=rooms, errors=errors)
+    return _warned(Cast(personas=personas, rooms=rooms, errors=errors, warnings=warnings))
+
+
+def _warned(cast: Cast) -> Cast:
+    for warning in cast.warnings:
+        log.warning("persona.deprecated", file=warning.file, field=warning.field,
+                    reason=warning.reason)
+    return cast
 
 
 def _error_message(directory: Path, errors: list[PersonaError]) -> str:

@@ -37,6 +37,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
                        help="longer examples lose their oldest comments (default 6000)")
     build.add_argument("--max-body-chars", type=int, default=2000,
                        help="post bodies are cut to this length (default 2000)")
+    from playhouse.grammar import GRAMMARS
+
+    build.add_argument("--grammar", default="playhouse", choices=list(GRAMMARS),
+                       help="the lines' format: playhouse (default), ssi-bot (what "
+                       "zacc/ssi-bot's dataset script writes) or ssi-bot-2021")
     build.add_argument("--tokenizer", metavar="PATH",
                        help="count tokens with this tokenizer (default: estimate)")
     build.add_argument("--seed", type=int, default=1234)
@@ -94,6 +99,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         eval_fraction=args.eval_fraction,
         seed=args.seed,
         max_example_chars=args.max_example_chars,
+        grammar=args.grammar,
         force=args.force,
         allow_truncated=args.allow_truncated,
         bucket_mb=args.bucket_mb,

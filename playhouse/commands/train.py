@@ -35,6 +35,11 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--room", action="append", metavar="NAME",
                         help="room for the persona draft (repeat; default: the subreddits)")
+    from playhouse.grammar import GRAMMARS
+
+    parser.add_argument("--grammar", choices=list(GRAMMARS),
+                        help="the grammar DATA is written in (default: its stats.json, else "
+                        "what its lines read as)")
     parser.add_argument("--keep-checkpoints", type=int, default=2)
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint")
@@ -55,7 +60,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             max_steps=args.steps, eval_every=args.eval_every, patience=args.patience,
             device=args.device, seed=args.seed, resume=args.resume, force=args.force,
             rooms=tuple(args.room or ()), keep_checkpoints=args.keep_checkpoints,
-            progress=not args.no_progress,
+            grammar=args.grammar, progress=not args.no_progress,
         )
     )
     sys.stdout.write(format_report(report))

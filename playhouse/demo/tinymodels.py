@@ -96,11 +96,15 @@ class TrainResult:
 # --- tokenizer and text model ------------------------------------------------------------
 
 
-def build_tokenizer(lines: Sequence[str], out_dir: Path, *, vocab_size: int = 2048) -> Any:
+def build_tokenizer(
+    lines: Sequence[str], out_dir: Path, *, vocab_size: int = 2048,
+    tags: Sequence[str] = ALL_TAGS,
+) -> Any:
     """Train a byte-level BPE on ``lines`` and save it as a transformers tokenizer.
 
-    The grammar's tags are stripped from the training text and then added as ordinary
-    (non-special) tokens, so each is exactly one token that no pipeline strips. ``<|pad|>``
+    ``tags`` (the playhouse grammar's by default) are stripped from the training text and
+    then added as ordinary (non-special) tokens, so each is exactly one token that no
+    pipeline strips; with ``tags=()`` the tags are text, as in a real ssi-bot model. ``<|pad|>``
     pads (on the left, for batched generation) and ``<|endoftext|>`` is bos, eos and unk.
     BPE training has no randomness, so there is no seed. Returns the tokenizer, which
     ``AutoTokenizer.from_pretrained(out_dir)`` loads back.
@@ -110,8 +114,8 @@ def build_tokenizer(lines: Sequence[str], out_dir: Path, *, vocab_size: int = 20
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tags = sorted(ALL_TAGS, key=len, reverse=True)
-    strip = re.compile("|".join(re.escape(tag) for tag in tags))
+    longest_first = sorted(tags, key=len, reverse=True)
+    strip = re.compile("|".join(re.escape(tag) for tag in longest_first) or "(?!)")
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -122,9 +126,7 @@ def build_tokenizer(lines: Sequence[str], out_dir: Path, *, vocab_size: int = 20
         show_progress=False,
     )
     backend.train_from_iterator((strip.sub(" ", line) for line in lines), trainer=trainer)
-    backend.add_tokens(
-        [AddedToken(tag, special=False, normalized=False) for tag in ALL_TAGS]
-    )
+    backend.add_tokens([AddedToken(tag, special=False, normalized=False) for tag in tags])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=EOS_TOKEN,

@@ -1,8 +1,9 @@
 """From requests to validated text: prompts in, parsed and re-sampled outputs out.
 
-Pure logic over a :class:`TextModel`: builds each request's prompt with the grammar
-(cut to the persona's token budget), generates the batch, parses every completion and
-re-samples the invalid ones (a smaller batch each round) up to ``max_attempts``.
+Pure logic over a :class:`TextModel`: builds each request's prompt in the persona's grammar
+(:attr:`Persona.variant`, cut to the persona's token budget), generates the batch with that
+grammar's stop strings, parses every completion and re-samples the invalid ones (a smaller
+batch each round) up to ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -25,10 +26,6 @@ if TYPE_CHECKING:
     from playhouse.personas import Persona
 
 log = structlog.get_logger()
-
-OPEN_TAG_STARTS = ("<|sor", "<|soopr", "<|soocr", "<|soss", "<|sols")
-STOPS: tuple[str, ...] = (*grammar.POST_END_TAGS, *grammar.REPLY_END_TAGS, *OPEN_TAG_STARTS)
-"""One stop set serves posts and replies: no stop can occur inside a well-formed post."""
 
 
 class Generates(Protocol):
@@ -68,9 +65,10 @@ class Outcome:
 
 
 def build_prompt(request: GenerationRequest, persona: Persona, model: Generates) -> str:
-    """The grammar prompt for ``request``; raises InvalidInput when it cannot fit."""
+    """The prompt for ``request`` in the persona's grammar; InvalidInput when it cannot fit."""
+    tags = persona.variant
     if request.kind == "post":
-        return grammar.post_prompt(request.room)
+        return tags.post_prompt(request.room)
     if request.kind != "reply" or request.post is None:
         raise InvalidInput(f"a {request.kind!r} request cannot be generated as text")
     post = grammar.Post(
@@ -85,7 +83,7 @@ def build_prompt(request: GenerationRequest, persona: Persona, model: Generates)
         persona.generation.max_prompt_tokens,
         model.context_size - persona.generation.max_new_tokens,
     )
-    return grammar.reply_prompt(
+    return tags.reply_prompt(
         post, chain, persona.name, count_tokens=model.count_tokens, max_tokens=budget
     )
 
@@ -93,13 +91,14 @@ def build_prompt(request: GenerationRequest, persona: Persona, model: Generates)
 def parse_output(request: GenerationRequest, completion: str, persona: Persona) -> tuple[str, str]:
     """(title, text) of a valid completion; raises InvalidCompletion otherwise."""
     blocked = persona.generation.blocked_words
+    tags = persona.variant
     if request.kind == "post":
-        parsed = grammar.parse_post(completion, blocked_words=blocked)
+        parsed = tags.parse_post(completion, blocked_words=blocked)
         return parsed.title, parsed.url or parsed.body
     ancestors = [c.text for c in request.chain]
     if request.post is not None:
         ancestors.append(request.post.title)
-    return "", grammar.parse_reply(completion, ancestors=ancestors, blocked_words=blocked)
+    return "", tags.parse_reply(completion, ancestors=ancestors, blocked_words=blocked)
 
 
 def complete(
@@ -113,13 +112,14 @@ def complete(
     """Generate ``batch`` and re-sample invalid outputs; one Outcome per item, in order.
     Raises :class:`~playhouse.errors.Interrupted` once ``abort`` is set."""
     params = SamplingParams.from_persona(persona)
+    stop = persona.variant.stop_strings
     done: dict[str, Outcome] = {}
     pending = batch
     max_attempts = max(1, persona.generation.max_attempts)
     for attempt in range(max_attempts):
         round_seed = None if seed is None else seed + attempt * 7919
         outputs = model.generate(
-            pending.prompts, params, stop=STOPS, seed=round_seed, abort=abort
+            pending.prompts, params, stop=stop, seed=round_seed, abort=abort
         )
         errors: list[str | None] = []
         for item, output in zip(pending.items, outputs, strict=True):

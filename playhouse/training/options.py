@@ -65,6 +65,9 @@ class TrainOptions:
     force: bool = False
     rooms: tuple[str, ...] = ()
     """Rooms for the persona draft (default: the dataset's subreddits that are valid rooms)."""
+    grammar: str | None = None
+    """The grammar ``train.txt`` is written in (default: the dataset's ``stats.json``, else
+    the grammar its first lines read in)."""
     keep_checkpoints: int = 2
     progress: bool = True
 

@@ -4,7 +4,7 @@ Two :class:`~playhouse.queueloop.QueueLoop`\\ s, one per result queue:
 ``gen-results-interactive`` (what people asked for) and ``gen-results`` (the bots'
 traffic), so a page of bot results being applied never holds up the answer a person
 waits for. A page's results are applied concurrently, one lane per thread (results for
-the same thread in order), through :func:`playhouse.jobs.apply_result` (idempotent on the
+the same thread in order), through :func:`playhouse.applying.apply_result` (idempotent on the
 request id); the replaced placeholder or the new thread is broadcast, and only then is
 the message deleted. A message that cannot be decoded is parked at once; one whose
 application keeps failing is parked after ``web.max_deliveries`` deliveries. A failed

@@ -23,11 +23,12 @@ def persona_dir(tmp_path: Path) -> Path:
 
 
 def add_persona(folder: Path, name: str, *, model: str, extra: str = "",
-                kind: str = "text", rooms: str = '["Technology"]') -> None:
+                kind: str = "text", rooms: str = '["Technology"]',
+                grammar: str = "playhouse") -> None:
     """Write a minimal persona file into ``folder``."""
     (folder / f"{name.lower()}.toml").write_text(
         f'name = "{name}"\ndisplay_name = "{name}"\nkind = "{kind}"\nmodel = "{model}"\n'
-        f"rooms = {rooms}\n\n[activity]\nposts_per_day = 1\n{extra}\n",
+        f'grammar = "{grammar}"\nrooms = {rooms}\n\n[activity]\nposts_per_day = 1\n{extra}\n',
         encoding="utf-8",
     )
 
