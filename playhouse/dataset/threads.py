@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from playhouse.dataset.records import Reply, Submission
-from playhouse.grammar import PLAYHOUSE, Comment, Grammar, Post
+from playhouse.grammar import PLAYHOUSE, ChainEntry, Grammar, Post
 
 
 @dataclass
@@ -49,7 +49,7 @@ def to_post(submission: Submission) -> Post:
 
 
 def _fit(
-    grammar: Grammar, post: Post, path: Sequence[Comment], max_chars: int
+    grammar: Grammar, post: Post, path: Sequence[ChainEntry], max_chars: int
 ) -> tuple[str | None, bool]:
     """The example for ``path`` within ``max_chars`` and whether ancestors were dropped."""
     for dropped in range(len(path)):
@@ -85,7 +85,7 @@ def thread_examples(
     for siblings in children.values():
         siblings.sort(key=lambda r: (r.created, r.id))
     reached = 0
-    path: list[Comment] = []
+    path: list[ChainEntry] = []
     # Depth-first with an explicit stack (threads can be thousands deep); `path` is cut
     # back to a comment's depth before the comment is appended.
     stack: list[tuple[Reply, int]] = [
@@ -94,7 +94,7 @@ def thread_examples(
     while stack:
         reply, depth = stack.pop()
         del path[depth:]
-        path.append(Comment(author=reply.author, text=reply.body))
+        path.append(ChainEntry(author=reply.author, text=reply.body))
         reached += 1
         if reply.trainable:
             line, shortened = _fit(grammar, post, path, max_chars)

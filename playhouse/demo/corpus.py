@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from playhouse.grammar import Comment, Post, training_line
+from playhouse.grammar import ChainEntry, Post, training_line
 
 CORPUS_VERSION: Final = 1
 """Bump when the templates change: every demo model built from the old corpus goes stale."""
@@ -255,11 +255,11 @@ def persona_corpus(
                 body=writer.other_line(),
                 author=other,
             )
-        chain: list[Comment] = []
+        chain: list[ChainEntry] = []
         parent: str | None = post.title
         for author in _chain_authors(persona_name, other, rng.randint(1, 4)):
             text = writer.reply(parent) if author == persona_name else writer.other_line()
-            chain.append(Comment(author=author, text=text))
+            chain.append(ChainEntry(author=author, text=text))
             parent = text
         lines.append(training_line(post, chain))
     return lines

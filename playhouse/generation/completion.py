@@ -78,7 +78,7 @@ def build_prompt(request: GenerationRequest, persona: Persona, model: Generates)
         url=request.post.url,
         author=request.post.author,
     )
-    chain = [grammar.Comment(author=c.author, text=c.text) for c in request.chain]
+    chain = [grammar.ChainEntry(author=c.author, text=c.text) for c in request.chain]
     budget = min(
         persona.generation.max_prompt_tokens,
         model.context_size - persona.generation.max_new_tokens,

@@ -10,7 +10,7 @@ variants are registered (a persona's ``grammar`` field names one; :func:`get` re
   Every tag named, everything closed, a link post's URL between ``<|sol|>`` and ``<|eol|>``.
   A reply prompt ends with the bot's named open tag (``<|sor u/BOT|>``) and the model writes
   ``TEXT<|eor|>``; a new post is ``TITLE<|eot|><|sost|>BODY<|eost|>``. Free text is escaped
-  with :data:`~playhouse.grammar.codecs.PLAYHOUSE`. Its tags are registered as tokens.
+  with :data:`~playhouse.grammar.codecs.PLAYHOUSE_CODEC`. Its tags are registered as tokens.
 
 ``ssi-bot`` (models fine-tuned on zacc/ssi-bot's training lines, the format since Feb 2022)::
 
@@ -59,7 +59,7 @@ from playhouse.grammar.tags import (
 )
 from playhouse.grammar.values import (
     GPT2_CONTEXT,
-    Comment,
+    ChainEntry,
     ParsedPost,
     ParsedThread,
     Post,
@@ -85,7 +85,7 @@ __all__ = [
     "TEXT_START",
     "TITLE_END",
     "TITLE_START",
-    "Comment",
+    "ChainEntry",
     "Grammar",
     "Layout",
     "ParsedPost",
@@ -114,8 +114,8 @@ PLAYHOUSE: Final = Grammar(
         reply_sense=True, closed_lines=True, name_last=True, name_bot=True,
         op_top_level=True, writes_url=True, thread_end=False, strict=True,
     ),
-    text=codecs.PLAYHOUSE,
-    title=codecs.PLAYHOUSE,
+    text=codecs.PLAYHOUSE_CODEC,
+    title=codecs.PLAYHOUSE_CODEC,
     token_strings=ALL_TAGS,
 )
 
@@ -193,8 +193,8 @@ GRAMMAR_VERSION: Final[int] = 1
 """Version of the playhouse variant (the demo models' manifests record it)."""
 
 STOP_STRINGS: Final = PLAYHOUSE.stop_strings
-escape: Final = codecs.PLAYHOUSE.escape
-unescape: Final = codecs.PLAYHOUSE.unescape
+escape: Final = codecs.PLAYHOUSE_CODEC.escape
+unescape: Final = codecs.PLAYHOUSE_CODEC.unescape
 post_header: Final = PLAYHOUSE.post_header
 post_prompt: Final = PLAYHOUSE.post_prompt
 open_tag: Final = PLAYHOUSE.open_tag

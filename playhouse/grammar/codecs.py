@@ -6,7 +6,7 @@ is written ``\\>`` (``<|>`` becomes ``<\\|\\>``). Escaped text therefore never h
 and a field always ends at the first ``<|`` after it starts. Each ``unescape`` scans left to
 right and keeps any backslash sequence it does not know as it is (models write odd ones).
 
-* :data:`PLAYHOUSE`: ``\\`` becomes ``\\\\`` and a newline (``\\r\\n`` and ``\\r`` count as
+* :data:`PLAYHOUSE_CODEC`: ``\\`` becomes ``\\\\`` and a newline (``\\r\\n`` and ``\\r`` count as
   one) becomes the two characters ``\\n``. Read back: ``\\\\``, ``\\n``, ``\\|``, ``\\>``.
 * :data:`PYTHON_REPR`: what ssi-bot writes for bodies and comments, ``repr(text)`` without
   its quotes (``\\\\``, ``\\'``, ``\\n``, ``\\r``, ``\\t``, ``\\xNN``, ``\\uNNNN``,
@@ -16,7 +16,7 @@ right and keeps any backslash sequence it does not know as it is (models write o
   one of those escapes (before ``\\``, ``n``, ``|``, ``>`` or a newline), so an ordinary
   title is written exactly as ssi-bot writes it. Read back: ``\\\\``, ``\\n``, ``\\|``, ``\\>``.
 
-``unescape(escape(text)) == text`` for every text (for :data:`PLAYHOUSE` and :data:`RAW`
+``unescape(escape(text)) == text`` for every text (for :data:`PLAYHOUSE_CODEC` and :data:`RAW`
 once ``\\r\\n`` and ``\\r`` are turned into ``\\n``).
 """
 
@@ -59,7 +59,7 @@ def _escape_playhouse(text: str) -> str:
     return _escape_tags(text)
 
 
-PLAYHOUSE: Final = Codec("playhouse", _escape_playhouse, _unescape_short)
+PLAYHOUSE_CODEC: Final = Codec("playhouse", _escape_playhouse, _unescape_short)
 
 
 def _escape_repr(text: str) -> str:

@@ -76,7 +76,7 @@ class Post:
 
 
 @dataclass(frozen=True)
-class Comment:
+class ChainEntry:
     """One comment of a chain. ``author`` ``""`` means unknown (ssi-bot lines leave names
     out); a grammar that writes the name refuses it."""
 
@@ -96,7 +96,7 @@ class ParsedThread:
     """
 
     post: Post
-    comments: tuple[Comment, ...]
+    comments: tuple[ChainEntry, ...]
 
 
 @dataclass(frozen=True)

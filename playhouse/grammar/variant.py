@@ -46,7 +46,7 @@ from playhouse.grammar.tags import (
 )
 from playhouse.grammar.values import (
     GPT2_CONTEXT,
-    Comment,
+    ChainEntry,
     ParsedPost,
     ParsedThread,
     Post,
@@ -94,7 +94,7 @@ def _field(text: str, start: int) -> tuple[str, int]:
     return (text[start:] if cut == -1 else text[start:cut]), cut
 
 
-def _grandparent(chain: Sequence[Comment], position: int) -> str | None:
+def _grandparent(chain: Sequence[ChainEntry], position: int) -> str | None:
     return chain[position - 2].author if position >= 2 else None
 
 
@@ -192,7 +192,7 @@ class Grammar:
         return f"{tag}{self.text.escape(text)}{end_tag(kind)}"
 
     def _blocks(
-        self, post: Post, chain: Sequence[Comment], *, closed: bool, name_last: bool
+        self, post: Post, chain: Sequence[ChainEntry], *, closed: bool, name_last: bool
     ) -> list[str]:
         blocks: list[str] = []
         for i, comment in enumerate(chain):
@@ -202,7 +202,8 @@ class Grammar:
             blocks.append(tag + self.text.escape(comment.text) + (end_tag(kind) if closed else ""))
         return blocks
 
-    def training_line(self, post: Post, chain: Sequence[Comment], *, drop_oldest: int = 0) -> str:
+    def training_line(self, post: Post, chain: Sequence[ChainEntry], *,
+                      drop_oldest: int = 0) -> str:
         """``post`` and every comment of ``chain`` (oldest first) as one training line.
 
         ``drop_oldest`` leaves out that many of the oldest comments; the tags stay the
@@ -217,7 +218,7 @@ class Grammar:
             line += (LINK_THREAD_END if post.url is not None else TEXT_THREAD_END) + END_OF_TEXT
         return line
 
-    def bot_tag(self, bot: str, post: Post, chain: Sequence[Comment]) -> str:
+    def bot_tag(self, bot: str, post: Post, chain: Sequence[ChainEntry]) -> str:
         """The open tag the bot's reply to the last comment of ``chain`` is written after."""
         if chain or self.layout.op_top_level:
             kind = self._kind(bot, post.author, _grandparent(chain, len(chain)))
@@ -228,7 +229,7 @@ class Grammar:
     def reply_prompt(
         self,
         post: Post,
-        chain: Sequence[Comment],
+        chain: Sequence[ChainEntry],
         bot: str,
         *,
         count_tokens: Callable[[str], int] | None = None,
@@ -418,7 +419,7 @@ class Grammar:
                                "url" if link else "body", self.text)
         thread_end = (LINK_THREAD_END if link else TEXT_THREAD_END) if layout.thread_end else ""
 
-        comments: list[Comment] = []
+        comments: list[ChainEntry] = []
         post_author = ""
         ended = not thread_end
         while pos < len(line):
@@ -445,7 +446,7 @@ class Grammar:
                     f"malformed line: the comment at {pos} "
                     + ("has no u/NAME" if named else "has a u/NAME this grammar leaves out")
                 )
-            comments.append(Comment(author=author, text=text))
+            comments.append(ChainEntry(author=author, text=text))
             if kind == OP_REPLY and author and not post_author:
                 post_author = author
             pos = after

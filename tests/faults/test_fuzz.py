@@ -77,7 +77,7 @@ def test_no_text_forges_a_tag_in_a_prompt(title: str, body: str, chain: list[str
                                           author: str) -> None:
     """Whatever people write, the prompt's tags are exactly the grammar's own."""
     post = grammar.Post(room="Sports", title=title, body=body, url=None, author="op")
-    comments = [grammar.Comment(author=author if i % 2 else "op", text=t)
+    comments = [grammar.ChainEntry(author=author if i % 2 else "op", text=t)
                 for i, t in enumerate(chain)]
     prompt = grammar.reply_prompt(post, comments, "CoopBot")
     tags = _TAG.findall(prompt)

@@ -17,7 +17,7 @@ from playhouse.grammar import (
     PLAYHOUSE,
     SSI_BOT,
     SSI_BOT_2021,
-    Comment,
+    ChainEntry,
     Grammar,
     ParsedPost,
     Post,
@@ -27,10 +27,10 @@ from playhouse.grammar import (
 POST = Post(room="Coffee", title="Best beans?", body="I need beans.\nAny tips?", author="alice")
 LINK = Post(room="pics", title="Look", url="https://example.com/a.png", author="alice")
 CHAIN = (
-    Comment("bob", "Try it"),  # sor
-    Comment("alice", "Thanks!"),  # soopr: alice wrote the post
-    Comment("bob", "No problem"),  # soocr: bob wrote the comment two levels up
-    Comment("carol", "Hi"),  # sor
+    ChainEntry("bob", "Try it"),  # sor
+    ChainEntry("alice", "Thanks!"),  # soopr: alice wrote the post
+    ChainEntry("bob", "No problem"),  # soocr: bob wrote the comment two levels up
+    ChainEntry("carol", "Hi"),  # sor
 )
 FAST = settings(max_examples=200, deadline=None, database=None)
 
@@ -76,7 +76,7 @@ def test_ssi_bot_2021_training_line() -> None:
 def test_bodies_are_python_repr_and_titles_raw() -> None:
     post = Post(room="Coffee", title='It\'s "C:\\temp" \\n <|x|>',
                 body='It\'s "fine"\tok\u200b caf\u00e9 \\ \x07 <|eor|>')
-    line = SSI_BOT.training_line(post, [Comment("bob", "don't\r\nstop")])
+    line = SSI_BOT.training_line(post, [ChainEntry("bob", "don't\r\nstop")])
     assert line == (
         '<|soss r/Coffee|><|sot|>It\'s "C:\\temp" \\\\n <\\|x|\\><|sost|>'
         'It\\\'s "fine"\\tok\\u200b caf\u00e9 \\\\ \\x07 <\\|eor|\\>'
@@ -84,7 +84,7 @@ def test_bodies_are_python_repr_and_titles_raw() -> None:
     )
     parsed = SSI_BOT.parse_training_line(line)
     assert parsed.post.title == post.title and parsed.post.body == post.body
-    assert parsed.comments == (Comment("", "don't\r\nstop"),)
+    assert parsed.comments == (ChainEntry("", "don't\r\nstop"),)
 
 
 # --- prompts, as ssi-bot's tagging mixin serves them -------------------------------------
@@ -279,7 +279,7 @@ def test_malformed_ssi_lines(variant: Grammar, line: str) -> None:
 def test_parsed_ssi_lines_read_what_they_can() -> None:
     parsed = SSI_BOT.parse_training_line(SSI_BOT.training_line(POST, CHAIN) + "\n")
     assert parsed.post == POST  # alice's named soopr comment reveals the post's author
-    assert parsed.comments == (*CHAIN[:3], Comment("", "Hi"))
+    assert parsed.comments == (*CHAIN[:3], ChainEntry("", "Hi"))
     old = SSI_BOT_2021.parse_training_line(SSI_BOT_2021.training_line(LINK, CHAIN))
     assert old.post == Post(room="", title="Look", url="")
     assert [c.author for c in old.comments] == ["", "", "", ""]
@@ -288,7 +288,7 @@ def test_parsed_ssi_lines_read_what_they_can() -> None:
 # --- the formats, checked against a reference written from ssi-bot's description --------
 
 
-def _reference_ssi_line(post: Post, chain: Sequence[Comment]) -> str:
+def _reference_ssi_line(post: Post, chain: Sequence[ChainEntry]) -> str:
     """ssi-bot's training line, re-derived from the format (not from its code): header with
     r/ROOM, repr bodies, named open tags but the last, the thread's end and <|endoftext|>."""
     if post.url is None:
@@ -319,7 +319,7 @@ def test_ssi_bot_lines_are_ssi_bots_own(
     data: st.DataObject, title: str, body: str, link: bool, room: str
 ) -> None:
     authors = data.draw(st.lists(NAME, min_size=1, max_size=3, unique=True))
-    chain = data.draw(st.lists(st.builds(Comment, st.sampled_from(authors), PLAIN), max_size=5))
+    chain = data.draw(st.lists(st.builds(ChainEntry, st.sampled_from(authors), PLAIN), max_size=5))
     post_author = data.draw(st.sampled_from(authors))
     post = (Post(room=room, title=title, url="http://x", author=post_author) if link
             else Post(room=room, title=title, body=body, author=post_author))
@@ -343,7 +343,7 @@ def _normalised(codec: codecs.Codec, text: str) -> str:
 
 
 @FAST
-@given(st.sampled_from([codecs.PLAYHOUSE, codecs.PYTHON_REPR, codecs.RAW]), TEXT)
+@given(st.sampled_from([codecs.PLAYHOUSE_CODEC, codecs.PYTHON_REPR, codecs.RAW]), TEXT)
 def test_codec_round_trip(codec: codecs.Codec, text: str) -> None:
     escaped = codec.escape(text)
     for forbidden in ("<|", "|>", "\n", "\r"):
@@ -363,7 +363,7 @@ def test_training_line_round_trip(
 ) -> None:
     authors = data.draw(st.lists(NAME, min_size=1, max_size=4, unique=True))
     chain = tuple(
-        data.draw(st.lists(st.builds(Comment, st.sampled_from(authors), TEXT), max_size=6))
+        data.draw(st.lists(st.builds(ChainEntry, st.sampled_from(authors), TEXT), max_size=6))
     )
     post_author = data.draw(st.sampled_from(["", *authors, "someone-else"]))
     if link:
@@ -384,7 +384,7 @@ def test_training_line_round_trip(
     else:
         assert parsed.post.body == _normalised(text, body_or_url)
     assert parsed.comments == tuple(
-        Comment(c.author if n else "", _normalised(text, c.text))
+        ChainEntry(c.author if n else "", _normalised(text, c.text))
         for c, n in zip(chain, named, strict=True)
     )
     revealed = any(c.author == post_author and n for c, n in zip(chain, named, strict=True))
