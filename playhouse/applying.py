@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
 import structlog
+from msgspec.structs import replace as replace_struct
 
 from playhouse.asking import answer_id, decode_job_request, thread_id_for
 from playhouse.errors import Conflict, InvalidInput, NotFound
@@ -54,17 +55,23 @@ def failure_text(persona: str, reason: str) -> str:
 
 
 async def apply_result(storage: Storage, result: GenerationResult) -> Applied:
-    """Apply a worker's result exactly once, whatever the number of deliveries."""
+    """Apply a worker's result exactly once, whatever the number of deliveries, and
+    record its job's end."""
+    applied = await apply_answer(storage, result)
+    await finish_job(storage, result, applied)
+    return applied
+
+
+async def apply_answer(storage: Storage, result: GenerationResult) -> Applied:
+    """The answer's own writes (what is shown); :func:`finish_job` records the end after
+    (the results consumer shows the answer in between)."""
     structlog.contextvars.bind_contextvars(request_id=result.request_id)
     try:
         if result.kind == "post":
             applied = await _apply_post(storage, result)
         else:
             applied = await _apply_reply(storage, result)
-        applied = replace(applied, at=time.time())
-        if applied.kind != "duplicate" or applied.dropped:
-            await _finish_job(storage, result, applied)
-        return applied
+        return replace(applied, at=time.time())
     finally:
         structlog.contextvars.unbind_contextvars("request_id")
 
@@ -163,7 +170,20 @@ async def _answer_row(storage: Storage, result: GenerationResult) -> str:
     return answer_id(result.request_id, request.comment_id)
 
 
-async def _finish_job(storage: Storage, result: GenerationResult, applied: Applied) -> None:
+async def finish_job(storage: Storage, result: GenerationResult, applied: Applied) -> None:
+    """Record the end of the job ``applied`` came from. A duplicate's first application
+    recorded it, unless that one failed to (then its row is still open: it is closed now,
+    with what is shown)."""
+    if applied.kind == "duplicate" and not applied.dropped:
+        try:
+            job = await storage.jobs.get(result.request_id)
+        except NotFound:
+            return
+        if job.state in ("done", "failed"):
+            return
+        if applied.comment is not None and applied.comment.status != "placeholder":
+            result = replace_struct(result, ok=applied.comment.status == "ok",
+                                    error="" if applied.comment.status == "ok" else result.error)
     state: JobState = "done" if result.ok and not applied.dropped else "failed"
     result_id = None
     if applied.comment is not None:

@@ -4,7 +4,7 @@ Two :class:`~playhouse.queueloop.QueueLoop`\\ s, one per result queue:
 ``gen-results-interactive`` (what people asked for) and ``gen-results`` (the bots'
 traffic), so a page of bot results being applied never holds up the answer a person
 waits for. A page's results are applied concurrently, one lane per thread (results for
-the same thread in order), through :func:`playhouse.applying.apply_result` (idempotent on the
+the same thread in order), through :mod:`playhouse.applying` (idempotent on the
 request id); the replaced placeholder or the new thread is broadcast, and only then is
 the message deleted. A message that cannot be decoded is parked at once; one whose
 application keeps failing is parked after ``web.max_deliveries`` deliveries. A failed
@@ -27,7 +27,7 @@ from functools import partial
 
 import structlog
 
-from playhouse.applying import Applied, apply_result
+from playhouse.applying import Applied, apply_answer, finish_job
 from playhouse.constants import QUEUE_RESULTS, QUEUE_RESULTS_INTERACTIVE, RESULT_QUEUES
 from playhouse.errors import PlayhouseError, StorageUnavailable
 from playhouse.messages import GenerationResult, decode_result
@@ -35,6 +35,9 @@ from playhouse.queueloop import Delivery, Polling, QueueLoop, RetryPolicy
 from playhouse.web.context import WebContext
 
 log = structlog.get_logger()
+
+PEOPLE_FIRST_S = 1.0
+"""Longest a page of bots' results waits for a person's awaited answer to be applied."""
 
 
 class Expectations:
@@ -44,12 +47,20 @@ class Expectations:
         self.expect_s = expect_s
         self.clock = clock
         self._waiting: dict[str, dict[str, float]] = {q: {} for q in RESULT_QUEUES}
+        self.none_waiting = {q: asyncio.Event() for q in RESULT_QUEUES}
+        """Per queue: set while no answer on it is awaited."""
+        for event in self.none_waiting.values():
+            event.set()
 
     def expect(self, queue: str, request_id: str) -> None:
         self._waiting.setdefault(queue, {}).setdefault(request_id, self.clock())
+        self.none_waiting[queue].clear()
 
     def settled(self, queue: str, request_id: str) -> None:
-        self._waiting.get(queue, {}).pop(request_id, None)
+        waiting = self._waiting.get(queue, {})
+        waiting.pop(request_id, None)
+        if not waiting:
+            self.none_waiting[queue].set()
 
     def oldest(self, queue: str) -> float | None:
         """Seconds the oldest awaited answer on ``queue`` has been awaited (None: none);
@@ -59,7 +70,10 @@ class Expectations:
         now = self.clock()
         for request_id in [r for r, at in waiting.items() if now - at > self.expect_s]:
             del waiting[request_id]
-        return now - min(waiting.values()) if waiting else None
+        if not waiting:
+            self.none_waiting[queue].set()
+            return None
+        return now - min(waiting.values())
 
     def count(self) -> int:
         return sum(len(w) for w in self._waiting.values())
@@ -102,6 +116,8 @@ class ResultsConsumer:
 
     async def _handle(self, loop: QueueLoop[GenerationResult],
                       deliveries: list[Delivery[GenerationResult]]) -> None:
+        if deliveries[0].queue != QUEUE_RESULTS_INTERACTIVE:
+            await self._people_first()
         lanes: dict[str, list[Delivery[GenerationResult]]] = {}
         for delivery in deliveries:
             result = delivery.body
@@ -118,7 +134,7 @@ class ResultsConsumer:
         """Apply one result; settle its message."""
         result = delivery.body
         try:
-            applied = await apply_result(self.ctx.storage, result)
+            applied = await apply_answer(self.ctx.storage, result)
         except StorageUnavailable as exc:
             log.warning("result.retry", request_id=result.request_id, reason=str(exc)[:200])
             self.ctx.metrics.errors.labels("consumer").inc()
@@ -130,7 +146,12 @@ class ResultsConsumer:
         if applied.kind != "duplicate":
             self.ctx.metrics.result_applied(result)
         self.expectations.settled(delivery.queue, result.request_id)
-        self.show(applied, result)
+        self.show(applied, result)  # shown first: the job's bookkeeping is nobody's wait
+        try:
+            await finish_job(self.ctx.storage, result, applied)
+        except PlayhouseError as exc:  # shown and stored: the next delivery closes the job
+            await loop.failed(delivery, f"could not record the job's end: {exc}")
+            return
         await loop.done(delivery)
         log.info("result.applied", request_id=result.request_id, kind=applied.kind,
                  failed=applied.failed, elapsed_ms=result.elapsed_ms,
@@ -150,6 +171,16 @@ class ResultsConsumer:
             self.ctx.broadcast.thread(applied.thread)
             self.ctx.counters.saw_thread(applied.thread)
             self.ctx.counters.count(room=result.room, threads=1, at=applied.at)
+
+    async def _people_first(self) -> None:
+        """Before a page of bots' results: let a person's awaited answer be applied first
+        (the two loops share one process), waiting at most :data:`PEOPLE_FIRST_S`."""
+        people = QUEUE_RESULTS_INTERACTIVE
+        if self.expectations.oldest(people) is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.expectations.none_waiting[people].wait(),
+                                   PEOPLE_FIRST_S)
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
