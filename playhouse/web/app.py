@@ -144,8 +144,13 @@ def create_app(
         ],
         plugins=[channels],
         middleware=[ctx.metrics.middleware, session.middleware, guard.middleware],
+        # No path is excluded from CSRF: Litestar compiles ``exclude`` into an unanchored
+        # regex searched anywhere in the path (``/r/apiVault/leave`` matched "/api"). The
+        # API and the schema are GET-only, and safe methods are never checked; a handler
+        # that must take unsafe requests without the token says so itself with
+        # ``opt={"exclude_from_csrf": True}``.
         csrf_config=CSRFConfig(secret=_derive(secret, "csrf").hex(), cookie_secure=secure,
-                               cookie_samesite="lax", exclude=["/api", "/schema"]),
+                               cookie_samesite="lax"),
         template_config=template_config(),
         openapi_config=OpenAPIConfig(title="playhouse", version="1", path="/schema"),
         exception_handlers=errors.HANDLERS,

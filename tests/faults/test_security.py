@@ -258,3 +258,31 @@ async def test_passwords_and_keys_never_reach_the_logs(stack: Stack, storage: St
     assert "login.failed" in text and "login.succeeded" in text  # the logs were captured
     check_logs(text, secrets=[AZURITE_KEY, PASSWORD + "-wrong", "pw1\""])
     assert "AccountKey=***" in text or "AccountKey" not in text
+
+
+HTML = {"accept": "text/html"}
+
+
+async def test_csrf_holds_for_rooms_named_like_the_api_or_the_schema(storage: Storage) -> None:
+    """Issue 12, hole 1: the CSRF exclusion matched "/api" or "/schema" anywhere in the path,
+    so a same-site page could make the owner of r/apiVault add a member or leave."""
+    app = await build(storage)
+    names = ("apiVault", "schemaX", "api", "schema", "x_api_", "openapi_json")
+    async with serve(app) as base, user_client(base, "vaultkeeper") as owner, \
+            user_client(base, "intruder") as intruder:
+        for name in names:
+            await _private_room(base, owner, name)
+            for path, data in ((f"/r/{name}/members", {"username": "intruder"}),
+                               (f"/r/{name}/leave", {}), (f"/r/{name}/join", {}),
+                               (f"/api/../r/{name}/members", {"username": "intruder"})):
+                forged = await owner.post(path, data=data)  # the owner's cookies, no token
+                assert forged.status_code in (403, 404), (path, forged.status_code)
+            assert (await intruder.get(f"/r/{name}")).status_code == 403, name
+            membership = await storage.members.get(name, "vaultkeeper")
+            assert membership is not None and membership.role == "owner", name
+            # The room's own forms carry a real token (the logout form was empty there).
+            page = await owner.get(f"/r/{name}", headers=HTML)
+            assert csrf_from(page.text), name
+        out = await owner.post("/logout", data={"_csrf_token": csrf_from(page.text)})
+        assert out.status_code in (302, 303)
+        assert "u/vaultkeeper" not in (await owner.get("/", headers=HTML)).text
