@@ -55,6 +55,17 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     secure_cookies: Annotated[bool, _doc("Mark cookies Secure (serve behind TLS).")] = False
     posts_per_minute: Annotated[int, _doc("Posts one user may make per minute.")] = 20
     logins_per_minute: Annotated[int, _doc("Login attempts per IP per minute.")] = 10
+    login_failures_per_minute: Annotated[
+        int,
+        _doc("Wrong passwords for one user name from one address per minute; past it that "
+             "address waits (the name's owner elsewhere is not locked out)."),
+    ] = 5
+    login_failures_per_user_per_minute: Annotated[
+        int,
+        _doc("Wrong passwords for one user name from all addresses per minute; past it only "
+             "an address with no recent failures for that name may try (a correct password "
+             "from the owner's device still gets in)."),
+    ] = 30
     history_page: Annotated[int, _doc("Items sent per page of history.")] = 50
     admins: Annotated[
         tuple[str, ...],

@@ -69,6 +69,10 @@ CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS)
 
 SCHEDULER_LEASE_BLOB: Final = "scheduler"
 
+# Redis keys (only with web.redis_url)
+REDIS_LIMIT_PREFIX: Final = "playhouse:limit:"
+"""Token buckets of the web app's rate limits: ``<prefix><limit name>:<key>``."""
+
 # Table partition keys for single-partition tables
 PK_USERS: Final = "user"
 PK_ROOMS: Final = "room"

@@ -89,8 +89,7 @@ def create_app(
         backend=backend, arbitrary_channels_allowed=True,
         subscriber_max_backlog=2000, subscriber_backlog_strategy="dropleft",
     )
-    limits = Limits.from_rates(posts_per_minute=settings.web.posts_per_minute,
-                               logins_per_minute=settings.web.logins_per_minute, redis=redis)
+    limits = Limits.from_settings(settings.web, redis=redis)
     guard = SessionGuard(storage)
     ctx = WebContext(settings=settings, storage=storage, cast=cast, limits=limits,
                      channels=channels, instance=instance or os.urandom(4).hex(),

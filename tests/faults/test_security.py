@@ -286,3 +286,48 @@ async def test_csrf_holds_for_rooms_named_like_the_api_or_the_schema(storage: St
         out = await owner.post("/logout", data={"_csrf_token": csrf_from(page.text)})
         assert out.status_code in (302, 303)
         assert "u/vaultkeeper" not in (await owner.get("/", headers=HTML)).text
+
+
+def _from(base: str, address: str) -> httpx.AsyncClient:
+    """A browser on another loopback address (127.0.0.0/8 all reach the server)."""
+    return httpx.AsyncClient(base_url=base, transport=httpx.AsyncHTTPTransport(
+        local_address=address))
+
+
+async def _login(client: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
+    answer: httpx.Response = await form_post(
+        client, "/login", {"username": name, "password": password}, page="/login")
+    return answer
+
+
+async def test_wrong_passwords_slow_the_guesser_not_the_owner(storage: Storage) -> None:
+    """Issue 12, hole 2: five wrong passwords for a name, from anywhere, locked its owner
+    out for a minute."""
+    app = await build(storage, login_failures_per_minute=5,
+                      login_failures_per_user_per_minute=12)
+    async with serve(app) as base:
+        async with user_client(base, "lockme"):
+            pass
+        async with _from(base, "127.0.0.2") as guesser:
+            codes = [(await _login(guesser, "lockme", f"guess-{i}-xxxx")).status_code
+                     for i in range(7)]
+            assert codes[:5] == [400] * 5 and codes[5:] == [429, 429], codes
+            async with _from(base, "127.0.0.1") as owner:  # the owner is not locked out
+                assert (await _login(owner, "lockme", PASSWORD)).status_code in (302, 303)
+            held = await _login(guesser, "lockme", PASSWORD)  # even the right one, from here
+            assert held.status_code == 429 and "from your address" in held.text
+        # Guesses spread over many addresses pass the per-name ceiling (12/min) ...
+        for n in range(3, 6):
+            async with _from(base, f"127.0.0.{n}") as guesser:
+                for i in range(4):
+                    await _login(guesser, "lockme", f"spread-{n}-{i}-xxxx")
+        async with _from(base, "127.0.0.3") as guesser:  # ... then one that failed waits,
+            held = await _login(guesser, "lockme", PASSWORD)
+            assert held.status_code == 429 and "several places" in held.text, held.text[:400]
+        async with _from(base, "127.0.0.9") as owner:  # while a fresh device gets in.
+            assert (await _login(owner, "lockme", PASSWORD)).status_code in (302, 303)
+            assert "u/lockme" in (await owner.get("/", headers=HTML)).text
+        async with _from(base, "127.0.0.10") as other:  # other names are not affected
+            async with user_client(base, "bystander"):
+                pass
+            assert (await _login(other, "bystander", PASSWORD)).status_code in (302, 303)

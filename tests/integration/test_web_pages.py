@@ -139,7 +139,7 @@ async def test_tampered_session_cookie_is_anonymous(storage: Storage) -> None:
 
 
 async def test_login_is_rate_limited(storage: Storage) -> None:
-    app = await build(storage, logins_per_minute=6)
+    app = await build(storage, logins_per_minute=6, login_failures_per_minute=3)
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
         token = csrf_from((await client.get("/login")).text)
         codes = []
