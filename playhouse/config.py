@@ -67,6 +67,23 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
              "from the owner's device still gets in)."),
     ] = 30
     history_page: Annotated[int, _doc("Items sent per page of history.")] = 50
+    ws_messages_per_s: Annotated[
+        float, _doc("Messages one websocket may send per second, on average (then too_fast).")
+    ] = 10.0
+    ws_message_burst: Annotated[
+        float, _doc("Messages one websocket may send at once before its rate applies.")
+    ] = 40.0
+    ws_patience: Annotated[
+        float,
+        _doc("Messages past its budget a websocket may send in a row (one forgiven per "
+             "second) before it is closed with 1008 (policy violation)."),
+    ] = 20.0
+    ws_sockets_per_address: Annotated[
+        int, _doc("Websockets open at once from one address (all instances together).")
+    ] = 64
+    ws_sockets_per_user: Annotated[
+        int, _doc("Websockets open at once for one logged-in user (all instances together).")
+    ] = 16
     admins: Annotated[
         tuple[str, ...],
         _doc("User names that may open the status page (comma-separated in the environment)."),

@@ -72,6 +72,8 @@ SCHEDULER_LEASE_BLOB: Final = "scheduler"
 # Redis keys (only with web.redis_url)
 REDIS_LIMIT_PREFIX: Final = "playhouse:limit:"
 """Token buckets of the web app's rate limits: ``<prefix><limit name>:<key>``."""
+REDIS_SOCKETS_PREFIX: Final = "playhouse:sockets:"
+"""Open live sockets, one sorted set per address (``a:<ip>``) or user (``u:<name>``)."""
 
 # Table partition keys for single-partition tables
 PK_USERS: Final = "user"

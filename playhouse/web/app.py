@@ -24,6 +24,7 @@ from playhouse.scheduling.scheduler import Scheduler
 from playhouse.storage.models import Comment
 from playhouse.web import api, auth, errors, live, pages, status, views
 from playhouse.web.assets import static_dir
+from playhouse.web.budget import SlotRenewal, SocketSlots
 from playhouse.web.calls import CallRecovery
 from playhouse.web.consumer import ResultsConsumer
 from playhouse.web.context import SESSION_MAX_AGE_S, WebContext, room_channel, thread_channel
@@ -91,9 +92,11 @@ def create_app(
     )
     limits = Limits.from_settings(settings.web, redis=redis)
     guard = SessionGuard(storage)
+    slots = SocketSlots.from_settings(settings.web, redis=redis)
     ctx = WebContext(settings=settings, storage=storage, cast=cast, limits=limits,
                      channels=channels, instance=instance or os.urandom(4).hex(),
-                     sessions=guard)
+                     sessions=guard, slots=slots)
+    renewal = SlotRenewal(slots)
     consumer = ResultsConsumer(ctx)
     recovery = CallRecovery(storage, partial(recover_call, ctx))
     presence = PresenceRefresh(ctx.presence, ctx.instance,
@@ -111,6 +114,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         presence.start()
+        renewal.start()
         if consume:
             consumer.start()
             recovery.start()
@@ -127,6 +131,7 @@ def create_app(
                 await scheduler.stop()
             await recovery.stop()
             await consumer.stop()
+            await renewal.stop()
             await presence.stop()
             await ctx.drain()
             if redis is not None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from playhouse.config import Settings
     from playhouse.personas import Cast
     from playhouse.storage import Storage
+    from playhouse.web.budget import SocketSlots
     from playhouse.web.limits import Limits
     from playhouse.web.sessions import SessionGuard
 
@@ -80,6 +81,8 @@ class WebContext:
     channels: ChannelsPlugin
     instance: str
     sessions: SessionGuard
+    slots: SocketSlots
+    """Open sockets per address and per user (capped)."""
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)

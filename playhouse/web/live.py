@@ -22,6 +22,7 @@ from playhouse import ids
 from playhouse.errors import Forbidden, NotFound, PlayhouseError, StorageUnavailable
 from playhouse.storage.models import Comment
 from playhouse.web import views
+from playhouse.web.budget import SocketBudget, frame_cost
 from playhouse.web.context import (
     SESSION_ID,
     WebContext,
@@ -59,6 +60,7 @@ from playhouse.web.protocol import (
     Subscribed,
     Thinking,
     Unsubscribe,
+    client_id_of,
     decode_client,
     encode,
 )
@@ -93,6 +95,10 @@ class Session:
         self.account: Subscriber | None = None
         """The user's own channel: a logout anywhere closes this socket."""
         self.account_pump: asyncio.Task[None] | None = None
+        self.budget = SocketBudget.from_settings(ctx.settings.web)
+        self.socket_id = f"{ctx.instance}:{ids.new_id()}"
+        self.slotted = False
+        """Counted in :attr:`WebContext.slots` (released when the socket ends)."""
 
     # ------------------------------------------------------------------ sending
     async def send(self, event: ServerEvent) -> None:
@@ -130,25 +136,71 @@ class Session:
     async def run(self) -> None:
         await self.socket.accept()
         await self.send(Hello(user=self.user, instance=self.ctx.instance))
-        log.info("socket.opened", user=self.user or "-", ip=self.ip)
-        if self.user is not None:
-            self.account = await self.ctx.channels.subscribe([user_channel(self.user)])
-            self.account_pump = asyncio.create_task(self._watch_account(self.account))
         try:
+            full = await self.ctx.slots.claim(self.socket_id, self.ip, self.user)
+            if full is not None:
+                await self._refuse_socket(full)
+                return
+            self.slotted = True
+            log.info("socket.opened", user=self.user or "-", ip=self.ip)
+            if self.user is not None:
+                self.account = await self.ctx.channels.subscribe([user_channel(self.user)])
+                self.account_pump = asyncio.create_task(self._watch_account(self.account))
             while not self.closed:
                 event = await self.socket.receive()
                 if event["type"] == "websocket.disconnect":
                     break
                 text, data = event.get("text"), event.get("bytes")
                 frame = text if isinstance(text, str) else data
-                await self.handle_frame(frame if isinstance(frame, str | bytes) else b"")
+                frame = frame if isinstance(frame, str | bytes) else b""
+                verdict = self.budget.charge()
+                if verdict == "ok":
+                    await self.handle_frame(frame)
+                else:
+                    await self._too_fast(frame, verdict)
         except WebSocketDisconnect:
             pass
         finally:
             self.closed = True
             await self.unsubscribe()
             await self._stop_watching_account()
+            if self.slotted:
+                await self.ctx.slots.release(self.socket_id, self.ip, self.user)
             log.info("socket.closed", user=self.user or "-")
+
+    async def _refuse_socket(self, full: str) -> None:
+        """Over the cap of open sockets (``full``: ``address`` or ``user``): say so, close."""
+        web = self.ctx.settings.web
+        if full == "user":
+            reason = (f"you have {web.ws_sockets_per_user} live pages open already; close "
+                      "some and reload this one")
+        else:
+            reason = (f"{web.ws_sockets_per_address} live pages are open from your address "
+                      "already; close some and reload this one")
+        log.warning("socket.refused", reason="too_many_sockets", cap=full, ip=self.ip,
+                    user=self.user or "-")
+        await self.error("too_many_sockets", reason)
+        await self._close(1008, "too many open sockets")
+
+    async def _too_fast(self, frame: str | bytes, verdict: str) -> None:
+        """A frame over the socket's budget: not handled. A post is always answered (the
+        page settles it), other frames once per run of refusals; a socket that keeps on
+        past its patience is closed with 1008 (policy violation)."""
+        client_id = client_id_of(frame)
+        if verdict == "close":
+            log.warning("socket.flooded", user=self.user or "-", ip=self.ip,
+                        refused=self.budget.refused)
+            await self.error("too_fast", "too many messages, too fast: this connection is "
+                             "closed; reload the page", client_id)
+            await self._close(1008, "too many messages")
+        elif client_id is not None or self.budget.refused == 1:
+            await self.error("too_fast", "too many messages, too fast: this one was not "
+                             "handled; wait a moment and send it again", client_id)
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.socket.close(code=code, reason=reason)
 
     async def _watch_account(self, subscriber: Subscriber) -> None:
         """Close the socket when its session is logged out (here, or on another instance,
@@ -158,9 +210,7 @@ class Session:
             if not ends_session(event, self.session_id):
                 continue  # another browser of this user logged out
             await self.error("login_required", "you logged out; log in again to post")
-            self.closed = True
-            with contextlib.suppress(Exception):
-                await self.socket.close(code=4401, reason="logged out")
+            await self._close(4401, "logged out")
             log.info("socket.logged_out", user=self.user or "-")
             return
 
@@ -188,6 +238,11 @@ class Session:
         # A failed post is answered with its client id, so the page settles that post
         # (shows the reason, keeps the text) instead of waiting for an ack that never comes.
         client_id = msg.client_id if isinstance(msg, Post) else None
+        if isinstance(msg, Subscribe):  # it reads storage: it costs more of the budget
+            verdict = self.budget.charge(frame_cost("subscribe", len(msg.pending)))
+            if verdict != "ok":
+                await self._too_fast(frame, verdict)
+                return
         try:
             await self.dispatch(msg)
         except StorageUnavailable as exc:

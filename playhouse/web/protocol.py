@@ -20,7 +20,8 @@ from playhouse.constants import COMMENT_MAX_CHARS, TITLE_MAX_CHARS
 
 MAX_FRAME_BYTES: Final = 16 * 1024
 """Largest frame the server reads; a bigger one is answered with an ``error``."""
-MAX_PENDING_IDS: Final = 50
+MAX_PENDING_IDS: Final = 20
+"""Placeholders one ``subscribe`` may ask about (each is a storage read)."""
 CLIENT_ID_MAX: Final = 64
 
 Id = Annotated[str, msgspec.Meta(max_length=64)]
@@ -36,6 +37,8 @@ ErrorCode = Literal[
     "forbidden",
     "not_found",
     "rate_limited",
+    "too_fast",
+    "too_many_sockets",
     "not_subscribed",
     "overloaded",
     "internal",
@@ -269,6 +272,23 @@ def decode_client(frame: str | bytes) -> ClientMessage:
         raise _explain(frame, exc) from exc
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", f"not JSON: {exc}") from exc
+
+
+class _ClientIdProbe(msgspec.Struct):
+    client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX)] | None = None
+
+
+_client_id_decoder = msgspec.json.Decoder(_ClientIdProbe)
+
+
+def client_id_of(frame: str | bytes) -> str | None:
+    """The ``client_id`` a frame carries at its top level, or None (not JSON, not an
+    object, no usable id): what an error about the frame is sent back with, so the page
+    settles that post instead of waiting for an answer that never comes."""
+    try:
+        return _client_id_decoder.decode(frame).client_id
+    except Exception:  # any malformed frame (msgspec also raises RecursionError)
+        return None
 
 
 def decode_server(frame: str | bytes) -> ServerEvent:

@@ -4,7 +4,10 @@ has, logout, passwords and secrets never in the logs of a real ``playhouse web``
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -15,10 +18,12 @@ from playhouse import ids
 from playhouse.constants import AZURITE_KEY, CONTAINER_IMAGES
 from playhouse.storage import Storage
 from playhouse.storage.models import User as StoredUser
+from playhouse.web.protocol import decode_server
 from playhouse.web.sessions import SessionGuard
 from tests.faults.harness import Stack, User, check_logs, register
 from tests.integration.web_support import (
     PASSWORD,
+    Live,
     build,
     cookie_header,
     csrf_from,
@@ -331,3 +336,103 @@ async def test_wrong_passwords_slow_the_guesser_not_the_owner(storage: Storage) 
             async with user_client(base, "bystander"):
                 pass
             assert (await _login(other, "bystander", PASSWORD)).status_code in (302, 303)
+
+
+async def _closed_code(live: Live, within: float = 10.0) -> int | None:
+    """Read (and keep) events until the server closes the socket; its close code."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            frame = await asyncio.wait_for(live.ws.recv(), deadline - time.monotonic())
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd is not None else None
+        live.events.append(decode_server(frame))
+    raise AssertionError(f"the socket was not closed within {within} s")
+
+
+def _kinds(live: Live, kind: str) -> list[Any]:
+    return [e for e in live.events if type(e).__name__ == kind]
+
+
+async def test_a_socket_has_a_message_budget(storage: Storage, monkeypatch: Any) -> None:
+    """Issue 12, hole 3: 400 pings in 10 ms were all answered, 20 subscribes x 50 pending
+    ids made ~1000 storage reads."""
+    app = await build(storage)  # the default budget: 10 messages/s, bursts of 40
+    async with serve(app) as base, user_client(base, "flooder") as client:
+        async with socket(base, client) as live:
+            for _ in range(400):
+                await live.send({"type": "ping"})
+            assert await _closed_code(live) == 1008  # a policy violation
+            pongs, errors = _kinds(live, "Pong"), _kinds(live, "Error")
+            assert 0 < len(pongs) <= 60, len(pongs)
+            assert errors and {e.code for e in errors} == {"too_fast"}, errors[:3]
+            assert len(errors) <= 3  # told, not answered frame by frame
+        # Subscribes pay for their reads: 20 x 20 pending ids at once read a few of them.
+        reads = 0
+        real_get = storage.comments.get
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await real_get(*args, **kwargs)
+
+        async with socket(base, client) as live:
+            await live.subscribe("Sports")
+            ack = await live.post("Sports", client_id="t", title="a thread")
+            monkeypatch.setattr(storage.comments, "get", counted)
+            pending = [ids.new_id() for _ in range(20)]
+            for _ in range(20):
+                await live.send({"type": "subscribe", "room": "Sports",
+                                 "thread_id": ack.thread_id, "pending": pending})
+            await live.send({"type": "post", "room": "Sports", "client_id": "late",
+                             "thread_id": ack.thread_id, "text": "over budget"})
+            told = await live.expect("error", lambda e: e.client_id == "late")
+            assert told.code == "too_fast" and "again" in told.reason
+            await live.quiet(0.5)
+            assert reads <= 120, reads  # the old code: 400
+            assert _kinds(live, "Error") and all(e.code == "too_fast"
+                                                  for e in _kinds(live, "Error"))
+            # More pending ids than a page can have are refused with the reason.
+            await live.send({"type": "subscribe", "room": "Sports", "thread_id": ack.thread_id,
+                             "pending": [ids.new_id() for _ in range(21)]})
+            refused = await live.expect("error", lambda e: e.code != "too_fast", within=15)
+            assert refused.code == "bad_message" and "pending" in refused.reason
+            # The budget refills: the socket works again.
+            await live.send({"type": "ping"})
+            await live.expect("pong", within=15)
+
+
+async def test_sockets_are_capped_per_address_and_per_user(storage: Storage) -> None:
+    """Issue 12, hole 3: 150 sockets from one address were all accepted."""
+    app = await build(storage, ws_sockets_per_address=6, ws_sockets_per_user=3)
+    async with serve(app) as base, user_client(base, "manytabs") as client, \
+            contextlib.AsyncExitStack() as stack:
+        for _ in range(3):
+            await stack.enter_async_context(socket(base, client))
+        async with socket(base, client) as fourth:  # the user's 4th page
+            refused = await fourth.expect("error")
+            assert refused.code == "too_many_sockets" and "you have 3" in refused.reason
+            assert await _closed_code(fourth) == 1008
+        for _ in range(3):  # anonymous pages from the same address, up to its cap of 6
+            await stack.enter_async_context(socket(base, None))
+        async with socket(base, None) as seventh:
+            refused = await seventh.expect("error")
+            assert refused.code == "too_many_sockets" and "your address" in refused.reason
+            assert await _closed_code(seventh) == 1008
+        await stack.aclose()  # closing pages frees their slots
+        async with socket(base, client) as again:
+            await again.send({"type": "ping"})
+            await again.expect("pong")
+
+
+async def test_socket_caps_hold_across_instances(storage: Storage, redis_url: str) -> None:
+    one = await build(storage, redis_url=redis_url, ws_sockets_per_address=3)
+    two = await build(storage, redis_url=redis_url, ws_sockets_per_address=3)
+    async with serve(one) as base_one, serve(two) as base_two, \
+            contextlib.AsyncExitStack() as stack:
+        for base in (base_one, base_two, base_one):
+            live = await stack.enter_async_context(socket(base, None))
+            await live.send({"type": "ping"})
+            await live.expect("pong")
+        async with socket(base_two, None) as fourth:
+            assert (await fourth.expect("error")).code == "too_many_sockets"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -157,15 +158,15 @@ async def test_flood_is_rate_limited_and_nothing_acked_is_lost(storage: Storage)
         for i in range(50):
             await live.send({"type": "post", "room": "Programming", "client_id": f"f{i}",
                              "thread_id": thread_id, "text": f"flood {i}"})
-        acked, limited = [], 0
+        acked, limited = [], Counter[str]()
         for i in range(50):
             reply = await live.reply_to(f"f{i}")
             if reply.comment_id if hasattr(reply, "comment_id") else False:
                 acked.append(reply.comment_id)
-            else:
-                assert reply.code == "rate_limited"
-                limited += 1
-        assert limited > 0 and len(acked) + limited == 50
+            else:  # the post limit, or the socket's message budget (issue 12)
+                assert reply.code in ("rate_limited", "too_fast"), reply
+                limited[reply.code] += 1
+        assert limited["rate_limited"] > 0 and len(acked) + limited.total() == 50
         assert len(acked) <= 20  # the seed thread took one token of the burst
         stored = {c.comment_id for c in (await storage.comments.list(thread_id)).items}
         assert set(acked) <= stored

@@ -102,6 +102,37 @@ async def test_shared_buckets_give_back_and_tell_untouched_keys(redis_url: str) 
             await client.aclose()
 
 
+async def test_socket_slots_are_shared_and_a_dead_instances_run_out(redis_url: str) -> None:
+    import asyncio
+    import time
+
+    from redis.asyncio import Redis
+
+    from playhouse.emulator import free_port
+    from playhouse.web.budget import SocketSlots
+
+    clients = [Redis.from_url(redis_url), Redis.from_url(redis_url)]
+    try:
+        alive, dying = (SocketSlots(per_address=2, per_user=5, redis=r, lease_s=1.0)
+                        for r in clients)
+        ip = f"10.1.{free_port() % 250}.1"
+        assert await alive.claim("a1", ip, None) is None
+        assert await dying.claim("d1", ip, None) is None
+        assert await alive.claim("a2", ip, None) == "address"  # counted across instances
+        # ``dying`` stops renewing (it was killed); ``alive`` keeps renewing its own.
+        deadline = time.monotonic() + 10
+        while await alive.claim("a2", ip, None) is not None:
+            assert time.monotonic() < deadline, "the dead instance's socket never ran out"
+            assert await alive.renew() == 1
+            await asyncio.sleep(0.2)
+        assert await dying.claim("d2", ip, None) == "address"  # a1 and a2 still count
+        await alive.release("a1", ip, None)
+        assert await dying.claim("d2", ip, None) is None
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 async def test_a_redis_outage_falls_back_to_counting_in_memory() -> None:
     from redis.asyncio import Redis
 

@@ -188,15 +188,17 @@
     socket.onopen = () => {
       presence.clear();
       send({ type: "subscribe", room: room, thread_id: threadId, after: lastId || null,
-             pending: Array.from(pending).slice(0, 50) });
+             pending: Array.from(pending).slice(-20) });
     };
     socket.onmessage = (msg) => { try { onEvent(JSON.parse(msg.data)); } catch (e) { console.error(e); } };
     socket.onclose = (ev) => {
       if (ev.code === 4401) { location.reload(); return; }  // logged out (maybe in another tab)
       waiting.forEach((_, cid) => settle(cid, "connection lost before the server confirmed; your text is kept, send it again"));
+      // 1008: too many messages or sockets; the error just shown says why. Wait longer.
+      if (ev.code === 1008) backoff = Math.max(backoff, 10000);
       const delay = backoff + Math.random() * backoff * 0.3;
       backoff = Math.min(backoff * 2, 15000);
-      showBanner("reconnecting…");
+      if (ev.code !== 1008) showBanner("reconnecting…");
       setTimeout(connect, delay);
     };
   }
