@@ -133,6 +133,7 @@ def create_app(
             await consumer.stop()
             await renewal.stop()
             await presence.stop()
+            ctx.announcer.close()
             await ctx.drain()
             if redis is not None:
                 await redis.aclose()

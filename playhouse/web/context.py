@@ -18,7 +18,7 @@ from playhouse.errors import Forbidden, NotFound
 from playhouse.storage.accounts import room_key
 from playhouse.storage.models import Room, Thread
 from playhouse.web.metrics import WebMetrics
-from playhouse.web.presence import PresenceBook
+from playhouse.web.presence import PresenceAnnouncer, PresenceBook
 
 if TYPE_CHECKING:
     from litestar.channels import ChannelsPlugin
@@ -88,6 +88,13 @@ class WebContext:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     results_expected: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when this instance asked a bot for something: its results consumer wakes up."""
+    announcer: PresenceAnnouncer = field(init=False)
+    """Publishes this instance's viewers of a room when they change (coalesced)."""
+
+    def __post_init__(self) -> None:
+        self.announcer = PresenceAnnouncer(
+            self.presence, self.instance, lambda text, room: self.publish(text, room_channel(room))
+        )
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``work`` in the background, logging (never raising) a failure."""

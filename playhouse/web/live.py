@@ -120,7 +120,7 @@ class Session:
         asked = self.ctx.presence.to_answer(data, self.ctx.instance,
                                             asyncio.get_running_loop().time())
         if asked is not None:
-            self._publish_presence(asked)
+            self.ctx.announcer.changed(asked, force=True)
         if self.replaying:
             self.held.append(data)
             return
@@ -304,7 +304,7 @@ class Session:
                 await self._room_history(room.name, msg.after)
         finally:
             await self._release_held()
-        self._publish_presence(room.name, ask=True)
+        self.ctx.announcer.changed(room.name, ask=True)
         log.info("socket.subscribed", user=self.user or "-", room=room.name,
                  thread_id=msg.thread_id or "-")
 
@@ -399,11 +399,7 @@ class Session:
         if self.room is not None:
             room, self.room, self.thread_id = self.room, None, None
             self.ctx.presence.leave(room, self.user)
-            self._publish_presence(room)
-
-    def _publish_presence(self, room: str, *, ask: bool = False) -> None:
-        self.ctx.publish(self.ctx.presence.event(room, self.ctx.instance, ask=ask),
-                         room_channel(room))
+            self.ctx.announcer.changed(room)
 
     # ------------------------------------------------------------------ posting
     async def post(self, msg: Post) -> None:

@@ -436,3 +436,40 @@ async def test_socket_caps_hold_across_instances(storage: Storage, redis_url: st
             await live.expect("pong")
         async with socket(base_two, None) as fourth:
             assert (await fourth.expect("error")).code == "too_many_sockets"
+
+
+async def test_presence_is_coalesced_per_room(storage: Storage) -> None:
+    """Issue 12, hole 4: one socket toggling 100 times sent 200 presence events to every
+    watcher."""
+    app = await build(storage, ws_message_burst=1000.0)  # the toggling is not over budget
+    watchers_n = 12
+    async with serve(app) as base, user_client(base, "toggler") as client, \
+            contextlib.AsyncExitStack() as stack:
+        watchers = [await stack.enter_async_context(socket(base, None))
+                    for _ in range(watchers_n)]
+        for live in watchers:
+            await live.subscribe("Music")
+        for live in watchers:  # everyone has seen the full room
+            await live.expect("presence", lambda e: e.anonymous == watchers_n, within=15)
+            live.events.clear()
+        async with socket(base, client) as toggler:
+            started = time.monotonic()
+            for _ in range(100):
+                await toggler.send({"type": "subscribe", "room": "Music"})
+                await toggler.send({"type": "unsubscribe"})
+            await toggler.send({"type": "ping"})
+            await toggler.expect("pong", within=60)
+            elapsed = time.monotonic() - started
+        # A newcomer after the toggling: every watcher sees the room as it is now (the
+        # toggler gone), after at most about one list a second in between.
+        late = await stack.enter_async_context(socket(base, None))
+        await late.subscribe("Music")
+        for live in watchers:
+            final = await live.expect("presence", lambda e: e.anonymous == watchers_n + 1,
+                                      within=5)
+            assert final.users == ()
+            events = [e for e in live.events if type(e).__name__ == "Presence"] + [final]
+            assert len(events) <= elapsed + 3, (len(events), elapsed)
+            # The toggler counts once in the lists it shows up in, never more.
+            assert all(e.users in ((), ("toggler",)) and e.anonymous == watchers_n
+                       for e in events[:-1]), events[:5]
