@@ -3,9 +3,9 @@ the sockets open at once per address and per user.
 
 :class:`SocketBudget` is a token bucket per socket. Every frame costs one token and a
 ``subscribe`` more, by the storage reads it makes (:func:`frame_cost`). A frame over the
-budget is not handled: the socket is told ``too_fast`` (each post, so the page settles
-it; other frames once per run of refusals), and a socket that keeps sending past its
-budget runs out of *patience* and is closed with 1008 (policy violation).
+budget is not handled: it is answered ``too_fast`` (with its client id, so the page
+settles a post), and a socket that keeps sending past its budget runs out of *patience*
+and is closed with 1008 (policy violation).
 
 :class:`SocketSlots` counts open sockets per address and per logged-in user. A socket
 lives on one instance, but people open pages through every instance, so with a Redis

@@ -183,9 +183,9 @@ class Session:
         await self._close(1008, "too many open sockets")
 
     async def _too_fast(self, frame: str | bytes, verdict: str) -> None:
-        """A frame over the socket's budget: not handled. A post is always answered (the
-        page settles it), other frames once per run of refusals; a socket that keeps on
-        past its patience is closed with 1008 (policy violation)."""
+        """A frame over the socket's budget: not handled, answered ``too_fast`` (with its
+        client id, so the page settles a post); a socket that keeps on past its patience
+        is closed with 1008 (policy violation), so it is told at most that many times."""
         client_id = client_id_of(frame)
         if verdict == "close":
             log.warning("socket.flooded", user=self.user or "-", ip=self.ip,
@@ -193,7 +193,7 @@ class Session:
             await self.error("too_fast", "too many messages, too fast: this connection is "
                              "closed; reload the page", client_id)
             await self._close(1008, "too many messages")
-        elif client_id is not None or self.budget.refused == 1:
+        else:
             await self.error("too_fast", "too many messages, too fast: this one was not "
                              "handled; wait a moment and send it again", client_id)
 

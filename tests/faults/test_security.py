@@ -366,7 +366,7 @@ async def test_a_socket_has_a_message_budget(storage: Storage, monkeypatch: Any)
             pongs, errors = _kinds(live, "Pong"), _kinds(live, "Error")
             assert 0 < len(pongs) <= 60, len(pongs)
             assert errors and {e.code for e in errors} == {"too_fast"}, errors[:3]
-            assert len(errors) <= 3  # told, not answered frame by frame
+            assert len(errors) <= 21  # told until its patience (20) ran out, then closed
         # Subscribes pay for their reads: 20 x 20 pending ids at once read a few of them.
         reads = 0
         real_get = storage.comments.get
