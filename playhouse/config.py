@@ -95,6 +95,13 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     sample_interval_s: Annotated[
         float, _doc("Seconds between the queue-depth samples the status page charts.")
     ] = 15.0
+    bots_per_post: Annotated[
+        int, _doc("Bots one post may call (mentions, reply, default bot); the rest are not "
+                  "asked, and the poster is told which.")
+    ] = 3
+    bot_calls_per_minute: Annotated[
+        int, _doc("Bot calls one user may make per minute (each bot asked counts one).")
+    ] = 10
     bot_call_grace_s: Annotated[
         int,
         _doc("Seconds a post's bot call waits before any instance makes it in place of the "

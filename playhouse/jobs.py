@@ -131,21 +131,23 @@ def bots_to_call(
     is_top_level_post: bool,
     author: str,
 ) -> list[Persona]:
-    """Which personas a person's post or comment calls, in a stable order.
+    """Which personas a person's post or comment calls, most expected first.
 
-    A mention ``u/Name`` calls that persona; replying to a bot's comment calls that bot;
-    a new thread in a room with a default bot calls the default bot. A persona never
-    answers itself.
+    Replying to a bot's comment calls that bot; a new thread in a room with a default bot
+    calls the default bot; a mention ``u/Name`` calls that persona (mentions in the order
+    they are written). A persona never answers itself. The caller caps how many are
+    asked (``web.bots_per_post``): the first ones of this list.
     """
     from playhouse.personas import mentions
 
     names: list[str] = []
-    for name in sorted(mentions(text, cast.personas)):
-        names.append(name)
     if parent is not None and parent.is_bot and parent.persona:
         names.append(parent.persona)
     if is_top_level_post and default_bot:
         names.append(default_bot)
+    folded = text.casefold()
+    names += sorted(mentions(text, cast.personas),
+                    key=lambda name: (folded.find("u/" + name.casefold()), name))
     seen: set[str] = set()
     called: list[Persona] = []
     for name in names:

@@ -45,7 +45,7 @@ class BotCall(msgspec.Struct, kw_only=True, frozen=True):
     comment_id: str | None = None
     """None for a new thread (its room's default bot answers the thread)."""
     personas: tuple[str, ...] = ()
-    """Who was called when the post was taken (logged; the call is worked out again)."""
+    """Who was called when the post was taken, after its caps: the recovery asks them."""
     at: float = 0.0
     v: int = 1
 
@@ -78,8 +78,10 @@ async def release(storage: Storage, handle: Received) -> None:
 
 Found = tuple[Room, Thread, Comment | None, Comment | None]
 """A stored post: its room, its thread, the comment (None for the thread) and its parent."""
-Caller = Callable[[Room, Thread, Comment | None, Comment | None], Awaitable[None]]
-"""Makes the call: (room, thread, comment or None for a new thread, its parent)."""
+Caller = Callable[[Room, Thread, Comment | None, Comment | None, tuple[str, ...] | None],
+                  Awaitable[None]]
+"""Makes the call: (room, thread, comment or None for a new thread, its parent, the bots
+to ask, None when the message does not say)."""
 
 
 class CallRecovery(BackgroundLoop):
@@ -136,7 +138,7 @@ class CallRecovery(BackgroundLoop):
                     log.info("bot_call.post_not_found_yet", thread_id=call.thread_id,
                              comment_id=call.comment_id, age_s=round(age))
                 return  # the post may still be on its way in: look again later
-            await self.caller(*found)
+            await self.caller(*found, call.personas or None)
         except StorageUnavailable as exc:
             log.warning("bot_call.retry", thread_id=call.thread_id, reason=str(exc))
             return  # the message surfaces again after its visibility timeout

@@ -214,6 +214,8 @@ class Limits:
     """Wrong passwords for one user name from everywhere: a looser ceiling, past which only
     an address with no recent failures for that name may still try."""
     registrations_per_ip: Limiter
+    bot_calls_per_user: Limiter
+    """Bots one user asks (each bot a post calls takes one)."""
 
     @classmethod
     def from_settings(cls, web: WebSettings, redis: Redis | None = None) -> Limits:
@@ -235,4 +237,5 @@ class Limits:
                                             web.login_failures_per_user_per_minute),
             registrations_per_ip=limiter("registrations_per_ip",
                                          max(1, web.logins_per_minute // 2)),
+            bot_calls_per_user=limiter("bot_calls_per_user", web.bot_calls_per_minute),
         )

@@ -418,7 +418,8 @@ class Session:
             return
         comment_id = stored.comment.comment_id if stored.comment else None
         await self.send(Ack(client_id=msg.client_id, thread_id=stored.thread.thread_id,
-                            comment_id=comment_id))
+                            comment_id=comment_id, called=stored.called,
+                            not_called=stored.not_called, notice=stored.notice))
         log.info("post.accepted", user=self.user, room=stored.room.name,
                  thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
         announce(self.ctx, stored)

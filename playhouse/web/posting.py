@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from math import ceil
 from typing import TYPE_CHECKING
 
 import structlog
@@ -69,6 +71,12 @@ class Stored:
     parent: Comment | None
     call: Received | None = None
     """The ``bot-calls`` message written before the post; deleted once the bots are asked."""
+    called: tuple[str, ...] = ()
+    """The bots this post asks (decided once, before the write: see :func:`decide_calls`)."""
+    not_called: tuple[str, ...] = ()
+    """The bots it named but does not ask (over the per-post cap or the user's rate)."""
+    notice: str | None = None
+    """What the poster is told about ``not_called``."""
 
 
 def check_text(text: str, what: str, max_chars: int, *, allow_empty: bool = False) -> str:
@@ -119,11 +127,13 @@ async def _store_thread(ctx: WebContext, user: str, room: Room, msg: Post) -> St
         thread_id=ids.new_id(now), room=room.name, title=" ".join(title.split()), body=body,
         url=None, author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
     )
-    call = await _reserve_call(ctx, room, thread, None, None)
+    calls_ = await decide_calls(ctx, user, _called(ctx, room, thread, None, None))
+    call = await _reserve_call(ctx, room, thread, None, calls_.called)
     # A failed write leaves the call to the recovery: the write may have landed after all
     # (a timeout), and a call whose post is not stored is dropped there.
     await ctx.storage.threads.create(thread)
-    return Stored(room=room, thread=thread, comment=None, parent=None, call=call)
+    return Stored(room=room, thread=thread, comment=None, parent=None, call=call,
+                  called=calls_.called, not_called=calls_.not_called, notice=calls_.notice)
 
 
 async def _store_comment(ctx: WebContext, user: str, room: Room, msg: Post) -> Stored:
@@ -151,10 +161,12 @@ async def _store_comment(ctx: WebContext, user: str, room: Room, msg: Post) -> S
         parent_id=parent.comment_id if parent else None, author=user, is_bot=False,
         persona=None, text=text, created_at=now, depth=parent.depth + 1 if parent else 0,
     )
-    call = await _reserve_call(ctx, room, thread, comment, parent)
+    calls_ = await decide_calls(ctx, user, _called(ctx, room, thread, comment, parent))
+    call = await _reserve_call(ctx, room, thread, comment, calls_.called)
     comment = await ctx.storage.comments.add(comment)  # on failure: as in _store_thread
     thread = await ctx.storage.threads.touch(thread.thread_id, comments=1, at=now)
-    return Stored(room=room, thread=thread, comment=comment, parent=parent, call=call)
+    return Stored(room=room, thread=thread, comment=comment, parent=parent, call=call,
+                  called=calls_.called, not_called=calls_.not_called, notice=calls_.notice)
 
 
 def _called(
@@ -168,21 +180,61 @@ def _called(
     )
 
 
+@dataclass(frozen=True)
+class Calls:
+    """Which of the bots a post names it asks, and what the poster is told about the rest."""
+
+    called: tuple[str, ...]
+    not_called: tuple[str, ...] = ()
+    notice: str | None = None
+
+
+def _names(personas: Sequence[str]) -> str:
+    shown = [f"u/{name}" for name in personas]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[Persona]) -> Calls:
+    """Cap the bots one post asks (``web.bots_per_post``, in the order
+    :func:`~playhouse.jobs.bots_to_call` gives) and the bot calls one user makes a minute
+    (``web.bot_calls_per_minute``); the post itself is never refused for it."""
+    cap = ctx.settings.web.bots_per_post
+    called: list[str] = []
+    limited: list[str] = []
+    wait = 0.0
+    for persona in wanted[:cap]:
+        waited = await ctx.limits.bot_calls_per_user.take(user)
+        (limited if waited else called).append(persona.name)
+        wait = max(wait, waited)
+    over = [p.name for p in wanted[cap:]]
+    if not over and not limited:
+        return Calls(called=tuple(called))
+    parts = []
+    if called:
+        parts.append(f"{_names(called)} will answer")
+    if over:
+        parts.append(f"{_names(over)} not: one post calls at most {cap} bots")
+    if limited:
+        parts.append(f"{_names(limited)} not: you called bots too often; call them again "
+                     f"in {max(1, ceil(wait))} s")
+    log.info("bot.calls_capped", user=user, called=called, over=over, limited=limited)
+    return Calls(called=tuple(called), not_called=tuple(over + limited),
+                 notice="; ".join(parts))
+
+
 async def _reserve_call(
-    ctx: WebContext, room: Room, thread: Thread, comment: Comment | None, parent: Comment | None
+    ctx: WebContext, room: Room, thread: Thread, comment: Comment | None,
+    called: tuple[str, ...],
 ) -> Received | None:
     """Write the post's bot call before the post (None when it calls nobody), so that a
     process that dies after acknowledging the post leaves the call to another instance."""
-    called = _called(ctx, room, thread, comment, parent)
     if not called:
         return None
     call = calls.BotCall(
         room=room.name, thread_id=thread.thread_id,
-        comment_id=comment.comment_id if comment else None,
-        personas=tuple(p.name for p in called), at=time.time(),
+        comment_id=comment.comment_id if comment else None, personas=called, at=time.time(),
     )
     return await calls.reserve(ctx.storage, call, grace_s=ctx.settings.web.bot_call_grace_s)
-
 
 
 def announce(ctx: WebContext, stored: Stored) -> None:
@@ -248,15 +300,21 @@ async def call_bots(ctx: WebContext, stored: Stored) -> None:
 
 
 async def recover_call(
-    ctx: WebContext, room: Room, thread: Thread, comment: Comment | None, parent: Comment | None
+    ctx: WebContext, room: Room, thread: Thread, comment: Comment | None, parent: Comment | None,
+    personas: tuple[str, ...] | None = None,
 ) -> None:
-    """Make a call that surfaced on ``bot-calls`` (its poster's instance did not finish)."""
-    await _call_bots_once(ctx, Stored(room=room, thread=thread, comment=comment, parent=parent))
+    """Make a call that surfaced on ``bot-calls`` (its poster's instance did not finish):
+    ``personas`` as decided when the post was taken (None: worked out again, capped)."""
+    if personas is None:
+        wanted = _called(ctx, room, thread, comment, parent)
+        personas = tuple(p.name for p in wanted[: ctx.settings.web.bots_per_post])
+    await _call_bots_once(ctx, Stored(room=room, thread=thread, comment=comment, parent=parent,
+                                      called=personas[: ctx.settings.web.bots_per_post]))
 
 
 async def _call_bots_once(ctx: WebContext, stored: Stored) -> None:
     comment = stored.comment
-    called = _called(ctx, stored.room, stored.thread, comment, stored.parent)
+    called = [ctx.cast.personas[name] for name in stored.called if name in ctx.cast.personas]
     if not called:
         return
     chain: list[Comment] = []

@@ -178,6 +178,12 @@ class Ack(msgspec.Struct, frozen=True, tag="ack", kw_only=True):
     client_id: str
     thread_id: str
     comment_id: str | None = None
+    called: tuple[str, ...] = ()
+    """The bots the post asks."""
+    not_called: tuple[str, ...] = ()
+    """Bots it named that are not asked (over the per-post cap or the user's rate)."""
+    notice: str | None = None
+    """Said to the poster when some bots are not asked."""
 
 
 class CommentEvent(msgspec.Struct, frozen=True, tag="comment", kw_only=True):

@@ -27,9 +27,11 @@ from tests.integration.web_support import (
     build,
     cookie_header,
     csrf_from,
+    ctx_of,
     form_post,
     serve,
     socket,
+    the_cast,
     user_client,
 )
 
@@ -473,3 +475,50 @@ async def test_presence_is_coalesced_per_room(storage: Storage) -> None:
             # The toggler counts once in the lists it shows up in, never more.
             assert all(e.users in ((), ("toggler",)) and e.anonymous == watchers_n
                        for e in events[:-1]), events[:5]
+
+
+async def _queued_requests(storage: Storage) -> list[str]:
+    """The personas asked on the generation queues (messages left in place)."""
+    from playhouse.constants import QUEUE_IMAGE, QUEUE_INTERACTIVE
+    from playhouse.messages import decode_request
+
+    asked = []
+    for queue in (QUEUE_INTERACTIVE, QUEUE_IMAGE):
+        for message in await storage.queues.receive(queue, max_messages=32,
+                                                    visibility_timeout=1):
+            asked.append(decode_request(message.content).persona)
+    return sorted(asked)
+
+
+async def test_one_post_calls_a_few_bots_and_a_user_a_few_a_minute(storage: Storage) -> None:
+    """Issue 12, hole 5: a 114-character post mentioning all ten personas queued ten
+    generation requests."""
+    app = await build(storage, bot_calls_per_minute=5)
+    cast = the_cast()
+    everyone = " ".join(f"u/{name}" for name in sorted(cast.personas))
+    async with serve(app) as base, user_client(base, "caller") as client, \
+            socket(base, client) as live:
+        await live.subscribe("Sports")
+        ack = await live.post("Sports", client_id="all", title="hello bots", text=everyone)
+        assert type(ack).__name__ == "Ack", ack
+        await ctx_of(app).drain()  # the bots are asked in the background
+        asked = await _queued_requests(storage)
+        assert len(asked) == 3, asked
+        assert asked == sorted(ack.called) and len(ack.not_called) == len(cast.personas) - 3
+        assert set(ack.called) | set(ack.not_called) == set(cast.personas)
+        assert ack.notice and "at most 3" in ack.notice
+        assert all(f"u/{name}" in ack.notice for name in cast.personas)
+        # Two bot calls left this minute: the third named bot is not asked, and told so.
+        second = await live.post("Sports", client_id="more", thread_id=ack.thread_id,
+                                 text="u/CoopBot u/PabloBot u/GoalBot once more")
+        assert second.called == ("CoopBot", "PabloBot") and second.not_called == ("GoalBot",)
+        assert second.notice and "too often" in second.notice and "u/GoalBot" in second.notice
+        third = await live.post("Sports", client_id="last", thread_id=ack.thread_id,
+                                text="u/CoopBot?")
+        assert type(third).__name__ == "Ack" and third.called == ()  # the post is stored
+        assert third.not_called == ("CoopBot",)
+        await ctx_of(app).drain()
+        stored = (await storage.comments.list(ack.thread_id, limit=100)).items
+        assert "u/CoopBot?" in [c.text for c in stored]
+        thinking = sorted(c.persona or "" for c in stored if c.status == "placeholder")
+        assert thinking == sorted(ack.called + second.called)

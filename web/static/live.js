@@ -167,7 +167,7 @@
       case "comment": case "thinking": case "comment_replaced": upsertComment(ev.comment); break;
       case "thread": upsertThread(ev.thread); break;
       case "presence": if (ev.room.toLowerCase() === room.toLowerCase()) showPresence(ev); break;
-      case "ack": settle(ev.client_id, null); break;
+      case "ack": settle(ev.client_id, null, ev.notice); break;
       case "error":
         if (ev.client_id && waiting.has(ev.client_id)) settle(ev.client_id, ev.reason);
         else showBanner(ev.reason);
@@ -217,16 +217,20 @@
     s.classList.toggle("error", !!isError);
   }
 
-  function settle(clientId, error) {
+  // notice: the post is stored, but something about it needs saying (bots not called).
+  function settle(clientId, error, notice) {
     const w = waiting.get(clientId);
     if (!w) return;
     waiting.delete(clientId);
     clearTimeout(w.timer);
     w.form.querySelector("button[type=submit]").disabled = false;
     if (error) { setStatus(w.form, error, true); return; }
-    setStatus(w.form, "");
+    setStatus(w.form, notice || "");
     w.form.reset();
-    if (w.form.classList.contains("inline-reply")) w.form.remove();
+    if (w.form.classList.contains("inline-reply")) {
+      w.form.remove();
+      if (notice) showBanner(notice);
+    }
   }
 
   function submit(form, fields) {
