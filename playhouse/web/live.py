@@ -230,10 +230,16 @@ class Session:
                 await self.ctx.channels.unsubscribe(subscriber)
 
     async def handle_frame(self, frame: str | bytes) -> None:
+        """Answer one frame. Nothing a frame holds ends the socket: a frame that is not a
+        message is answered with an error, and so is one the server fails on."""
         try:
             msg = decode_client(frame)
         except ProtocolError as exc:
             await self.error(exc.code, exc.reason, exc.client_id)
+            return
+        except Exception:  # decode_client raises only ProtocolError; kept as a last guard
+            log.exception("socket.decode_failed", user=self.user or "-")
+            await self.error("bad_message", "the server could not read that message")
             return
         # A failed post is answered with its client id, so the page settles that post
         # (shows the reason, keeps the text) instead of waiting for an ack that never comes.

@@ -266,7 +266,12 @@ def encode(event: ServerEvent | ClientMessage) -> str:
 
 
 def decode_client(frame: str | bytes) -> ClientMessage:
-    """Parse one frame from a browser, raising :class:`ProtocolError` with the reason."""
+    """Parse one frame from a browser, raising :class:`ProtocolError` with the reason.
+
+    Nothing else escapes, whatever the frame holds: msgspec raises ``RecursionError`` for
+    nesting past its limit (a 2 KB frame of brackets), and any other failure of the
+    decoder on hostile input is the frame's fault too.
+    """
     size = len(frame.encode() if isinstance(frame, str) else frame)
     if size > MAX_FRAME_BYTES:
         raise ProtocolError(
@@ -278,6 +283,35 @@ def decode_client(frame: str | bytes) -> ClientMessage:
         raise _explain(frame, exc) from exc
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", f"not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("bad_message", "the message is nested too deeply "
+                            "(a message is a flat JSON object)") from exc
+    except Exception as exc:  # untrusted input: whatever the decoder raised, it is the frame's
+        raise ProtocolError("bad_message", f"not a message ({type(exc).__name__})") from exc
+
+
+def decode_server(frame: str | bytes) -> ServerEvent:
+    """Parse a server event (tests and the benchmark use it)."""
+    return _server_decoder.decode(frame)
+
+
+def _explain(frame: str | bytes, exc: msgspec.ValidationError) -> ProtocolError:
+    try:
+        raw = _probe_decoder.decode(frame)
+    except msgspec.ValidationError:
+        return ProtocolError("bad_message", "a message is a JSON object with a `type` field")
+    except Exception:  # the probe decodes every value: deep nesting, numbers out of range
+        return ProtocolError("bad_message", f"not a valid message: {exc}")
+    client_id = raw.get("client_id")
+    cid = client_id if isinstance(client_id, str) and len(client_id) <= CLIENT_ID_MAX else None
+    if raw.get("type") == "post" and ("author" in raw or "is_bot" in raw):
+        return ProtocolError(
+            "forged_author", "the author of a post is the logged-in user; drop `author`", cid
+        )
+    message = str(exc)
+    if "Invalid value" in message and "type" in message:
+        return ProtocolError("bad_message", f"unknown message type {str(raw.get('type'))[:40]!r}")
+    return ProtocolError("bad_message", message, cid)
 
 
 class _ClientIdProbe(msgspec.Struct):
@@ -295,25 +329,3 @@ def client_id_of(frame: str | bytes) -> str | None:
         return _client_id_decoder.decode(frame).client_id
     except Exception:  # any malformed frame (msgspec also raises RecursionError)
         return None
-
-
-def decode_server(frame: str | bytes) -> ServerEvent:
-    """Parse a server event (tests and the benchmark use it)."""
-    return _server_decoder.decode(frame)
-
-
-def _explain(frame: str | bytes, exc: msgspec.ValidationError) -> ProtocolError:
-    try:
-        raw = _probe_decoder.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return ProtocolError("bad_message", "a message is a JSON object with a `type` field")
-    client_id = raw.get("client_id")
-    cid = client_id if isinstance(client_id, str) and len(client_id) <= CLIENT_ID_MAX else None
-    if raw.get("type") == "post" and ("author" in raw or "is_bot" in raw):
-        return ProtocolError(
-            "forged_author", "the author of a post is the logged-in user; drop `author`", cid
-        )
-    message = str(exc)
-    if "Invalid value" in message and "type" in message:
-        return ProtocolError("bad_message", f"unknown message type {str(raw.get('type'))[:40]!r}")
-    return ProtocolError("bad_message", message, cid)

@@ -522,3 +522,48 @@ async def test_one_post_calls_a_few_bots_and_a_user_a_few_a_minute(storage: Stor
         assert "u/CoopBot?" in [c.text for c in stored]
         thinking = sorted(c.persona or "" for c in stored if c.status == "placeholder")
         assert thinking == sorted(ack.called + second.called)
+
+
+def _nested(depth: int, open_: str = "[", close: str = "]") -> str:
+    return open_ * depth + close * depth
+
+
+MALFORMED = [
+    '{"type":"ping","x":' + _nested(1000) + "}",  # the issue's 2 KB frame
+    '{"type":"ping","x":' + _nested(6000) + "}",
+    '{"type":"ping","x":' + '{"a":' * 1500 + "1" + "}" * 1500 + "}",
+    _nested(3000),
+    '{"type":"subscribe","room":' + _nested(2000) + "}",
+    '{"type":' + _nested(2000) + "}",
+    '{"type":"post","room":"Sports","client_id":"deep","text":' + _nested(2000) + "}",
+    '{"type":"ping","x":' + "[" * 3000,  # deep and cut short
+    '{"type":"ping","x":1e999999}',
+    '{"type":"ping","x":' + "9" * 5000 + "}",
+    '{"type":"ping","x":NaN}',
+    '{"type":"post","room":"\\ud800","client_id":"s"}',
+    '\ufeff{"type":"ping"}',
+    '{"type":"ping",}',
+    "", " ", "null", "true", "0", '"ping"', "[]", "{}",
+    '{"type":1}', '{"type":null}', '{"type":{"type":"ping"}}',
+    b"\x00\xff\xfe\xfd",
+]
+
+
+async def test_a_malformed_frame_of_any_shape_gets_an_error_and_the_socket_lives(
+    storage: Storage,
+) -> None:
+    """Issue 12, hole 6: `{"type":"ping","x":[[[…1000 deep…]]]}` raised RecursionError in
+    the error explainer and closed the socket with 4500."""
+    app = await build(storage, ws_message_burst=1000.0)
+    async with serve(app) as base, user_client(base, "shaper") as client, \
+            socket(base, client) as live:
+        await live.subscribe("Sports")
+        for frame in MALFORMED:
+            await live.send(frame)
+            error = await live.expect("error")
+            assert error.code in ("bad_json", "bad_message", "frame_too_large"), (frame, error)
+            assert error.reason and "internal" not in error.reason.lower()
+        await live.send({"type": "ping"})
+        await live.expect("pong")
+        ack = await live.post("Sports", client_id="after", title="still posting")
+        assert type(ack).__name__ == "Ack"
