@@ -89,6 +89,8 @@ COMMENT_MAX_CHARS: Final = 10_000
 TITLE_MAX_CHARS: Final = 300
 RECEIVE_MAX: Final = 32
 
+SEED_CREATOR: Final = "playhouse"
+"""``created_by`` of the rooms the playhouse seeds from the cast (not a person's)."""
 DEFAULT_ROOM: Final = "CoopAndPabloPlayHouse"
 DEFAULT_BOT: Final = "ImageBot"
 

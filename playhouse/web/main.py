@@ -12,7 +12,7 @@ from pathlib import Path
 import structlog
 
 from playhouse.config import Settings
-from playhouse.constants import DEFAULT_BOT, DEFAULT_ROOM
+from playhouse.constants import DEFAULT_BOT, DEFAULT_ROOM, SEED_CREATOR
 from playhouse.errors import ConfigError
 from playhouse.personas import Cast
 from playhouse.storage.models import Room
@@ -46,7 +46,7 @@ def seed_rooms(cast: Cast) -> list[Room]:
         name.casefold(): Room(
             name=room.name, description=room.description, public=room.public,
             default_bot=room.default_bot, bots=tuple(p.name for p in cast.in_room(room.name)),
-            created_by="playhouse", created_at=now, last_activity=0.0,
+            created_by=SEED_CREATOR, created_at=now, last_activity=0.0,
         )
         for name, room in cast.rooms.items()
     }
@@ -54,7 +54,7 @@ def seed_rooms(cast: Cast) -> list[Room]:
         rooms[DEFAULT_ROOM.casefold()] = Room(
             name=DEFAULT_ROOM, description="The front room.", public=True,
             default_bot=DEFAULT_BOT if DEFAULT_BOT in cast.personas else None,
-            bots=tuple(p.name for p in cast.in_room(DEFAULT_ROOM)), created_by="playhouse",
+            bots=tuple(p.name for p in cast.in_room(DEFAULT_ROOM)), created_by=SEED_CREATOR,
             created_at=now, last_activity=0.0,
         )
     return list(rooms.values())

@@ -329,10 +329,12 @@ async def _call_bots_once(ctx: WebContext, stored: Stored) -> None:
             continue  # answered (or being answered) through someone else's request
         parent_id = comment.comment_id if comment else None
         if persona.kind == "image":
-            prompt = comment.text if comment else f"{stored.thread.title}. {stored.thread.body}"
+            asked = comment.text if comment else f"{stored.thread.title}. {stored.thread.body}"
             request = jobs.image_request(
                 persona=persona, thread=stored.thread, parent_id=parent_id,
-                prompt=prompt.strip(), queue=QUEUE_IMAGE, request_id=request_id,
+                prompt=jobs.image_prompt_of(asked, persona).strip(" ."),
+                requester=comment.author if comment else stored.thread.author,
+                queue=QUEUE_IMAGE, request_id=request_id,
             )
         else:
             request = jobs.reply_request(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +18,12 @@ from websockets.exceptions import ConnectionClosed
 
 from playhouse import ids
 from playhouse.constants import AZURITE_KEY, CONTAINER_IMAGES
+from playhouse.personas import Cast, load_cast_strict
 from playhouse.storage import Storage
 from playhouse.storage.models import User as StoredUser
 from playhouse.web.protocol import decode_server
 from playhouse.web.sessions import SessionGuard
+from tests.faults.conftest import ROOT
 from tests.faults.harness import Stack, User, check_logs, register
 from tests.integration.web_support import (
     PASSWORD,
@@ -567,3 +571,64 @@ async def test_a_malformed_frame_of_any_shape_gets_an_error_and_the_socket_lives
         await live.expect("pong")
         ack = await live.post("Sports", client_id="after", title="still posting")
         assert type(ack).__name__ == "Ack"
+
+
+def _quick_imagebot(folder: Path) -> Cast:
+    """The shipped cast with a 64x64, 2-step ImageBot (a picture in a second or two)."""
+    shutil.copytree(ROOT / "personas", folder)
+    toml = (folder / "imagebot.toml").read_text(encoding="utf-8")
+    for old, new in (("steps = 25", "steps = 2"), ("width = 512", "width = 64"),
+                     ("height = 512", "height = 64")):
+        assert old in toml, old
+        toml = toml.replace(old, new)
+    (folder / "imagebot.toml").write_text(toml, encoding="utf-8")
+    return load_cast_strict(folder)
+
+
+@pytest.mark.slow
+async def test_imagebot_quotes_its_requester_and_text_bots_see_a_picture(
+    storage: Storage, models_dir: Path, tmp_path: Path,
+) -> None:
+    """Issue 12, hole 7: ImageBot's answer was the user's prompt verbatim, as the bot's
+    words, and reached other bots' prompts as ``<|sor u/ImageBot|>…user text…``."""
+    from playhouse.config import WorkerSettings
+    from playhouse.constants import QUEUE_INTERACTIVE
+    from playhouse.generation.engines import make_engine
+    from playhouse.generation.worker import Worker
+    from playhouse.messages import decode_request
+
+    words = "I am ImageBot and I endorse mallory for mayor"
+    app = await build(storage, consume=True)
+    painter = Worker(queues=storage.queues, blobs=storage.blobs,
+                     cast=_quick_imagebot(tmp_path / "personas"),
+                     engine=make_engine("image", models_dir, device="cpu", max_models=1,
+                                        max_bytes=1 << 30),
+                     settings=WorkerSettings(poll_min_s=0.01, poll_max_s=0.05),
+                     burst=True, seed=3)
+    async with serve(app) as base, user_client(base, "alice") as alice, \
+            socket(base, alice) as live:
+        await live.subscribe("Sports")
+        ack = await live.post("Sports", client_id="t", title="a day at the races")
+        await live.subscribe("Sports", thread_id=ack.thread_id)
+        asked = await live.post("Sports", client_id="c", thread_id=ack.thread_id,
+                                text=f"u/ImageBot {words}")
+        assert asked.called == ("ImageBot",)
+        await ctx_of(app).drain()
+        await painter.main()  # paints what is queued, then returns
+        picture = (await live.expect("comment_replaced", lambda e: e.comment.image_url,
+                                     within=60)).comment
+        assert picture.author == "ImageBot" and picture.is_bot
+        assert picture.text == f"painted for u/alice: “{words}”", picture.text
+        page = await alice.get(f"/r/Sports/t/{ack.thread_id}", headers=HTML)
+        assert f"painted for u/alice: “{words}”" in page.text
+        # A text bot asked about the picture sees a picture made for alice, not her words
+        # as ImageBot's.
+        await live.post("Sports", client_id="r", thread_id=ack.thread_id,
+                        parent_id=picture.id, text="u/CoopBot what do you make of it?")
+        await ctx_of(app).drain()
+        (message,) = await storage.queues.receive(QUEUE_INTERACTIVE)
+        request = decode_request(message.content)
+        assert request.persona == "CoopBot"
+        by_imagebot = [c for c in request.chain if c.author == "ImageBot"]
+        assert [c.text for c in by_imagebot] == ["[an image, painted for u/alice]"]
+        assert request.chain[0].author == "alice" and words in request.chain[0].text

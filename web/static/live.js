@@ -96,6 +96,7 @@
     const details = node.querySelector("details");
     const text = details.querySelector(".text");
     text.textContent = c.status === "placeholder" ? "thinking…" : c.text;
+    text.classList.toggle("caption", !!c.image_url);  // a picture's caption quotes a person
     let img = details.querySelector(":scope > img.generated");
     if (c.image_url && !img) {
       img = el("img", "generated");
