@@ -19,7 +19,7 @@ from litestar.response import Redirect, Template
 
 from playhouse.errors import Conflict, Forbidden, NotFound, PlayhouseError
 from playhouse.personas import ROOM_NAME_PATTERN
-from playhouse.storage.models import Comment, Room
+from playhouse.storage.models import Comment, Membership, Room
 from playhouse.web import views
 from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.templating import page
@@ -87,11 +87,15 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
     threads = await ctx.storage.threads.list(found.name, limit=ctx.settings.web.history_page,
                                              token=token)
     owner = False
+    members: list[Membership] = []
     if member and user is not None:
         membership = await ctx.storage.members.get(found.name, user)
         owner = membership is not None and membership.role == "owner"
+        if owner:
+            members = sorted(await ctx.storage.members.of_room(found.name),
+                             key=lambda m: (m.role != "owner", m.username))
     return page(request, "room.html", room=views.room_out(found, ctx.cast, member=member),
-                threads=threads.items, next_page=threads.next, owner=owner)
+                threads=threads.items, next_page=threads.next, owner=owner, members=members)
 
 
 @get("/r/{room:str}/t/{thread_id:str}", name="thread")
@@ -167,7 +171,7 @@ async def join_room(request: Request[Any, Any, Any], room: str) -> Redirect:
     found = await ctx.storage.rooms.get(room)
     if not found.public and not await ctx.storage.members.is_member(found.name, user):
         raise Forbidden(f"r/{found.name} is private: its owner adds members")
-    await ctx.storage.members.join(found.name, user)
+    await ctx.storage.members.join(found.name, user)  # a member already keeps their role
     return Redirect(path=f"/r/{found.name}")
 
 
@@ -176,22 +180,75 @@ async def leave_room(request: Request[Any, Any, Any], room: str) -> Redirect:
     ctx = context_of(request)
     user = _require_user(request)
     found = await ctx.storage.rooms.get(room)
-    await ctx.storage.members.leave(found.name, user)
+    await _leave(ctx, found, user)
     return Redirect(path="/" if not found.public else f"/r/{found.name}")
 
 
-@post("/r/{room:str}/members")
-async def add_member(request: Request[Any, Any, Any], room: str) -> Redirect:
-    """The owner of a room adds someone to it (how private rooms get members)."""
+async def _leave(ctx: WebContext, room: Room, user: str) -> None:
+    """``user`` leaves ``room``; Conflict while she is its only owner (the room would be
+    left without anyone who can add or remove members)."""
+    membership = await ctx.storage.members.get(room.name, user)
+    if membership is None:
+        return
+    if membership.role == "owner":
+        owners = [m for m in await ctx.storage.members.of_room(room.name) if m.role == "owner"]
+        if len(owners) <= 1:
+            raise Conflict(f"you are the only owner of r/{room.name}: make another member "
+                           "an owner first, then leave")
+    await ctx.storage.members.leave(room.name, user)
+
+
+async def _as_owner(request: Request[Any, Any, Any], room: str) -> tuple[WebContext, Room, str]:
+    """The room, for its owner only (Forbidden for anyone else)."""
     ctx = context_of(request)
     user = _require_user(request)
     found = await ctx.storage.rooms.get(room)
     membership = await ctx.storage.members.get(found.name, user)
     if membership is None or membership.role != "owner":
-        raise Forbidden(f"only the owner of r/{found.name} adds members")
+        raise Forbidden(f"only an owner of r/{found.name} manages its members")
+    return ctx, found, user
+
+
+async def _form_user(ctx: WebContext, request: Request[Any, Any, Any]) -> str:
+    """The user named by the form's ``username`` (NotFound when there is none)."""
     form = await request.form()
-    invited = await ctx.storage.users.get(str(form.get("username", "")).strip() or "-")
-    await ctx.storage.members.join(found.name, invited.display_name)
+    return (await ctx.storage.users.get(str(form.get("username", "")).strip() or "-")).display_name
+
+
+@post("/r/{room:str}/members")
+async def add_member(request: Request[Any, Any, Any], room: str) -> Redirect:
+    """An owner of a room adds someone to it (how private rooms get members); a member
+    already keeps their role."""
+    ctx, found, _ = await _as_owner(request, room)
+    await ctx.storage.members.join(found.name, await _form_user(ctx, request))
+    return Redirect(path=f"/r/{found.name}")
+
+
+@post("/r/{room:str}/members/remove")
+async def remove_member(request: Request[Any, Any, Any], room: str) -> Redirect:
+    """An owner removes a member (herself: as leaving); other owners leave by themselves."""
+    ctx, found, user = await _as_owner(request, room)
+    target = await _form_user(ctx, request)
+    if target.casefold() == user.casefold():
+        await _leave(ctx, found, user)
+        return Redirect(path="/" if not found.public else f"/r/{found.name}")
+    membership = await ctx.storage.members.get(found.name, target)
+    if membership is None:
+        raise NotFound(f"u/{target} is not a member of r/{found.name}")
+    if membership.role == "owner":
+        raise Forbidden(f"u/{target} is an owner of r/{found.name}: owners leave by themselves")
+    await ctx.storage.members.leave(found.name, target)
+    log.info("room.member_removed", room=found.name, username=target, by=user)
+    return Redirect(path=f"/r/{found.name}")
+
+
+@post("/r/{room:str}/members/owner")
+async def make_owner(request: Request[Any, Any, Any], room: str) -> Redirect:
+    """An owner makes a member an owner too (how ownership is handed over)."""
+    ctx, found, user = await _as_owner(request, room)
+    target = await _form_user(ctx, request)
+    await ctx.storage.members.set_role(found.name, target, "owner")
+    log.info("room.owner_added", room=found.name, username=target, by=user)
     return Redirect(path=f"/r/{found.name}")
 
 
@@ -227,4 +284,4 @@ def _require_user(request: Request[Any, Any, Any]) -> str:
 
 
 ROUTES = [home, room_page, thread_page, new_room_page, create_room, join_room, leave_room,
-          add_member, image]
+          add_member, remove_member, make_owner, image]

@@ -632,3 +632,56 @@ async def test_imagebot_quotes_its_requester_and_text_bots_see_a_picture(
         by_imagebot = [c for c in request.chain if c.author == "ImageBot"]
         assert [c.text for c in by_imagebot] == ["[an image, painted for u/alice]"]
         assert request.chain[0].author == "alice" and words in request.chain[0].text
+
+
+async def _role(storage: Storage, room: str, user: str) -> str | None:
+    membership = await storage.members.get(room, user)
+    return None if membership is None else membership.role
+
+
+async def test_owners_keep_their_room_and_manage_its_members(storage: Storage) -> None:
+    """Issue 12, hole 8: the owner's own join (or adding herself) demoted her to member,
+    the owner leaving made the room unreachable for good, no one could remove a member."""
+    app = await build(storage)
+    room = "Treehouse"
+    async with serve(app) as base, user_client(base, "olive") as owner, \
+            user_client(base, "bert") as bert, user_client(base, "cleo") as cleo:
+        await _private_room(base, owner, room)
+        page = f"/r/{room}"
+        for path, data in ((f"{page}/join", {}), (f"{page}/members", {"username": "olive"}),
+                           (f"{page}/members", {"username": "OLIVE"})):
+            done = await form_post(owner, path, data, page=page)
+            assert done.status_code in (302, 303), (path, done.text[:300])
+            assert await _role(storage, room, "olive") == "owner", path
+        assert 'class="inline add-member"' in (await owner.get(page, headers=HTML)).text
+        # The only owner cannot leave: the room would have nobody to manage it.
+        refused = await form_post(owner, f"{page}/leave", {}, page=page)
+        assert refused.status_code == 409 and "only owner" in refused.text
+        assert await _role(storage, room, "olive") == "owner"
+        for name in ("bert", "cleo"):
+            await form_post(owner, f"{page}/members", {"username": name}, page=page)
+        assert (await bert.get(page)).status_code == 200
+        # A member manages nobody.
+        for path in (f"{page}/members/remove", f"{page}/members/owner", f"{page}/members"):
+            answer = await form_post(bert, path, {"username": "cleo"}, page=page)
+            assert answer.status_code == 403, path
+        assert await _role(storage, room, "cleo") == "member"
+        # The owner removes a member: the room is closed to him again.
+        removed = await form_post(owner, f"{page}/members/remove", {"username": "bert"},
+                                  page=page)
+        assert removed.status_code in (302, 303)
+        assert await _role(storage, room, "bert") is None
+        assert (await bert.get(page)).status_code == 403
+        # Ownership handed over: cleo is an owner, olive may leave, cleo still manages it.
+        made = await form_post(owner, f"{page}/members/owner", {"username": "cleo"}, page=page)
+        assert made.status_code in (302, 303) and await _role(storage, room, "cleo") == "owner"
+        refused = await form_post(owner, f"{page}/members/remove", {"username": "cleo"},
+                                  page=page)  # owners leave by themselves
+        assert refused.status_code == 403 and await _role(storage, room, "cleo") == "owner"
+        left = await form_post(owner, f"{page}/leave", {}, page=page)
+        assert left.status_code in (302, 303) and await _role(storage, room, "olive") is None
+        assert (await owner.get(page)).status_code == 403
+        added = await form_post(cleo, f"{page}/members", {"username": "bert"}, page=page)
+        assert added.status_code in (302, 303) and (await bert.get(page)).status_code == 200
+        refused = await form_post(cleo, f"{page}/leave", {}, page=page)
+        assert refused.status_code == 409  # cleo is the only owner now
