@@ -19,7 +19,13 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from playhouse import ids
-from playhouse.errors import Forbidden, NotFound, PlayhouseError, StorageUnavailable
+from playhouse.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PlayhouseError,
+    StorageUnavailable,
+)
 from playhouse.storage.models import Comment
 from playhouse.web import views
 from playhouse.web.budget import SocketBudget, frame_cost
@@ -255,6 +261,12 @@ class Session:
             log.warning("socket.storage_unavailable", user=self.user or "-", reason=str(exc))
             await self.error("overloaded", "storage is unavailable right now: nothing was "
                              "saved; send it again in a moment", client_id)
+        except InvalidInput as exc:  # a name or id storage cannot hold: the client's mistake
+            await self.error("bad_request", str(exc), client_id)
+        except NotFound as exc:
+            await self.error("not_found", str(exc), client_id)
+        except Forbidden as exc:
+            await self.error("forbidden", str(exc), client_id)
         except PlayhouseError as exc:
             await self.error("internal", f"could not do that: {exc}", client_id)
         except Exception:

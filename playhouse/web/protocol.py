@@ -29,6 +29,7 @@ RoomName = Annotated[str, msgspec.Meta(max_length=64)]
 ErrorCode = Literal[
     "bad_json",
     "bad_message",
+    "bad_request",
     "frame_too_large",
     "too_long",
     "empty",

@@ -685,3 +685,31 @@ async def test_owners_keep_their_room_and_manage_its_members(storage: Storage) -
         assert added.status_code in (302, 303) and (await bert.get(page)).status_code == 200
         refused = await form_post(cleo, f"{page}/leave", {}, page=page)
         assert refused.status_code == 409  # cleo is the only owner now
+
+
+async def test_names_and_ids_storage_cannot_hold_are_bad_requests(storage: Storage) -> None:
+    """Issue 12: subscribing to room `a#b` or "", or replying with parent_id "a/b",
+    answered code `internal`."""
+    app = await build(storage)
+    async with serve(app) as base, user_client(base, "typo") as client, \
+            socket(base, client) as live:
+        for room in ("a#b", "", "a/b", "a?b", "x\\y", "tab\there", "del\x7f"):
+            answer = await live.subscribe(room)
+            assert type(answer).__name__ == "Error", (room, answer)
+            assert answer.code == "bad_request" and "room name" in answer.reason, (room, answer)
+        answer = await live.subscribe("Sports", thread_id="a/b")  # no such thread
+        assert answer.code == "not_found" and "a/b" in answer.reason, answer
+        await live.subscribe("Sports")
+        ack = await live.post("Sports", client_id="t", title="typos")
+        for field, value in (("parent_id", "a/b"), ("thread_id", "a#b"), ("room", "a#b")):
+            message = {"thread_id": ack.thread_id, "text": "hi", field: value}
+            room = message.pop("room", "Sports")
+            await live.send({"type": "post", "room": room, "client_id": field, **message})
+            refused = await live.reply_to(field)
+            expected = {"parent_id": "bad_request", "thread_id": "not_found",
+                        "room": "not_subscribed"}[field]
+            assert refused.code == expected and refused.reason, (field, refused)
+            if field == "parent_id":
+                assert "'/'" in refused.reason, refused
+        events = await live.quiet(0.3)
+        assert not [e for e in events if getattr(e, "code", "") == "internal"], events
