@@ -18,14 +18,14 @@ import msgspec
 
 from playhouse.constants import COMMENT_MAX_CHARS, TITLE_MAX_CHARS
 
-MAX_FRAME_BYTES: Final = 16 * 1024
-"""Largest frame the server reads; a bigger one is answered with an ``error``."""
 MAX_PENDING_IDS: Final = 20
 """Placeholders one ``subscribe`` may ask about (each is a storage read)."""
 CLIENT_ID_MAX: Final = 64
+ID_MAX: Final = 64
+ROOM_NAME_MAX: Final = 64
 
-Id = Annotated[str, msgspec.Meta(max_length=64)]
-RoomName = Annotated[str, msgspec.Meta(max_length=64)]
+Id = Annotated[str, msgspec.Meta(max_length=ID_MAX)]
+RoomName = Annotated[str, msgspec.Meta(max_length=ROOM_NAME_MAX)]
 ErrorCode = Literal[
     "bad_json",
     "bad_message",
@@ -135,8 +135,10 @@ class Post(msgspec.Struct, frozen=True, tag="post", forbid_unknown_fields=True):
 
     room: RoomName
     client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX)]
-    text: Annotated[str, msgspec.Meta(max_length=COMMENT_MAX_CHARS * 4)] = ""
-    title: Annotated[str, msgspec.Meta(max_length=TITLE_MAX_CHARS * 4)] = ""
+    text: str = ""
+    """At most ``COMMENT_MAX_CHARS`` (a longer one is refused ``too_long``, saying so)."""
+    title: str = ""
+    """At most ``TITLE_MAX_CHARS``; the frame's size bounds both."""
     thread_id: Id | None = None
     parent_id: Id | None = None
 
@@ -150,6 +152,25 @@ class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
 
 
 ClientMessage = Subscribe | HistoryRequest | Post | Unsubscribe | Ping
+
+
+def largest_valid_post() -> int:
+    """Bytes of the largest frame a valid post can take: its title and text at their
+    character limits, its names and ids at theirs, every character the costliest a JSON
+    encoder may write for it (one outside the BMP, escaped as a surrogate pair
+    ``\\ud83d\\ude00``: 12 bytes; a CJK character is 3 in UTF-8, 6 escaped; a quote 2)."""
+    import json
+
+    worst = "\U0001F600"
+    post = {"type": "post", "room": worst * ROOM_NAME_MAX, "client_id": worst * CLIENT_ID_MAX,
+            "text": worst * COMMENT_MAX_CHARS, "title": worst * TITLE_MAX_CHARS,
+            "thread_id": worst * ID_MAX, "parent_id": worst * ID_MAX}
+    return len(json.dumps(post, ensure_ascii=True).encode())
+
+
+MAX_FRAME_BYTES: Final = largest_valid_post() + 1024
+"""Largest frame the server reads (a bigger one is answered ``frame_too_large``): room for
+the largest valid post however it is encoded, with some to spare for whitespace."""
 
 
 # --------------------------------------------------------------------- server → client

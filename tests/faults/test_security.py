@@ -713,3 +713,46 @@ async def test_names_and_ids_storage_cannot_hold_are_bad_requests(storage: Stora
                 assert "'/'" in refused.reason, refused
         events = await live.quiet(0.3)
         assert not [e for e in events if getattr(e, "code", "") == "internal"], events
+
+
+async def test_the_largest_valid_post_fits_in_a_frame_however_it_is_encoded(
+    storage: Storage,
+) -> None:
+    """Issue 12: a 6,000-character post in CJK (or 9,000 quotes) was refused for the frame
+    size (16 KiB) although the text limit is 10,000 characters."""
+    import json
+
+    from playhouse.constants import COMMENT_MAX_CHARS, TITLE_MAX_CHARS
+    from playhouse.web.protocol import MAX_FRAME_BYTES
+
+    app = await build(storage, posts_per_minute=100)
+    async with serve(app) as base, user_client(base, "longwriter") as client, \
+            socket(base, client) as live:
+        await live.subscribe("Sports")
+        first = await live.post("Sports", client_id="t", title="long posts")
+        texts = ["漢" * 6000, '"' * 9000, "漢" * COMMENT_MAX_CHARS, "\\" * COMMENT_MAX_CHARS,
+                 "😀" * COMMENT_MAX_CHARS, "\x01" * COMMENT_MAX_CHARS]
+        for n, text in enumerate(texts):
+            for ascii_only in (False, True):  # as browsers send it, and as escaped ASCII
+                cid = f"c{n}{ascii_only:d}"
+                await live.send(json.dumps({"type": "post", "room": "Sports", "client_id": cid,
+                                            "thread_id": first.thread_id, "text": text},
+                                           ensure_ascii=ascii_only))
+                answer = await live.reply_to(cid)
+                # Accepted, or (only control characters) refused for what it says, never
+                # for the size of its frame.
+                if text == "\x01" * COMMENT_MAX_CHARS:
+                    assert answer.code == "empty", (cid, answer)
+                else:
+                    assert type(answer).__name__ == "Ack", (cid, answer)
+        biggest = json.dumps({"type": "post", "room": "Sports", "client_id": "big",
+                              "title": "😀" * TITLE_MAX_CHARS, "text": "😀" * COMMENT_MAX_CHARS},
+                             ensure_ascii=True)
+        assert len(biggest) < MAX_FRAME_BYTES
+        await live.send(biggest)
+        assert type(await live.reply_to("big")).__name__ == "Ack"
+        # One character over the limit is refused for that, with the reason.
+        await live.send({"type": "post", "room": "Sports", "client_id": "over",
+                         "thread_id": first.thread_id, "text": "漢" * (COMMENT_MAX_CHARS + 1)})
+        over = await live.reply_to("over")
+        assert over.code == "too_long" and str(COMMENT_MAX_CHARS) in over.reason

@@ -14,6 +14,7 @@ import pytest
 
 from playhouse.constants import COMMENT_MAX_CHARS
 from playhouse.storage import Storage
+from playhouse.web.protocol import MAX_FRAME_BYTES
 from tests.integration.web_support import Live, build, form_post, serve, socket, user_client
 
 pytestmark = pytest.mark.integration
@@ -47,7 +48,7 @@ async def test_frames_that_are_not_messages(storage: Storage) -> None:
             (b"\xff\xfe binary junk", "bad_json"),
             (json.dumps({"type": "subscribe", "room": "Programming", "extra": 1}),
              "bad_message"),
-            ("x" * (16 * 1024 + 1), "frame_too_large"),
+            ("x" * (MAX_FRAME_BYTES + 1), "frame_too_large"),
         ]
         for frame, code in cases:
             await live.send(frame)
@@ -75,7 +76,8 @@ async def test_bad_comments_are_refused_with_reasons(storage: Storage) -> None:
             (post("   \n\t  ", "blank"), "empty"),
             (post("nul\x00byte", "nul"), "bad_message"),
             (post("y" * (COMMENT_MAX_CHARS + 1), "long"), "too_long"),
-            (post("z" * 100_000, "huge"), "frame_too_large"),
+            (post("z" * 100_000, "huge"), "too_long"),
+            (post("z" * MAX_FRAME_BYTES, "frame"), "frame_too_large"),
             ({**post("hi", "forged"), "author": "CoopBot"}, "forged_author"),
             ({**post("hi", "forged2"), "is_bot": True}, "forged_author"),
             ({**post("hi", "ghost"), "thread_id": "0" * 26}, "not_found"),
