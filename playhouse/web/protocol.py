@@ -12,6 +12,7 @@ Server → client: ``hello``, ``subscribed``, ``history``, ``ack``, ``comment``,
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -288,12 +289,22 @@ def encode(event: ServerEvent | ClientMessage) -> str:
 
 
 def decode_client(frame: str | bytes) -> ClientMessage:
-    """Parse one frame from a browser, raising :class:`ProtocolError` with the reason.
+    """Parse one frame from a browser, raising :class:`ProtocolError` with the reason and,
+    whenever the frame names one, its ``client_id`` (so the page settles that post).
 
     Nothing else escapes, whatever the frame holds: msgspec raises ``RecursionError`` for
     nesting past its limit (a 2 KB frame of brackets), and any other failure of the
     decoder on hostile input is the frame's fault too.
     """
+    try:
+        return _decode_client(frame)
+    except ProtocolError as exc:
+        if exc.client_id is None:
+            exc.client_id = client_id_of(frame)
+        raise
+
+
+def _decode_client(frame: str | bytes) -> ClientMessage:
     size = len(frame.encode() if isinstance(frame, str) else frame)
     if size > MAX_FRAME_BYTES:
         raise ProtocolError(
@@ -332,7 +343,8 @@ def _explain(frame: str | bytes, exc: msgspec.ValidationError) -> ProtocolError:
         )
     message = str(exc)
     if "Invalid value" in message and "type" in message:
-        return ProtocolError("bad_message", f"unknown message type {str(raw.get('type'))[:40]!r}")
+        return ProtocolError("bad_message",
+                             f"unknown message type {str(raw.get('type'))[:40]!r}", cid)
     return ProtocolError("bad_message", message, cid)
 
 
@@ -343,11 +355,19 @@ class _ClientIdProbe(msgspec.Struct):
 _client_id_decoder = msgspec.json.Decoder(_ClientIdProbe)
 
 
+_CLIENT_ID = re.compile(rf'"client_id"\s*:\s*"([^"\\\x00-\x1f]{{1,{CLIENT_ID_MAX}}})"')
+
+
 def client_id_of(frame: str | bytes) -> str | None:
-    """The ``client_id`` a frame carries at its top level, or None (not JSON, not an
-    object, no usable id): what an error about the frame is sent back with, so the page
-    settles that post instead of waiting for an answer that never comes."""
+    """The ``client_id`` a frame carries, or None (no usable id): what an error about the
+    frame is sent back with, so the page settles that post instead of waiting for an
+    answer that never comes. A frame that does not decode (cut short, nested too deep,
+    not JSON after the id) is searched for the first ``"client_id": "…"`` in it."""
     try:
         return _client_id_decoder.decode(frame).client_id
+    except msgspec.ValidationError:
+        return None  # decoded, but there is no usable id at its top level
     except Exception:  # any malformed frame (msgspec also raises RecursionError)
-        return None
+        text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+        found = _CLIENT_ID.search(text)
+        return found.group(1) if found else None

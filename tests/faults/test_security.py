@@ -756,3 +756,35 @@ async def test_the_largest_valid_post_fits_in_a_frame_however_it_is_encoded(
                          "thread_id": first.thread_id, "text": "漢" * (COMMENT_MAX_CHARS + 1)})
         over = await live.reply_to("over")
         assert over.code == "too_long" and str(COMMENT_MAX_CHARS) in over.reason
+
+
+async def test_every_error_about_a_frame_names_its_client_id(storage: Storage) -> None:
+    """Issue 12: errors for frames that failed validation came back without the frame's
+    client_id, so the page could not settle that post."""
+    from playhouse.web.protocol import MAX_FRAME_BYTES
+
+    app = await build(storage)
+    async with serve(app) as base, user_client(base, "settler") as client, \
+            socket(base, client) as live:
+        await live.subscribe("Sports")
+        frames = {
+            "cut": '{"type":"post","room":"Sports","client_id":"cut","title":"half a',
+            "deep": '{"type":"post","room":"Sports","client_id":"deep","text":'
+                    + _nested(3000) + "}",
+            "big": '{"type":"post","room":"Sports","client_id":"big","title":"'
+                   + "x" * MAX_FRAME_BYTES + '"}',
+            "kind": '{"type":"pots","room":"Sports","client_id":"kind","title":"t"}',
+            "room": '{"type":"post","room":7,"client_id":"room","title":"t"}',
+            "extra": '{"type":"post","room":"Sports","client_id":"extra","title":"t","x":1}',
+            "forged": '{"type":"post","room":"Sports","client_id":"forged","title":"t",'
+                      '"author":"CoopBot"}',
+            "sub": '{"type":"subscribe","room":"Sports","client_id":"sub"}',
+            "nul": '{"type":"post","room":"Sports","client_id":"nul","title":"a\\u0000b"}',
+            "late": '{"type":"post","title":"t","room":"Sports","x":[1,2],"client_id":"late"}',
+        }
+        for cid, frame in frames.items():
+            await live.send(frame)
+            error = await live.reply_to(cid)
+            assert type(error).__name__ == "Error" and error.reason, (cid, error)
+        await live.send({"type": "ping"})
+        await live.expect("pong")
