@@ -43,6 +43,7 @@ from playhouse.web.context import (
     current_user,
     user_channel,
 )
+from playhouse.web.forms import read_form
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
@@ -97,8 +98,7 @@ def check_new_account(username: str, password: str, reserved: set[str]) -> str |
 
 
 async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
-    form = await request.form()
-    return {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    return dict((await read_form(request)).items())
 
 
 @get("/login", name="login")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ from playhouse.personas import ROOM_NAME_PATTERN
 from playhouse.storage.models import Comment, Membership, Room
 from playhouse.web import views
 from playhouse.web.context import WebContext, context_of, current_user
+from playhouse.web.forms import read_form
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
@@ -29,6 +31,7 @@ log = structlog.get_logger()
 MAX_NEST = 8
 """Deeper replies are shown at this level (a phone screen has no room for more)."""
 THREAD_COMMENTS_MAX = 2000
+DESCRIPTION_MAX_CHARS = 500
 ROOM_NAME = re.compile(ROOM_NAME_PATTERN)
 Token = Annotated[str | None, Parameter(query="page", max_length=2000)]
 
@@ -132,19 +135,20 @@ async def create_room(request: Request[Any, Any, Any]) -> Template | Redirect:
     user = current_user(request)
     if user is None:
         return Redirect(path="/login?next=/rooms/new")
-    form = await request.form()
-    name = str(form.get("name", "")).strip()
-    description = " ".join(str(form.get("description", "")).split())
+    form = await read_form(request)
+    name = form.get("name", "").strip()
+    description = " ".join(form.get("description", "").split())
     public = form.get("public") == "on"
-    bots = tuple(
-        b for b in form.getall("bots", []) if isinstance(b, str) and b in ctx.cast.personas
-    )
-    default_bot = str(form.get("default_bot", "")) or None
+    bots = tuple(b for b in form.getall("bots", []) if b in ctx.cast.personas)
+    default_bot = form.get("default_bot", "") or None
     error = None
     if not ROOM_NAME.match(name):
         error = "room names are 3-32 letters, digits or '_'"
-    elif len(description) > 500 or "\x00" in description:
-        error = "the description is at most 500 characters"
+    elif (control := _control_character(description)) is not None:
+        error = f"the description contains {control}"
+    elif len(description) > DESCRIPTION_MAX_CHARS:
+        error = (f"the description is {len(description)} characters, at most "
+                 f"{DESCRIPTION_MAX_CHARS}")
     elif default_bot is not None and default_bot not in bots:
         error = "the default bot must be one of the room's bots"
     if error is None:
@@ -156,12 +160,23 @@ async def create_room(request: Request[Any, Any, Any]) -> Template | Redirect:
             ))
         except Conflict:
             error = f"r/{name} exists already"
-    if error is not None:
+    if error is not None:  # the form comes back as it was filled in
         return page(request, "new_room.html", status_code=400, error=error,
                     personas=sorted(ctx.cast.personas),
-                    form={"name": name, "description": description, "public": public})
+                    form={"name": name, "description": description, "public": public,
+                          "bots": bots, "default_bot": default_bot})
     await ctx.storage.members.join(name, user, role="owner")
     return Redirect(path=f"/r/{name}")
+
+
+def _control_character(text: str) -> str | None:
+    """How to name the first control character of ``text`` (NUL by its name), or None."""
+    for ch in text:
+        if ch == "\x00":
+            return "a NUL character"
+        if unicodedata.category(ch) == "Cc":
+            return f"a control character (U+{ord(ch):04X})"
+    return None
 
 
 @post("/r/{room:str}/join")
@@ -211,8 +226,8 @@ async def _as_owner(request: Request[Any, Any, Any], room: str) -> tuple[WebCont
 
 async def _form_user(ctx: WebContext, request: Request[Any, Any, Any]) -> str:
     """The user named by the form's ``username`` (NotFound when there is none)."""
-    form = await request.form()
-    return (await ctx.storage.users.get(str(form.get("username", "")).strip() or "-")).display_name
+    form = await read_form(request)
+    return (await ctx.storage.users.get(form.get("username", "").strip() or "-")).display_name
 
 
 @post("/r/{room:str}/members")

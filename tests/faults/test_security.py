@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from playhouse import ids
 from playhouse.constants import AZURITE_KEY, CONTAINER_IMAGES
+from playhouse.errors import NotFound
 from playhouse.personas import Cast, load_cast_strict
 from playhouse.storage import Storage
 from playhouse.storage.models import User as StoredUser
@@ -788,3 +790,59 @@ async def test_every_error_about_a_frame_names_its_client_id(storage: Storage) -
             assert type(error).__name__ == "Error" and error.reason, (cid, error)
         await live.send({"type": "ping"})
         await live.expect("pong")
+
+
+async def _raw_form(client: httpx.AsyncClient, path: str, body: bytes, *,
+                    page: str = "/") -> httpx.Response:
+    """POST ``body`` (URL-encoded, as written) with a real CSRF token in front of it."""
+    token = csrf_from((await client.get(page)).text)
+    answer: httpx.Response = await client.post(
+        path, content=f"_csrf_token={token}&".encode() + body,
+        headers={"content-type": "application/x-www-form-urlencoded"})
+    return answer
+
+
+async def test_room_forms_say_what_is_wrong_and_keep_what_was_chosen(storage: Storage) -> None:
+    """Issue 12: a NUL in a description was reported as "at most 500 characters", a refused
+    room form lost its chosen bots, invalid UTF-8 in a form was stored as U+FFFD."""
+    app = await build(storage)
+    async with serve(app) as base, user_client(base, "formfiller") as client:
+        nul = await form_post(client, "/rooms/new", {"name": "Nulroom",
+                                                    "description": "a\x00b"}, page="/rooms/new")
+        assert nul.status_code == 400 and "NUL character" in nul.text
+        bell = await form_post(client, "/rooms/new", {"name": "Bellroom",
+                                                     "description": "ding\x07"},
+                               page="/rooms/new")
+        assert bell.status_code == 400 and "U+0007" in bell.text
+        long = await form_post(client, "/rooms/new", {"name": "Longroom",
+                                                     "description": "d" * 501},
+                               page="/rooms/new")
+        assert long.status_code == 400 and "501 characters, at most 500" in long.text
+        # A refused form comes back with the bots and the default bot that were chosen.
+        kept = await _raw_form(client, "/rooms/new",
+                               b"name=x&bots=CoopBot&bots=PabloBot&default_bot=PabloBot",
+                               page="/rooms/new")
+        assert kept.status_code == 400 and "room names are" in kept.text
+        checked = re.findall(r'name="bots" value="(\w+)" checked', kept.text)
+        assert checked == ["CoopBot", "PabloBot"]
+        assert re.search(r'<option value="PabloBot" selected>', kept.text)
+        # Text that is not UTF-8 is refused, not stored as replacement characters.
+        for body in (b"name=Badbytes&description=caf%E9", b"name=Badbytes&description=%FF%FE",
+                     b"name=Badbytes&description=\xff"):
+            bad = await _raw_form(client, "/rooms/new", body, page="/rooms/new")
+            assert bad.status_code == 400 and "not valid UTF-8" in bad.text, body
+        with pytest.raises(NotFound):
+            await storage.rooms.get("Badbytes")
+        good = await _raw_form(client, "/rooms/new", b"name=Cafe&description=caf%C3%A9",
+                               page="/rooms/new")
+        assert good.status_code in (302, 303)
+        assert (await storage.rooms.get("Cafe")).description == "café"
+        async with httpx.AsyncClient(base_url=base) as other:  # the account forms too
+            for path in ("/login", "/register"):
+                bad = await _raw_form(other, path, b"username=caf%E9&password=x%FFxxxxxxxx",
+                                      page=path)
+                assert bad.status_code == 400 and "not valid UTF-8" in bad.text, path
+            token = csrf_from((await other.get("/register")).text)
+            parts = await other.post("/register", files={"username": (None, b"caf\xe9")},
+                                     data={"_csrf_token": token})
+            assert parts.status_code == 400 and "not valid UTF-8" in parts.text
