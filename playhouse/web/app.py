@@ -28,6 +28,7 @@ from playhouse.web.budget import SlotRenewal, SocketSlots
 from playhouse.web.calls import CallRecovery
 from playhouse.web.consumer import ResultsConsumer
 from playhouse.web.context import SESSION_MAX_AGE_S, WebContext, room_channel, thread_channel
+from playhouse.web.headers import add_security_headers
 from playhouse.web.limits import Limits
 from playhouse.web.posting import recover_call
 from playhouse.web.presence import PresenceRefresh
@@ -160,6 +161,7 @@ def create_app(
         openapi_config=OpenAPIConfig(title="playhouse", version="1", path="/schema"),
         exception_handlers=errors.HANDLERS,
         after_exception=[_log_crash],
+        before_send=[add_security_headers],
         lifespan=[lifespan],
         logging_config=None,  # logging is structlog's, configured once by the CLI
         state=State({"playhouse": ctx, "consumer": consumer}),

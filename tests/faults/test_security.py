@@ -846,3 +846,31 @@ async def test_room_forms_say_what_is_wrong_and_keep_what_was_chosen(storage: St
             parts = await other.post("/register", files={"username": (None, b"caf\xe9")},
                                      data={"_csrf_token": token})
             assert parts.status_code == 400 and "not valid UTF-8" in parts.text
+
+
+async def test_every_answer_carries_the_security_headers(storage: Storage) -> None:
+    """Issue 12: no Content-Security-Policy or X-Frame-Options: pages could be framed by
+    other same-site origins."""
+    app = await build(storage)
+    async with serve(app) as base, user_client(base, "headers") as client:
+        async with socket(base, client) as live:
+            await live.subscribe("Sports")
+            ack = await live.post("Sports", client_id="t", title="framed?")
+        pages = [await client.get(path, headers=HTML)
+                 for path in ("/r/Sports", f"/r/Sports/t/{ack.thread_id}")]
+        for path in ("/", "/r/Sports", "/login", "/register", "/rooms/new", "/api/rooms",
+                     "/static/live.js", "/static/playhouse.css", "/healthz", "/no/such/page",
+                     "/r/NoSuchRoom", "/schema", "/schema/openapi.json"):
+            answer = await client.get(path, headers=HTML)
+            csp = answer.headers.get("content-security-policy", "")
+            assert "frame-ancestors 'none'" in csp, (path, answer.status_code, csp)
+            assert answer.headers.get("x-frame-options") == "DENY", path
+            assert answer.headers.get("x-content-type-options") == "nosniff", path
+            if not path.startswith("/schema"):
+                assert "script-src 'self';" in csp and "unsafe-inline" not in csp.replace(
+                    "style-src-attr 'unsafe-inline'", ""), (path, csp)
+        for page in pages:  # no inline script or handler the policy would block
+            assert page.status_code == 200 and "<script" in page.text
+            assert not re.search(r"<script(?![^>]*\b(src=|type=\"application/json\"))[^>]*>",
+                                 page.text), page.url
+            assert not re.search(r"<[^>]+\son[a-z]+=", page.text), page.url

@@ -8,7 +8,8 @@
   const room = body.dataset.room;
   const threadId = body.dataset.thread || null;
   const me = body.dataset.user || null;
-  const looks = window.PLAYHOUSE_LOOKS || {};
+  const looksData = document.getElementById("looks");  // data, not a script (CSP)
+  const looks = looksData ? JSON.parse(looksData.textContent) : {};
   let lastId = body.dataset.lastId || null;
   const pending = new Set(JSON.parse(body.dataset.pending || "[]"));
   const seen = new Set();
