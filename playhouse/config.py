@@ -102,6 +102,9 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     bot_calls_per_minute: Annotated[
         int, _doc("Bot calls one user may make per minute (each bot asked counts one).")
     ] = 10
+    rooms_per_hour: Annotated[
+        int, _doc("Rooms one user may create per hour (all at once, or spread out).")
+    ] = 10
     bot_call_grace_s: Annotated[
         int,
         _doc("Seconds a post's bot call waits before any instance makes it in place of the "

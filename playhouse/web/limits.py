@@ -216,6 +216,8 @@ class Limits:
     registrations_per_ip: Limiter
     bot_calls_per_user: Limiter
     """Bots one user asks (each bot a post calls takes one)."""
+    rooms_per_user: Limiter
+    """Rooms one user creates."""
 
     @classmethod
     def from_settings(cls, web: WebSettings, redis: Redis | None = None) -> Limits:
@@ -238,4 +240,6 @@ class Limits:
             registrations_per_ip=limiter("registrations_per_ip",
                                          max(1, web.logins_per_minute // 2)),
             bot_calls_per_user=limiter("bot_calls_per_user", web.bot_calls_per_minute),
+            rooms_per_user=limiter("rooms_per_user", web.rooms_per_hour / 60.0,
+                                   burst=max(1, web.rooms_per_hour)),
         )

@@ -10,6 +10,7 @@ import re
 import time
 import unicodedata
 from dataclasses import dataclass, field
+from math import ceil
 from typing import Annotated, Any
 
 import structlog
@@ -142,6 +143,7 @@ async def create_room(request: Request[Any, Any, Any]) -> Template | Redirect:
     bots = tuple(b for b in form.getall("bots", []) if b in ctx.cast.personas)
     default_bot = form.get("default_bot", "") or None
     error = None
+    status = 400
     if not ROOM_NAME.match(name):
         error = "room names are 3-32 letters, digits or '_'"
     elif (control := _control_character(description)) is not None:
@@ -151,6 +153,11 @@ async def create_room(request: Request[Any, Any, Any]) -> Template | Redirect:
                  f"{DESCRIPTION_MAX_CHARS}")
     elif default_bot is not None and default_bot not in bots:
         error = "the default bot must be one of the room's bots"
+    if error is None and (wait := await ctx.limits.rooms_per_user.take(user)):
+        status = 429
+        per_hour = ctx.settings.web.rooms_per_hour
+        error = (f"you can create {per_hour} rooms an hour; try again in "
+                 f"{max(1, ceil(wait / 60))} min")
     if error is None:
         now = time.time()
         try:
@@ -159,9 +166,10 @@ async def create_room(request: Request[Any, Any, Any]) -> Template | Redirect:
                 bots=bots, created_by=user, created_at=now, last_activity=now,
             ))
         except Conflict:
+            await ctx.limits.rooms_per_user.give_back(user)  # nothing was created
             error = f"r/{name} exists already"
     if error is not None:  # the form comes back as it was filled in
-        return page(request, "new_room.html", status_code=400, error=error,
+        return page(request, "new_room.html", status_code=status, error=error,
                     personas=sorted(ctx.cast.personas),
                     form={"name": name, "description": description, "public": public,
                           "bots": bots, "default_bot": default_bot})

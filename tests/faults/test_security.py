@@ -874,3 +874,31 @@ async def test_every_answer_carries_the_security_headers(storage: Storage) -> No
             assert not re.search(r"<script(?![^>]*\b(src=|type=\"application/json\"))[^>]*>",
                                  page.text), page.url
             assert not re.search(r"<[^>]+\son[a-z]+=", page.text), page.url
+
+
+async def test_room_creation_is_rate_limited(storage: Storage) -> None:
+    """Issue 12: one user created 30 rooms in 0.4 s."""
+    app = await build(storage, rooms_per_hour=3)
+    async with serve(app) as base, user_client(base, "builder") as client, \
+            user_client(base, "neighbour") as neighbour:
+        made = []
+        for n in range(6):
+            answer = await form_post(client, "/rooms/new", {"name": f"Burst{n}"},
+                                     page="/rooms/new")
+            made.append(answer.status_code)
+            if n == 0:  # a refused form (its name is taken) does not count
+                again = await form_post(client, "/rooms/new", {"name": "Burst0"},
+                                        page="/rooms/new")
+                assert again.status_code == 400 and "exists already" in again.text
+        assert all(code in (302, 303) for code in made[:3]), made
+        assert made[3:] == [429] * 3, made
+        held = await form_post(client, "/rooms/new", {"name": "Burst9", "bots": "CoopBot"},
+                               page="/rooms/new")
+        assert "rooms an hour" in held.text and "try again in" in held.text
+        assert 'value="Burst9"' in held.text  # the form comes back as filled in
+        for n in range(3, 6):
+            with pytest.raises(NotFound):
+                await storage.rooms.get(f"Burst{n}")
+        other = await form_post(neighbour, "/rooms/new", {"name": "NextDoor"},
+                                page="/rooms/new")
+        assert other.status_code in (302, 303)  # per user
