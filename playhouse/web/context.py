@@ -17,6 +17,7 @@ import structlog
 from playhouse.errors import Forbidden, NotFound
 from playhouse.storage.accounts import room_key
 from playhouse.storage.models import Room, Thread
+from playhouse.storage.threads import no_thread
 from playhouse.web.metrics import WebMetrics
 from playhouse.web.presence import PresenceAnnouncer, PresenceBook
 
@@ -130,9 +131,14 @@ class WebContext:
         return room, member
 
     async def readable_thread(self, thread_id: str, user: str | None) -> tuple[Thread, Room]:
-        """A thread, checked against its room's access rule."""
+        """A thread, checked against its room's access rule. A thread of a private room
+        is, to anyone else, a thread that does not exist: the same NotFound, naming
+        nothing (not even its room)."""
         thread = await self.storage.threads.get(thread_id)
-        room, _ = await self.readable_room(thread.room, user)
+        try:
+            room, _ = await self.readable_room(thread.room, user)
+        except Forbidden:
+            raise no_thread(thread_id) from None
         return thread, room
 
 

@@ -26,7 +26,8 @@ from playhouse.errors import (
     PlayhouseError,
     StorageUnavailable,
 )
-from playhouse.storage.models import Comment
+from playhouse.storage.models import Comment, Thread
+from playhouse.storage.threads import no_thread
 from playhouse.web import views
 from playhouse.web.budget import SocketBudget, frame_cost
 from playhouse.web.context import (
@@ -291,9 +292,7 @@ class Session:
             room, _ = await self.ctx.readable_room(msg.room, self.user)
             thread = None
             if msg.thread_id is not None:
-                thread = await self.ctx.storage.threads.get(msg.thread_id)
-                if thread.room.casefold() != room.name.casefold():
-                    raise NotFound(f"no thread {msg.thread_id!r} in r/{room.name}")
+                thread = await _thread_in(self.ctx, msg.thread_id, room.name)
         except Forbidden as exc:
             await self.error("forbidden", str(exc))
             return
@@ -442,6 +441,18 @@ class Session:
                  thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
         announce(self.ctx, stored)
         await count_in_room(self.ctx, stored)
+
+
+async def _thread_in(ctx: WebContext, thread_id: str, room: str) -> Thread:
+    """The thread, if it is in ``room``; else the one NotFound for a missing thread, so a
+    thread elsewhere (a private room's, say) is not told apart from one that is not."""
+    try:
+        thread = await ctx.storage.threads.get(thread_id)
+    except NotFound:
+        thread = None
+    if thread is None or thread.room.casefold() != room.casefold():
+        raise no_thread(thread_id, room)
+    return thread
 
 
 RESUME_GRACE_S = 10.0

@@ -22,6 +22,7 @@ from litestar.response import Redirect, Template
 from playhouse.errors import Conflict, Forbidden, NotFound, PlayhouseError
 from playhouse.personas import ROOM_NAME_PATTERN
 from playhouse.storage.models import Comment, Membership, Room
+from playhouse.storage.threads import no_thread
 from playhouse.web import views
 from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.forms import read_form
@@ -105,9 +106,12 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
 @get("/r/{room:str}/t/{thread_id:str}", name="thread")
 async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str) -> Template:
     ctx = context_of(request)
-    thread, found = await ctx.readable_thread(thread_id, current_user(request))
-    if found.name.casefold() != room.casefold():
-        raise NotFound(f"no thread {thread_id!r} in r/{room}")
+    try:
+        thread, found = await ctx.readable_thread(thread_id, current_user(request))
+    except NotFound:
+        found = None
+    if found is None or found.name.casefold() != room.casefold():
+        raise no_thread(thread_id, room)  # missing, private or elsewhere: one answer
     comments: list[Comment] = []
     token: str | None = None
     while len(comments) < THREAD_COMMENTS_MAX:

@@ -34,6 +34,7 @@ from playhouse.errors import Forbidden, NotFound, PlayhouseError, StorageUnavail
 from playhouse.grammar import clean_text
 from playhouse.storage.models import Comment, Room, Thread
 from playhouse.storage.queues import Received
+from playhouse.storage.threads import no_thread
 from playhouse.web import calls, views
 from playhouse.web.context import WebContext, room_channel, thread_channel
 from playhouse.web.protocol import (
@@ -143,10 +144,11 @@ async def _store_comment(ctx: WebContext, user: str, room: Room, msg: Post) -> S
     text = check_text(msg.text, "text", COMMENT_MAX_CHARS)
     try:
         thread = await ctx.storage.threads.get(msg.thread_id)
-    except NotFound as exc:
-        raise PostRefused("not_found", f"no thread {msg.thread_id!r}") from exc
-    if thread.room.casefold() != room.name.casefold():
-        raise PostRefused("not_found", f"no thread {msg.thread_id!r} in r/{room.name}")
+    except NotFound:
+        thread = None
+    if thread is None or thread.room.casefold() != room.name.casefold():
+        # Missing or elsewhere (a private room's thread, say): one answer for both.
+        raise PostRefused("not_found", str(no_thread(msg.thread_id, room.name)))
     parent: Comment | None = None
     if msg.parent_id is not None:
         try:

@@ -902,3 +902,39 @@ async def test_room_creation_is_rate_limited(storage: Storage) -> None:
         other = await form_post(neighbour, "/rooms/new", {"name": "NextDoor"},
                                 page="/rooms/new")
         assert other.status_code in (302, 303)  # per user
+
+
+async def test_a_private_thread_answers_as_a_missing_one_everywhere(storage: Storage) -> None:
+    """Issue 12: /api/threads/<private id> named the private room in its refusal (a
+    missing thread: 404 "no thread"), so a thread id told its room's name and existence."""
+    app = await build(storage)
+    async with serve(app) as base, user_client(base, "keeper") as owner, \
+            user_client(base, "prober") as prober:
+        await _private_room(base, owner, "Vault_7")
+        async with socket(base, owner) as live:
+            await live.subscribe("Vault_7")
+            secret = (await live.post("Vault_7", client_id="s", title="the code")).thread_id
+        missing = ids.new_id()
+
+        def same(answer: Any, thread_id: str) -> str:
+            return repr(answer).replace(thread_id, "ID")
+
+        for path in ("/api/threads/{}", "/r/Sports/t/{}", "/r/Vault_7/t/{}"):
+            private = await prober.get(path.format(secret))
+            absent = await prober.get(path.format(missing))
+            assert private.status_code == absent.status_code == 404, path
+            if "Vault_7" not in path:  # (a path naming the room is echoed, like any name)
+                assert "Vault_7" not in private.text, path
+            assert private.text.replace(secret, "ID") == absent.text.replace(missing, "ID"), path
+        async with socket(base, prober) as live:
+            answers = []
+            for thread_id in (secret, missing):
+                answers.append(same(await live.subscribe("Sports", thread_id=thread_id),
+                                    thread_id))
+            await live.subscribe("Sports")
+            for thread_id in (secret, missing):
+                answers.append(same(await live.post("Sports", client_id="p",
+                                                    thread_id=thread_id, text="hello?"),
+                                    thread_id))
+            assert answers[0] == answers[1] and answers[2] == answers[3], answers
+            assert "not_found" in answers[0] and "Vault_7" not in "".join(answers)
