@@ -938,3 +938,41 @@ async def test_a_private_thread_answers_as_a_missing_one_everywhere(storage: Sto
                                     thread_id))
             assert answers[0] == answers[1] and answers[2] == answers[3], answers
             assert "not_found" in answers[0] and "Vault_7" not in "".join(answers)
+
+
+INJECTIONS = ["x' or PartitionKey ne '", "Sports' or '1' eq '1", "x'", "a%27b", "Sports%00",
+              "r.sports", "u.alice", "Sports/Music", "*", "Sports' and RowKey gt '",
+              "Sports\\x", "Sports#x", "Sports?x"]
+REFLECTED = ["<script>window.__x=1</script>", "\"><img src=x onerror=alert(1)>",
+             "javascript:alert(1)", "'-alert(1)-'"]
+
+
+async def test_injected_keys_and_reflected_markup_never_get_through(storage: Storage) -> None:
+    """Attack classes that held (issue 12's probe): OData/key injection through names and
+    ids on the pages, the API, the socket and the forms; markup reflected from the URL."""
+    from urllib.parse import quote
+
+    app = await build(storage, logins_per_minute=1000)
+    async with serve(app) as base, user_client(base, "injector") as client, \
+            socket(base, client) as live:
+        for name in INJECTIONS:
+            for path in (f"/r/{quote(name, safe='')}", f"/api/rooms/{quote(name, safe='')}/threads",
+                         f"/api/threads/{quote(name, safe='')}"):
+                answer = await client.get(path)
+                assert 400 <= answer.status_code < 500, (path, answer.status_code)
+            refused = await live.subscribe(name)
+            assert type(refused).__name__ == "Error" and refused.code in (
+                "bad_request", "not_found", "bad_message"), (name, refused)
+            login = await _login(client, name, "x" * 10)
+            assert login.status_code in (400, 429), (name, login.status_code)
+            join = await form_post(client, f"/r/{quote(name, safe='')}/join", {})
+            assert 400 <= join.status_code < 500, (name, join.status_code)
+        for payload in REFLECTED:
+            q = quote(payload, safe="")
+            for path in (f"/r/{q}", f"/r/Sports/t/{q}", f"/login?next={q}", f"/r/Sports?page={q}",
+                         f"/images/{q}", f"/{q}"):
+                answer = await client.get(path, headers=HTML)
+                assert answer.status_code < 500, path
+                assert 'href="javascript:' not in answer.text.lower(), path
+                if any(ch in payload for ch in "<>\"'"):  # markup: only ever escaped
+                    assert payload not in answer.text, (path, answer.text[:300])
