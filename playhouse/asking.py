@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ import msgspec
 import structlog
 
 from playhouse import ids
-from playhouse.constants import QUEUE_IMAGE
+from playhouse.constants import COMMENT_MAX_CHARS, QUEUE_IMAGE, TITLE_MAX_CHARS
 from playhouse.errors import Conflict, NotFound
 from playhouse.messages import (
     ChainComment,
@@ -68,6 +69,42 @@ def _post_context(thread: Thread) -> PostContext:
     return PostContext(author=thread.author, title=thread.title, body=thread.body, url=thread.url)
 
 
+def image_caption(prompt: str, by: str | None, *, own_thread: bool = False,
+                  limit: int = COMMENT_MAX_CHARS) -> str:
+    """What an image persona's answer says: the prompt it painted, quoted as the words of
+    ``by`` (who asked, or whose post it painted), so a bot never appears to say what a
+    person wrote. ``own_thread``: the title of a picture thread of the persona's own,
+    after someone's post. ``by`` None: the prompt is the persona's own (the room's seeded
+    description) and is shown as it is. The prompt is shortened to fit ``limit``."""
+    if by is None:
+        return prompt[:limit]
+    head = f"after u/{by}: “" if own_thread else f"painted for u/{by}: “"
+    room = limit - len(head) - 1
+    quoted = prompt if len(prompt) <= room else prompt[: max(0, room - 1)] + "…"
+    return f"{head}{quoted}”"
+
+
+def image_prompt_of(text: str, persona: Persona) -> str:
+    """A person's words as a picture's prompt: without the mentions of the painter."""
+    mention = re.compile(rf"(?<![A-Za-z0-9_])/?u/{re.escape(persona.name)}(?![A-Za-z0-9_])",
+                         re.IGNORECASE)
+    return " ".join(mention.sub(" ", text).split())
+
+
+def chain_comment(comment: Comment, chain: Sequence[Comment], thread: Thread) -> ChainComment:
+    """``comment`` as a reply prompt shows it. An image persona's picture is shown as a
+    picture made for its requester (the author of what it answered), never as the
+    painter's own words: its caption quotes a person."""
+    if not (comment.is_bot and comment.image_blob):
+        return ChainComment(author=comment.author, text=comment.text)
+    if comment.parent_id is None:
+        by: str | None = thread.author
+    else:
+        by = next((c.author for c in chain if c.comment_id == comment.parent_id), None)
+    text = f"[an image, painted for u/{by}]" if by else "[an image]"
+    return ChainComment(author=comment.author, text=text)
+
+
 def reply_request(
     *,
     persona: Persona,
@@ -87,9 +124,7 @@ def reply_request(
         thread_id=thread.thread_id,
         parent_id=parent_id,
         post=_post_context(thread),
-        chain=tuple(
-            ChainComment(author=c.author, text=c.text) for c in chain if c.status == "ok"
-        ),
+        chain=tuple(chain_comment(c, chain, thread) for c in chain if c.status == "ok"),
         created_at=time.time(),
     )
 
@@ -100,9 +135,12 @@ def image_request(
     thread: Thread,
     parent_id: str | None,
     prompt: str,
+    requester: str | None,
     queue: str = QUEUE_IMAGE,
     request_id: str | None = None,
 ) -> GenerationRequest:
+    """Ask ``persona`` to paint ``prompt``, the words of ``requester`` (who asked, or whose
+    post it answers): its answer shows them as the requester's (:func:`image_caption`)."""
     return GenerationRequest(
         request_id=request_id or request_id_for(parent_id or thread.thread_id, persona.name),
         kind="image",
@@ -113,16 +151,18 @@ def image_request(
         parent_id=parent_id,
         post=_post_context(thread),
         image_prompt=prompt,
+        caption=image_caption(prompt, requester),
         created_at=time.time(),
     )
 
 
 def post_request(
     *, persona: Persona, room: str, queue: str, request_id: str | None = None,
-    image_prompt: str = "",
+    image_prompt: str = "", prompt_by: str | None = None,
 ) -> GenerationRequest:
     """Ask ``persona`` for a new thread in ``room``: a text persona writes its title and
-    body in one go; an image persona paints ``image_prompt`` and titles it with that."""
+    body in one go; an image persona paints ``image_prompt`` (the words of ``prompt_by``,
+    None when they are the persona's own) and its title says so."""
     return GenerationRequest(
         request_id=request_id or ids.new_id(),
         kind="post",
@@ -130,6 +170,8 @@ def post_request(
         room=room,
         queue=queue,
         image_prompt=image_prompt,
+        caption=image_caption(image_prompt, prompt_by, own_thread=True,
+                              limit=TITLE_MAX_CHARS) if image_prompt else "",
         created_at=time.time(),
     )
 
@@ -143,20 +185,24 @@ def bots_to_call(
     is_top_level_post: bool,
     author: str,
 ) -> list[Persona]:
-    """Which personas a person's post or comment calls, in a stable order.
+    """Which personas a person's post or comment calls, most expected first.
 
-    A mention ``u/Name`` calls that persona; replying to a bot's comment calls that bot;
-    a new thread in a room with a default bot calls the default bot. A persona never
-    answers itself. Any persona may be called by name: the room's bots matter only to
-    the scheduler.
+    Replying to a bot's comment calls that bot; a new thread in a room with a default bot
+    calls the default bot; a mention ``u/Name`` calls that persona (mentions in the order
+    they are written). A persona never answers itself. Any persona may be called by name:
+    the room's bots matter only to the scheduler. The caller caps how many are asked
+    (``web.bots_per_post``): the first ones of this list.
     """
     from playhouse.personas import mentions
 
-    names: list[str] = sorted(mentions(text, cast.personas))
+    names: list[str] = []
     if parent is not None and parent.is_bot and parent.persona:
         names.append(parent.persona)
     if is_top_level_post and default_bot:
         names.append(default_bot)
+    folded = text.casefold()
+    names += sorted(mentions(text, cast.personas),
+                    key=lambda name: (folded.find("u/" + name.casefold()), name))
     seen: set[str] = set()
     called: list[Persona] = []
     for name in names:

@@ -60,7 +60,35 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     secure_cookies: Annotated[bool, _doc("Mark cookies Secure (serve behind TLS).")] = False
     posts_per_minute: Annotated[int, _doc("Posts one user may make per minute.")] = 20
     logins_per_minute: Annotated[int, _doc("Login attempts per IP per minute.")] = 10
+    login_failures_per_minute: Annotated[
+        int,
+        _doc("Wrong passwords for one user name from one address per minute; past it that "
+             "address waits (the name's owner elsewhere is not locked out)."),
+    ] = 5
+    login_failures_per_user_per_minute: Annotated[
+        int,
+        _doc("Wrong passwords for one user name from all addresses per minute; past it only "
+             "an address with no recent failures for that name may try (a correct password "
+             "from the owner's device still gets in)."),
+    ] = 30
     history_page: Annotated[int, _doc("Items sent per page of history.")] = 50
+    ws_messages_per_s: Annotated[
+        float, _doc("Messages one websocket may send per second, on average (then too_fast).")
+    ] = 10.0
+    ws_message_burst: Annotated[
+        float, _doc("Messages one websocket may send at once before its rate applies.")
+    ] = 40.0
+    ws_patience: Annotated[
+        float,
+        _doc("Messages past its budget a websocket may send in a row (one forgiven per "
+             "second) before it is closed with 1008 (policy violation)."),
+    ] = 20.0
+    ws_sockets_per_address: Annotated[
+        int, _doc("Websockets open at once from one address (all instances together).")
+    ] = 64
+    ws_sockets_per_user: Annotated[
+        int, _doc("Websockets open at once for one logged-in user (all instances together).")
+    ] = 16
     admins: Annotated[
         tuple[str, ...],
         _doc("User names that may open the status page (comma-separated in the environment)."),
@@ -77,6 +105,16 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
         _doc("Queue depths are sampled only this long after someone last opened the status "
              "page or scraped /metrics (nobody watching costs no storage request)."),
     ] = 600.0
+    bots_per_post: Annotated[
+        int, _doc("Bots one post may call (mentions, reply, default bot); the rest are not "
+                  "asked, and the poster is told which.")
+    ] = 3
+    bot_calls_per_minute: Annotated[
+        int, _doc("Bot calls one user may make per minute (each bot asked counts one).")
+    ] = 10
+    rooms_per_hour: Annotated[
+        int, _doc("Rooms one user may create per hour (all at once, or spread out).")
+    ] = 10
     bot_call_grace_s: Annotated[
         int,
         _doc("Seconds a recorded bot call waits before any instance makes it in place of "

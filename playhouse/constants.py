@@ -71,6 +71,9 @@ CHANNEL_USER: Final = "user"
 """One person's own events on any instance (logged out: close the sockets)."""
 RATE_LIMIT_PREFIX: Final = "ratelimit"
 """Redis keys of the shared rate limits: ``[namespace:]ratelimit:<limit>:<key>``."""
+SOCKETS_PREFIX: Final = "sockets"
+"""Redis keys of the open live sockets, one sorted set per address or user:
+``[namespace:]sockets:a:<ip>`` / ``[namespace:]sockets:u:<name>``."""
 
 
 def channel_name(namespace: str, kind: str, key: str) -> str:
@@ -102,6 +105,8 @@ PATH_MAX: Final = FILTER_COMPARISONS_MAX - 1
 """Ancestor ids a comment keeps (its chain is one query: PartitionKey plus one RowKey
 comparison each); older ancestors fall outside any GPT-2 prompt's budget anyway."""
 
+SEED_CREATOR: Final = "playhouse"
+"""``created_by`` of the rooms the playhouse seeds from the cast (not a person's)."""
 DEFAULT_ROOM: Final = "CoopAndPabloPlayHouse"
 DEFAULT_BOT: Final = "ImageBot"
 

@@ -24,6 +24,8 @@ ErrorCode = Literal[
     "not_found",
     "conflict",
     "rate_limited",
+    "too_fast",
+    "too_many_sockets",
     "not_subscribed",
     "overloaded",
     "config",
@@ -87,6 +89,18 @@ class RateLimited(PlayhouseError):
 
     code: ClassVar[ErrorCode] = "rate_limited"
     status: ClassVar[int] = 429
+
+
+class TooFast(RateLimited):
+    """A websocket sending more messages than its budget: this one was not handled."""
+
+    code: ClassVar[ErrorCode] = "too_fast"
+
+
+class TooManySockets(RateLimited):
+    """More live sockets open at once from one address, or for one user, than allowed."""
+
+    code: ClassVar[ErrorCode] = "too_many_sockets"
 
 
 class InvalidInput(PlayhouseError):
@@ -169,8 +183,9 @@ CODES: dict[type[PlayhouseError], tuple[ErrorCode, int]] = {
     cls: (cls.code, cls.status)
     for cls in (
         PlayhouseError, ConfigError, StorageUnavailable, NotFound, Forbidden, LoginRequired,
-        Conflict, RateLimited, InvalidInput, BadRequest, BadJson, FrameTooLarge, TooLong,
-        Empty, ForgedAuthor, NotSubscribed, InvalidCompletion, ModelUnavailable, Interrupted,
+        Conflict, RateLimited, TooFast, TooManySockets, InvalidInput, BadRequest, BadJson,
+        FrameTooLarge, TooLong, Empty, ForgedAuthor, NotSubscribed, InvalidCompletion,
+        ModelUnavailable, Interrupted,
     )
 }
 """Every error class with its wire code and HTTP status (a test checks each code has one)."""

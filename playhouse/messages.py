@@ -46,6 +46,10 @@ class GenerationRequest(msgspec.Struct, kw_only=True, frozen=True):
     post: PostContext | None = None
     chain: tuple[ChainComment, ...] = ()
     image_prompt: str = ""
+    caption: str = ""
+    """What an image persona's answer says (its thread's title, for a post): the prompt as
+    the words of whoever wrote them (:func:`playhouse.asking.image_caption`); empty: the
+    prompt is the persona's own."""
     created_at: float = 0.0
     seed: int | None = None
     comment_id: str | None = None

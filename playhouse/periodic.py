@@ -91,6 +91,7 @@ class Periodic:
         aps.pause()
         pending = [t for t in self._inflight if not t.done()]
         if pending:
+            log.info("periodic.waiting", chores=sorted(t.get_name() for t in pending))
             await asyncio.wait(pending, timeout=STOP_WAIT_S)
         aps.shutdown(wait=False)
         await asyncio.sleep(0)  # let APScheduler's shutdown take effect
@@ -99,6 +100,7 @@ class Periodic:
     async def _tracked(self, chore: Chore) -> None:
         task = asyncio.current_task()
         if task is not None:
+            task.set_name(f"chore:{chore.name}")
             self._inflight.add(task)
         try:
             await chore.run()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from playhouse.config import Settings
-from playhouse.constants import DEFAULT_BOT, DEFAULT_ROOM
+from playhouse.constants import DEFAULT_BOT, DEFAULT_ROOM, SEED_CREATOR
 from playhouse.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def seed_rooms(cast: Cast) -> list[Room]:
         name.casefold(): Room(
             name=room.name, description=room.description, public=room.public,
             default_bot=room.default_bot, bots=tuple(p.name for p in cast.in_room(room.name)),
-            created_by="playhouse", created_at=now, last_activity=0.0,
+            created_by=SEED_CREATOR, created_at=now, last_activity=0.0,
         )
         for name, room in cast.rooms.items()
     }
@@ -85,7 +85,7 @@ def seed_rooms(cast: Cast) -> list[Room]:
         rooms[DEFAULT_ROOM.casefold()] = Room(
             name=DEFAULT_ROOM, description="The front room.", public=True,
             default_bot=DEFAULT_BOT if DEFAULT_BOT in cast.personas else None,
-            bots=tuple(p.name for p in cast.in_room(DEFAULT_ROOM)), created_by="playhouse",
+            bots=tuple(p.name for p in cast.in_room(DEFAULT_ROOM)), created_by=SEED_CREATOR,
             created_at=now, last_activity=0.0,
         )
     return list(rooms.values())
@@ -101,6 +101,7 @@ def assemble(settings: Settings, storage: Storage, cast: Cast, *, secret: bytes,
     from playhouse.periodic import Chore, Periodic
     from playhouse.scheduling.scheduler import Scheduler
     from playhouse.web.app import Service, channels_backend, channels_plugin, create_app
+    from playhouse.web.budget import LEASE_S, SocketSlots
     from playhouse.web.calls import CallRecovery
     from playhouse.web.consumer import ResultsConsumer
     from playhouse.web.context import WebContext
@@ -117,16 +118,16 @@ def assemble(settings: Settings, storage: Storage, cast: Cast, *, secret: bytes,
                             storage.namespace)
     ctx = WebContext(
         settings=settings, storage=storage, cast=cast,
-        limits=Limits.from_rates(posts_per_minute=web.posts_per_minute,
-                                 logins_per_minute=web.logins_per_minute, redis=redis,
-                                 namespace=storage.namespace),
+        limits=Limits.from_settings(web, redis=redis, namespace=storage.namespace),
         channels=channels, instance=instance or os.urandom(4).hex(),
         sessions=SessionGuard(storage), broadcast=broadcast,
         counters=Counters(storage, broadcast, window_s=web.activity_window_s),
+        slots=SocketSlots.from_settings(web, redis=redis, namespace=storage.namespace),
     )
     periodic = Periodic()
     presence = PresenceRefresh(ctx.presence, ctx.instance, broadcast.send)
     periodic.add(Chore("presence", REFRESH_S, presence.refresh))
+    periodic.add(Chore("socket_slots", LEASE_S / 3, ctx.slots.renew))
     if web.sample_interval_s > 0:
         sampler = Sampler(ctx, web.sample_interval_s, web.sample_watch_s)
         ctx.watch_status = sampler.watched

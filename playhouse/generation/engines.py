@@ -160,11 +160,13 @@ class ImageEngine:
                     Outcome(key, req, False, error="image withheld by the safety checker",
                             attempts=1)
                 )
-            elif req.kind == "post":  # a thread of its own: the prompt is its title
-                outcomes.append(Outcome(key, req, True, title=prompt[:TITLE_MAX_CHARS],
+            elif req.kind == "post":  # a thread of its own: titled with what it painted
+                outcomes.append(Outcome(key, req, True,
+                                        title=(req.caption or prompt)[:TITLE_MAX_CHARS],
                                         png=out.png, attempts=1))
-            else:
-                outcomes.append(Outcome(key, req, True, text=prompt, png=out.png, attempts=1))
+            else:  # the prompt is someone's words: the caption says whose
+                outcomes.append(Outcome(key, req, True, text=req.caption or prompt,
+                                        png=out.png, attempts=1))
         return outcomes
 
     def model_state(self, persona: Persona) -> tuple[str, str]:

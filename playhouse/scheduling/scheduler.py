@@ -36,7 +36,7 @@ import structlog
 from azure.core.exceptions import AzureError
 
 from playhouse import asking
-from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_RESULTS
+from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_RESULTS, SEED_CREATOR
 from playhouse.errors import PlayhouseError
 from playhouse.periodic import Chore, Periodic
 from playhouse.scheduling.housekeeping import Housekeeper, HousekeepingReport
@@ -277,9 +277,10 @@ class Scheduler:
             if decision is None:
                 continue
             if persona.kind == "image":
+                prompt, prompt_by = self._picture_of(snapshot, decision.room, persona)
                 request = asking.post_request(
                     persona=persona, room=decision.room, queue=QUEUE_IMAGE,
-                    image_prompt=self._picture_of(snapshot, decision.room, persona),
+                    image_prompt=prompt, prompt_by=prompt_by,
                 )
             else:
                 request = asking.post_request(persona=persona, room=decision.room,
@@ -297,17 +298,23 @@ class Scheduler:
             report.posts.append(request)
             log.info("post.scheduled", request_id=request.request_id, **decision.fields())
 
-    def _picture_of(self, snapshot: Snapshot, room: str, persona: Persona) -> str:
-        """What an image persona paints for a thread of its own: the title of one of the
-        room's recent threads (not its own, not a picture), else the room's description."""
-        titles = [t.title for t in snapshot.threads
+    def _picture_of(self, snapshot: Snapshot, room: str,
+                    persona: Persona) -> tuple[str, str | None]:
+        """What an image persona paints for a thread of its own, and whose words those are
+        (None: the playhouse's own): the title of one of the room's recent threads (not its
+        own, not a picture), else the room's description (its creator's words)."""
+        titles = [(t.title, t.author) for t in snapshot.threads
                   if t.room == room and t.author != persona.name and not t.image_blob
                   and t.title.strip()][:PICTURE_CHOICES]
         if titles:
-            return self.policy.rng.choice(titles).strip()[:500]
+            title, author = self.policy.rng.choice(titles)
+            return title.strip()[:500], author
         view = snapshot.rooms.get(room)
         description = view.room.description.strip() if view is not None else ""
-        return (description or f"r/{room}")[:500]
+        if not description:
+            return f"r/{room}", None
+        creator = view.room.created_by if view is not None else SEED_CREATOR
+        return description[:500], None if creator == SEED_CREATOR else creator
 
     async def _replies(self, snapshot: Snapshot, ledger: Ledger, now: float,
                        report: RoundReport, *, budget: int, images: bool) -> None:
@@ -347,7 +354,8 @@ class Scheduler:
             prompt = (view.thread.title if item.is_post else item.text).strip()[:500]
             request = asking.image_request(persona=persona, thread=view.thread,
                                            parent_id=parent_id, prompt=prompt,
-                                           queue=QUEUE_IMAGE, request_id=request_id)
+                                           requester=item.author, queue=QUEUE_IMAGE,
+                                           request_id=request_id)
         else:
             request = asking.reply_request(persona=persona, thread=view.thread,
                                            chain=view.chain(item), parent_id=parent_id,

@@ -173,12 +173,33 @@ class MemberRepo:
         self.t = tables
 
     async def join(self, room: str, username: str, role: Role = "member") -> Membership:
-        r, u = room_key(room), user_key(username)
-        member = Membership(room=r, username=u, role=role, joined_at=time.time())
+        """Make ``username`` a member with ``role``; one who is a member already keeps
+        the role they have (an owner who joins or is added stays an owner): roles change
+        only through :meth:`set_role`."""
+        existing = await self.get(room, username)
+        if existing is not None:
+            return existing
+        member = Membership(room=room_key(room), username=user_key(username), role=role,
+                            joined_at=time.time())
+        await self._write(member)
+        log.info("room.joined", room=member.room, username=member.username, role=role)
+        return member
+
+    async def set_role(self, room: str, username: str, role: Role) -> Membership:
+        """Give a member another role; NotFound when ``username`` is not a member."""
+        existing = await self.get(room, username)
+        if existing is None:
+            raise NotFound(f"u/{username} is not a member of r/{room}")
+        member = msgspec.structs.replace(existing, role=role)
+        await self._write(member)
+        log.info("room.role_changed", room=member.room, username=member.username, role=role)
+        return member
+
+    async def _write(self, member: Membership) -> None:
+        """Both rows; the room's row last (it is what "is X a member" reads)."""
+        r, u = member.room, member.username
         await self.t.upsert(TABLE_MEMBERS, to_entity(member, f"u.{u}", r), f"membership {u}")
         await self.t.upsert(TABLE_MEMBERS, to_entity(member, f"r.{r}", u), f"membership {u}")
-        log.info("room.joined", room=r, username=u, role=role)
-        return member
 
     async def leave(self, room: str, username: str) -> bool:
         """Remove a membership; False when there was none."""

@@ -41,7 +41,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from playhouse.constants import TABLE_BATCH_MAX
-from playhouse.errors import Conflict, InvalidInput, NotFound, StorageUnavailable
+from playhouse.errors import BadRequest, Conflict, InvalidInput, NotFound, StorageUnavailable
 
 log = structlog.get_logger()
 
@@ -70,14 +70,15 @@ def table_name(namespace: str, name: str) -> str:
 
 
 def check_key(kind: str, value: str) -> str:
-    """Reject what Azure forbids in PartitionKey/RowKey, with a readable reason."""
+    """Reject what Azure forbids in PartitionKey/RowKey, with a readable reason (a name or
+    id that cannot exist: the asker's mistake, :class:`BadRequest`)."""
     if not value:
-        raise InvalidInput(f"{kind} must not be empty")
+        raise BadRequest(f"{kind} must not be empty")
     if len(value) > KEY_MAX_CHARS:
-        raise InvalidInput(f"{kind} is longer than {KEY_MAX_CHARS} characters")
+        raise BadRequest(f"{kind} is longer than {KEY_MAX_CHARS} characters")
     for ch in value:
         if ch in _FORBIDDEN_KEY_CHARS or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            raise InvalidInput(f"{kind} {value!r} contains the forbidden character {ch!r}")
+            raise BadRequest(f"{kind} {value!r} contains the forbidden character {ch!r}")
     check_text(kind, value)
     return value
 

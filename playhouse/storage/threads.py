@@ -43,6 +43,13 @@ def _thread_id(value: str) -> str:
     return value
 
 
+def no_thread(thread_id: str, room: str | None = None) -> NotFound:
+    """The one answer for a thread that is not there (in ``room``), or not for the asker:
+    a private thread must not be told apart from a missing one."""
+    where = f" in r/{room}" if room is not None else ""
+    return NotFound(f"no thread {thread_id!r}{where}")
+
+
 class ThreadRepo:
     def __init__(self, tables: Tables) -> None:
         self.t = tables
@@ -73,7 +80,7 @@ class ThreadRepo:
         if room is None:
             entity = await self.t.get(TABLE_THREADS, THREAD_INDEX_PK, tid, f"thread {tid}")
             if entity is None:
-                raise NotFound(f"no thread {thread_id!r}")
+                raise no_thread(thread_id)
             room = self._rooms[tid] = str(entity["room"])
         return room
 
@@ -84,7 +91,7 @@ class ThreadRepo:
         entity = await self.t.get(TABLE_THREADS, room, ids.invert(_thread_id(thread_id)),
                                   f"thread {thread_id}")
         if entity is None:
-            raise NotFound(f"no thread {thread_id!r}")
+            raise no_thread(thread_id)
         return from_entity(entity, Thread)
 
     async def list(self, room: str, *, limit: int = 50, token: str | None = None) -> Page[Thread]:

@@ -30,6 +30,7 @@ from playhouse.errors import PlayhouseError
 from playhouse.web import api, auth, errors, live, pages, status
 from playhouse.web.assets import static_dir
 from playhouse.web.context import SESSION_MAX_AGE_S, WebContext
+from playhouse.web.headers import add_security_headers
 from playhouse.web.templating import template_config
 
 if TYPE_CHECKING:
@@ -59,6 +60,15 @@ class _Lifespan(InitPluginProtocol):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.lifespan.append(self.lifespan)
         return app_config
+
+
+def _closing(closers: Sequence[Callable[[], Awaitable[object]]]
+             ) -> Callable[[], Awaitable[None]]:
+    async def close_all() -> None:
+        for close in closers:
+            await close()
+
+    return close_all
 
 
 async def _log_crash(exc: BaseException, scope: Scope) -> None:
@@ -100,8 +110,8 @@ def create_app(
     on_close: Sequence[Callable[[], Awaitable[object]]] = (),
 ) -> Litestar:
     """The web app over ``ctx``: ``services`` start with it (in order) and stop with it
-    (in reverse); then the counters are written, background tasks drained and
-    ``on_close`` run (closing the Redis client, say)."""
+    (in reverse); then the counters are written and background tasks drained; ``on_close``
+    runs last, once the fan-out has stopped too (closing the Redis client, say)."""
     secure = ctx.settings.web.secure_cookies
 
     @asynccontextmanager
@@ -117,10 +127,9 @@ def create_app(
         finally:
             for service in reversed(started):
                 await service.stop()
+            ctx.announcer.close()
             await ctx.counters.close()
             await ctx.drain()
-            for close in on_close:
-                await close()
 
     session = auth.SessionConfig(
         secret=derive(secret, "session"), key=SESSION_COOKIE, httponly=True, samesite="lax",
@@ -133,12 +142,21 @@ def create_app(
         ],
         plugins=[ctx.channels, _Lifespan(lifespan)],
         middleware=[ctx.metrics.middleware, session.middleware, ctx.sessions.middleware],
+        # No path is excluded from CSRF: Litestar compiles ``exclude`` into an unanchored
+        # regex searched anywhere in the path (``/r/apiVault/leave`` matched "/api"). The
+        # API and the schema are GET-only, and safe methods are never checked; a handler
+        # that must take unsafe requests without the token says so itself with
+        # ``opt={"exclude_from_csrf": True}``.
         csrf_config=CSRFConfig(secret=derive(secret, "csrf").hex(), cookie_secure=secure,
-                               cookie_samesite="lax", exclude=["/api", "/schema"]),
+                               cookie_samesite="lax"),
         template_config=template_config(),
         openapi_config=OpenAPIConfig(title="playhouse", version="1", path="/schema"),
         exception_handlers=errors.HANDLERS,
         after_exception=[_log_crash],
+        before_send=[add_security_headers],
+        # Last, after every lifespan (the Channels plugin's included: its Redis backend
+        # shuts down on the client these close).
+        on_shutdown=[_closing(on_close)],
         logging_config=None,  # logging is structlog's, configured once by the CLI
         state=State({"playhouse": ctx}),
     )

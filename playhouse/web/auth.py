@@ -3,8 +3,13 @@
 Passwords are hashed with argon2 (in a worker thread: hashing is slow on purpose). The
 session is Litestar's client-side cookie, encrypted and authenticated with AES-GCM, so
 a tampered cookie reads as no session at all; logging out voids every copy of it
-(:mod:`playhouse.web.sessions`). Forms carry Litestar's CSRF token. Login
-attempts are limited per IP and per user name, registrations per IP.
+(:mod:`playhouse.web.sessions`). Forms carry Litestar's CSRF token.
+
+Login attempts are limited per address; wrong passwords strictly per (address, user
+name), so someone guessing is slowed without locking the name's owner out, and loosely
+per user name, a ceiling past which only an address with no recent failure for that name
+may still try. A correct password gives back what its attempt took. Registrations are
+limited per address.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import functools
 import re
 import time
 from dataclasses import dataclass
+from math import ceil
 from typing import Annotated, Any
 
 import structlog
@@ -36,6 +42,7 @@ from playhouse.web.context import (
     context_of,
     current_user,
 )
+from playhouse.web.forms import read_form
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
@@ -96,8 +103,7 @@ def check_new_account(username: str, password: str, reserved: set[str]) -> str |
 
 
 async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
-    form = await request.form()
-    return {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    return dict((await read_form(request)).items())
 
 
 @get("/login", name="login")
@@ -116,24 +122,57 @@ async def login(request: Request[Any, Any, Any]) -> Template | Redirect:
     password = form.get("password", "")
     target = safe_next(form.get("next"))
     ip = client_ip(request)
-    wait = await ctx.limits.logins_per_ip.take(ip)
-    if not wait and username:
-        wait = await ctx.limits.logins_per_user.take(username.casefold())
-    if wait:
-        log.warning("login.limited", ip=ip, username=username[:40])
+
+    def refused(wait: float, why: str) -> Template:
+        log.warning("login.limited", ip=ip, username=username[:40], why=why)
         return page(request, "login.html", status_code=429, next=target, username=username,
-                    error=f"too many attempts; try again in {wait:.0f} s")
+                    error=LIMITED[why].format(name=username, wait=max(1, ceil(wait))))
+
+    wait = await ctx.limits.logins_per_ip.take(ip)
+    if wait:
+        return refused(wait, "address")
+    # Only a possible name has buckets (junk names cannot fill the limiter's memory).
+    counted = USERNAME.match(username) is not None
+    pair = f"{ip} {username.casefold()}"
+    by_user = False
+    if counted:
+        # The strict limit is per (address, name): it slows whoever guesses, not the owner.
+        fresh = await ctx.limits.login_failures_per_client.untouched(pair)
+        wait = await ctx.limits.login_failures_per_client.take(pair)
+        if wait:
+            return refused(wait, "client")
+        # The per-name ceiling holds back a guess spread over many addresses; an address
+        # with no recent failure for this name may still try (the owner's own device).
+        wait = await ctx.limits.login_failures_per_user.take(username.casefold())
+        by_user = not wait
+        if wait and not fresh:
+            return refused(wait, "user")
     user = None
-    if USERNAME.match(username):
+    if counted:
         user = await ctx.storage.users.find(username)
     ok = await asyncio.to_thread(_verify, user.password_hash if user else None, password)
     if user is None or not ok or user.disabled:
         log.info("login.failed", username=username[:40], ip=ip)
         return page(request, "login.html", status_code=400, next=target, username=username,
                     error="wrong user name or password")
+    # A correct password is not a failure: give back what the attempt took.
+    await ctx.limits.login_failures_per_client.give_back(pair)
+    if by_user:
+        await ctx.limits.login_failures_per_user.give_back(username.casefold())
     start_session(request, user)
     log.info("login.succeeded", username=user.username)
     return Redirect(path=target)
+
+
+LIMITED = {
+    "address": "too many login attempts from your address; try again in {wait} s",
+    "client": "too many wrong passwords for u/{name} from your address; try again in "
+              "{wait} s (this does not lock u/{name} out elsewhere)",
+    "user": "u/{name} has had too many wrong passwords from several places, and this device "
+            "had one of them: try again in {wait} s, or log in from a device that has "
+            "not failed recently",
+}
+"""Why a login attempt was held back, as the page says it."""
 
 
 def start_session(request: Request[Any, Any, Any], user: User) -> None:

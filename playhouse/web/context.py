@@ -16,8 +16,9 @@ import structlog
 
 from playhouse.errors import Forbidden
 from playhouse.storage.models import Room, Thread
+from playhouse.storage.threads import no_thread
 from playhouse.web.metrics import WebMetrics
-from playhouse.web.presence import PresenceBook
+from playhouse.web.presence import PresenceAnnouncer, PresenceBook
 
 if TYPE_CHECKING:
     from litestar.channels import ChannelsPlugin
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from playhouse.events import Broadcaster
     from playhouse.personas import Cast
     from playhouse.storage import Storage
+    from playhouse.web.budget import SocketSlots
     from playhouse.web.counters import Counters
     from playhouse.web.limits import Limits
     from playhouse.web.sessions import SessionGuard
@@ -64,6 +66,8 @@ class WebContext:
     """The one way anything is shown live (:mod:`playhouse.events`)."""
     counters: Counters
     """Room and thread counters, coalesced."""
+    slots: SocketSlots
+    """Open sockets per address and per user (capped)."""
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -72,6 +76,11 @@ class WebContext:
     the results consumer then polls quickly until its answer comes."""
     watch_status: Callable[[], Awaitable[None]] = _nothing
     """Told when someone looks at the status page or ``/metrics``: the sampler samples."""
+    announcer: PresenceAnnouncer = field(init=False)
+    """Publishes this instance's viewers of a room when they change (coalesced)."""
+
+    def __post_init__(self) -> None:
+        self.announcer = PresenceAnnouncer(self.presence, self.instance, self.broadcast.send)
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``work`` in the background, logging (never raising) a failure."""
@@ -104,9 +113,14 @@ class WebContext:
         return room, member
 
     async def readable_thread(self, thread_id: str, user: str | None) -> tuple[Thread, Room]:
-        """A thread, checked against its room's access rule."""
+        """A thread, checked against its room's access rule. A thread of a private room
+        is, to anyone else, a thread that does not exist: the same NotFound, naming
+        nothing (not even its room)."""
         thread = await self.storage.threads.get(thread_id)
-        room, _ = await self.readable_room(thread.room, user)
+        try:
+            room, _ = await self.readable_room(thread.room, user)
+        except Forbidden:
+            raise no_thread(thread_id) from None
         return thread, room
 
 

@@ -21,11 +21,14 @@ from playhouse import ids
 from playhouse.constants import PATH_MAX
 from playhouse.errors import (
     BadRequest,
+    InvalidInput,
     LoginRequired,
     NotFound,
     NotSubscribed,
     PlayhouseError,
     StorageUnavailable,
+    TooFast,
+    TooManySockets,
     describe,
 )
 from playhouse.events import (
@@ -37,8 +40,10 @@ from playhouse.events import (
     Thinking,
     decode_event,
 )
-from playhouse.storage.models import Comment
+from playhouse.storage.models import Comment, Thread
+from playhouse.storage.threads import no_thread
 from playhouse.views import comment_out, thread_out
+from playhouse.web.budget import SocketBudget, frame_cost
 from playhouse.web.context import SESSION_ID, WebContext, client_ip, context_of, current_user
 from playhouse.web.posting import announce, check_rate, store_post
 from playhouse.web.protocol import (
@@ -90,6 +95,10 @@ class Session:
         self.account: Subscriber | None = None
         """The user's own channel: a logout anywhere closes this socket."""
         self.account_pump: asyncio.Task[None] | None = None
+        self.budget = SocketBudget.from_settings(ctx.settings.web)
+        self.socket_id = f"{ctx.instance}:{ids.new_id()}"
+        self.slotted = False
+        """Counted in :attr:`WebContext.slots` (released when the socket ends)."""
 
     # ------------------------------------------------------------------ sending
     async def send(self, event: ServerEvent) -> None:
@@ -119,7 +128,7 @@ class Session:
             asked = self.ctx.presence.to_answer(event, self.ctx.instance,
                                                 asyncio.get_running_loop().time())
             if asked is not None:
-                self._publish_presence(asked)
+                self.ctx.announcer.changed(asked, force=True)
         if self.replaying:
             self.held.append((data, event))
             return
@@ -135,27 +144,73 @@ class Session:
     async def run(self) -> None:
         await self.socket.accept()
         await self.send(Hello(user=self.user, instance=self.ctx.instance))
-        log.info("socket.opened", user=self.user or "-", ip=self.ip)
-        if self.user is not None:
-            self.account = await self.ctx.channels.subscribe(
-                [self.ctx.broadcast.channels.user(self.user)]
-            )
-            self.account_pump = asyncio.create_task(self._watch_account(self.account))
         try:
+            full = await self.ctx.slots.claim(self.socket_id, self.ip, self.user)
+            if full is not None:
+                await self._refuse_socket(full)
+                return
+            self.slotted = True
+            log.info("socket.opened", user=self.user or "-", ip=self.ip)
+            if self.user is not None:
+                self.account = await self.ctx.channels.subscribe(
+                    [self.ctx.broadcast.channels.user(self.user)]
+                )
+                self.account_pump = asyncio.create_task(self._watch_account(self.account))
             while not self.closed:
                 event = await self.socket.receive()
                 if event["type"] == "websocket.disconnect":
                     break
                 text, data = event.get("text"), event.get("bytes")
                 frame = text if isinstance(text, str) else data
-                await self.handle_frame(frame if isinstance(frame, str | bytes) else b"")
+                frame = frame if isinstance(frame, str | bytes) else b""
+                verdict = self.budget.charge()
+                if verdict == "ok":
+                    await self.handle_frame(frame)
+                else:
+                    await self._too_fast(frame, verdict)
         except WebSocketDisconnect:
             pass
         finally:
             self.closed = True
             await self.unsubscribe()
             await self._stop_watching_account()
+            if self.slotted:
+                await self.ctx.slots.release(self.socket_id, self.ip, self.user)
             log.info("socket.closed", user=self.user or "-")
+
+    async def _refuse_socket(self, full: str) -> None:
+        """Over the cap of open sockets (``full``: ``address`` or ``user``): say so, close."""
+        web = self.ctx.settings.web
+        if full == "user":
+            reason = (f"you have {web.ws_sockets_per_user} live pages open already; close "
+                      "some and reload this one")
+        else:
+            reason = (f"{web.ws_sockets_per_address} live pages are open from your address "
+                      "already; close some and reload this one")
+        log.warning("socket.refused", reason="too_many_sockets", cap=full, ip=self.ip,
+                    user=self.user or "-")
+        await self.refuse(TooManySockets(reason))
+        await self._close(1008, "too many open sockets")
+
+    async def _too_fast(self, frame: str | bytes, verdict: str) -> None:
+        """A frame over the socket's budget: not handled, answered ``too_fast`` (with its
+        client id, so the page settles a post); a socket that keeps on past its patience
+        is closed with 1008 (policy violation), so it is told at most that many times."""
+        client_id = client_id_of(frame)
+        if verdict == "close":
+            log.warning("socket.flooded", user=self.user or "-", ip=self.ip,
+                        refused=self.budget.refused)
+            await self.refuse(TooFast("too many messages, too fast: this connection is "
+                                      "closed; reload the page"), client_id)
+            await self._close(1008, "too many messages")
+        else:
+            await self.refuse(TooFast("too many messages, too fast: this one was not "
+                                      "handled; wait a moment and send it again"), client_id)
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.socket.close(code=code, reason=reason)
 
     async def _watch_account(self, subscriber: Subscriber) -> None:
         """Close the socket when its session is logged out (here, or on another instance,
@@ -166,9 +221,7 @@ class Session:
             if not isinstance(event, LoggedOut) or not event.ends(self.session_id):
                 continue  # another browser of this user logged out
             await self.refuse(LoginRequired("you logged out; log in again to post"))
-            self.closed = True
-            with contextlib.suppress(Exception):
-                await self.socket.close(code=4401, reason="logged out")
+            await self._close(4401, "logged out")
             log.info("socket.logged_out", user=self.user or "-")
             return
 
@@ -188,14 +241,26 @@ class Session:
                 await self.ctx.channels.unsubscribe(subscriber)
 
     async def handle_frame(self, frame: str | bytes) -> None:
+        """Answer one frame. Nothing a frame holds ends the socket: a frame that is not a
+        message is answered with an error, and so is one the server fails on."""
         try:
             msg = decode_client(frame)
         except PlayhouseError as exc:
             await self.refuse(exc, client_id_of(frame))
             return
+        except Exception:  # decode_client raises only InvalidInput; kept as a last guard
+            log.exception("socket.decode_failed", user=self.user or "-")
+            await self.refuse(InvalidInput("the server could not read that message"),
+                              client_id_of(frame))
+            return
         # A refused post is answered with its client id, so the page settles that post
         # (shows the reason, keeps the text) instead of waiting for an ack that never comes.
         client_id = msg.client_id if isinstance(msg, PostMessage) else None
+        if isinstance(msg, Subscribe):  # it reads storage: it costs more of the budget
+            verdict = self.budget.charge(frame_cost("subscribe", len(msg.pending)))
+            if verdict != "ok":
+                await self._too_fast(frame, verdict)
+                return
         try:
             await self.dispatch(msg)
         except StorageUnavailable as exc:
@@ -226,9 +291,7 @@ class Session:
         room, _ = await self.ctx.readable_room(msg.room, self.user)
         thread = None
         if msg.thread_id is not None:
-            thread = await self.ctx.storage.threads.get(msg.thread_id)
-            if thread.room.casefold() != room.name.casefold():
-                raise NotFound(f"no thread {msg.thread_id!r} in r/{room.name}")
+            thread = await _thread_in(self.ctx, msg.thread_id, room.name)
         await self.unsubscribe()
         names = self.ctx.broadcast.channels
         channels = [names.room(room.name)]
@@ -249,7 +312,11 @@ class Session:
                 await self._room_history(room.name, msg.after)
         finally:
             await self._release_held()
-        self._publish_presence(room.name, ask=True)
+        # This page learns who watches through this instance now, from its own socket;
+        # everyone else hears of the newcomer in the coalesced list (other instances
+        # answer its ``ask`` with theirs).
+        await self.send(self.ctx.presence.event(room.name, self.ctx.instance))
+        self.ctx.announcer.changed(room.name, ask=True)
         log.info("socket.subscribed", user=self.user or "-", room=room.name,
                  thread_id=msg.thread_id or "-")
 
@@ -343,10 +410,7 @@ class Session:
         if self.room is not None:
             room, self.room, self.thread_id = self.room, None, None
             self.ctx.presence.leave(room, self.user)
-            self._publish_presence(room)
-
-    def _publish_presence(self, room: str, *, ask: bool = False) -> None:
-        self.ctx.broadcast.send(self.ctx.presence.event(room, self.ctx.instance, ask=ask))
+            self.ctx.announcer.changed(room)
 
     # ------------------------------------------------------------------ posting
     async def post(self, msg: PostMessage) -> None:
@@ -358,10 +422,20 @@ class Session:
         stored = await store_post(self.ctx, self.user, msg)
         comment_id = stored.comment.comment_id if stored.comment else None
         await self.send(Ack(client_id=msg.client_id, thread_id=stored.thread.thread_id,
-                            comment_id=comment_id))
+                            comment_id=comment_id, called=stored.called,
+                            not_called=stored.not_called, notice=stored.notice))
         log.info("post.accepted", user=self.user, room=stored.room.name,
                  thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
         announce(self.ctx, stored)
+
+
+async def _thread_in(ctx: WebContext, thread_id: str, room: str) -> Thread:
+    """The thread, if it is in ``room``; else the one NotFound for a missing thread, so a
+    thread elsewhere (a private room's, say) is not told apart from one that is not."""
+    try:
+        return await ctx.storage.threads.get(thread_id, room=room)
+    except NotFound:
+        raise no_thread(thread_id, room) from None
 
 
 RESUME_GRACE_S = 10.0

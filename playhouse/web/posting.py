@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from math import ceil
 from typing import TYPE_CHECKING, TypeVar
 
 import structlog
@@ -34,6 +35,7 @@ from playhouse.constants import (
     TITLE_MAX_CHARS,
 )
 from playhouse.errors import (
+    BadRequest,
     Empty,
     Forbidden,
     InvalidInput,
@@ -44,6 +46,7 @@ from playhouse.errors import (
 )
 from playhouse.grammar import clean_text
 from playhouse.storage.models import Comment, Job, Room, Thread
+from playhouse.storage.threads import no_thread
 from playhouse.web.context import WebContext
 from playhouse.web.protocol import PostMessage
 
@@ -72,6 +75,58 @@ class Stored:
     unrecorded: tuple[Job, ...] = ()
     """Jobs whose write failed while the post's own landed: recorded after the ack (the
     post is stored, so it is acknowledged; its calls are retried, not refused)."""
+    called: tuple[str, ...] = ()
+    """The bots this post asks (decided once, before the write: see :func:`decide_calls`)."""
+    not_called: tuple[str, ...] = ()
+    """The bots it named but does not ask (over the per-post cap or the user's rate)."""
+    notice: str | None = None
+    """What the poster is told about ``not_called``."""
+
+
+@dataclass(frozen=True)
+class Calls:
+    """Which of the bots a post names it asks, and what the poster is told about the rest."""
+
+    called: tuple[Persona, ...]
+    not_called: tuple[str, ...] = ()
+    notice: str | None = None
+
+
+def _names(personas: Sequence[str]) -> str:
+    shown = [f"u/{name}" for name in personas]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[Persona]) -> Calls:
+    """Cap the bots one post asks (``web.bots_per_post``, in the order
+    :func:`~playhouse.asking.bots_to_call` gives) and the bot calls one user makes a minute
+    (``web.bot_calls_per_minute``); the post itself is never refused for it."""
+    cap = ctx.settings.web.bots_per_post
+    called: list[Persona] = []
+    limited: list[str] = []
+    wait = 0.0
+    for persona in wanted[:cap]:
+        waited = await ctx.limits.bot_calls_per_user.take(user)
+        if waited:
+            limited.append(persona.name)
+        else:
+            called.append(persona)
+        wait = max(wait, waited)
+    over = [p.name for p in wanted[cap:]]
+    if not over and not limited:
+        return Calls(called=tuple(called))
+    parts = []
+    if called:
+        parts.append(f"{_names([p.name for p in called])} will answer")
+    if over:
+        parts.append(f"{_names(over)} not: one post calls at most {cap} bots")
+    if limited:
+        parts.append(f"{_names(limited)} not: you called bots too often; call them again "
+                     f"in {max(1, ceil(wait))} s")
+    log.info("bot.calls_capped", user=user, called=[p.name for p in called], over=over,
+             limited=limited)
+    return Calls(called=tuple(called), not_called=tuple(over + limited),
+                 notice="; ".join(parts))
 
 
 def post_text(text: str, what: str, max_chars: int, *, allow_empty: bool = False) -> str:
@@ -134,19 +189,20 @@ async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
         thread_id=ids.new_id(now), room=room.name, title=title, body=body, url=None,
         author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
     )
-    called = _called(ctx, room, thread, None, None)
-    jobs = [asking.new_job(_request(p, thread, [], None), now=now) for p in called]
+    calls = await decide_calls(ctx, user, _called(ctx, room, thread, None, None))
+    jobs = [asking.new_job(_request(p, thread, [], None), now=now) for p in calls.called]
     thread, recorded, unrecorded = await _write(ctx, ctx.storage.threads.create(thread), jobs)
     return Stored(room=room, thread=thread, comment=None, parent=None, calls=recorded,
-                  unrecorded=unrecorded)
+                  unrecorded=unrecorded, called=tuple(p.name for p in calls.called),
+                  not_called=calls.not_called, notice=calls.notice)
 
 
 async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str) -> Stored:
     assert msg.thread_id is not None
-    if not ids.is_id(msg.thread_id):
-        raise NotFound(f"no thread {msg.thread_id!r}")
+    if not ids.is_id(msg.thread_id):  # as the socket's subscribe answers it: not there
+        raise no_thread(msg.thread_id, msg.room)
     if msg.parent_id is not None and not ids.is_id(msg.parent_id):
-        raise NotFound(f"no comment {msg.parent_id!r} to reply to")
+        raise BadRequest(f"`parent_id` {msg.parent_id[:64]!r} is not an id")
 
     async def parent_of() -> Comment | None:
         if msg.parent_id is None or msg.thread_id is None:
@@ -160,8 +216,8 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
         assert msg.thread_id is not None
         try:
             return await ctx.storage.threads.get(msg.thread_id, room=msg.room)
-        except NotFound as exc:
-            raise NotFound(f"no thread {msg.thread_id!r} in r/{msg.room}") from exc
+        except NotFound:  # missing or elsewhere (a private room's, say): one answer for both
+            raise no_thread(msg.thread_id, msg.room) from None
 
     room, thread, parent = await asyncio.gather(_room(ctx, msg.room), thread_of(), parent_of())
     if parent is not None and parent.status == "placeholder":
@@ -174,20 +230,21 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
         persona=None, text=text, created_at=now, depth=parent.depth + 1 if parent else 0,
         path=(*parent.path, parent.comment_id)[-PATH_MAX:] if parent else (),
     )
-    called = _called(ctx, room, thread, comment, parent)
+    calls = await decide_calls(ctx, user, _called(ctx, room, thread, comment, parent))
 
     async def ancestors() -> list[Comment]:
-        if not called or parent is None:
+        if not calls.called or parent is None:
             return []
         return await ctx.storage.comments.ancestors(parent)
 
     above, _ = await asyncio.gather(ancestors(), _may_post(ctx, room, user))
     chain = [*above, *([parent] if parent else []), comment]
     jobs = [asking.new_job(_request(p, thread, chain, comment), depth=comment.depth + 1,
-                           now=now) for p in called]
+                           now=now) for p in calls.called]
     comment, recorded, unrecorded = await _write(ctx, ctx.storage.comments.add(comment), jobs)
     return Stored(room=room, thread=thread, comment=comment, parent=parent, calls=recorded,
-                  unrecorded=unrecorded)
+                  unrecorded=unrecorded, called=tuple(p.name for p in calls.called),
+                  not_called=calls.not_called, notice=calls.notice)
 
 
 async def _write(ctx: WebContext, post: Awaitable[P], jobs: list[Job]
@@ -224,10 +281,12 @@ def _request(persona: Persona, thread: Thread, chain: list[Comment],
     parent_id = comment.comment_id if comment else None
     request_id = asking.request_id_for(parent_id or thread.thread_id, persona.name)
     if persona.kind == "image":
-        prompt = comment.text if comment else f"{thread.title}. {thread.body}"
-        return asking.image_request(persona=persona, thread=thread, parent_id=parent_id,
-                                    prompt=prompt.strip(), queue=QUEUE_IMAGE,
-                                    request_id=request_id)
+        asked = comment.text if comment else f"{thread.title}. {thread.body}"
+        return asking.image_request(
+            persona=persona, thread=thread, parent_id=parent_id,
+            prompt=asking.image_prompt_of(asked, persona).strip(" ."),
+            requester=comment.author if comment else thread.author, queue=QUEUE_IMAGE,
+            request_id=request_id)
     return asking.reply_request(persona=persona, thread=thread, chain=chain,
                                 parent_id=parent_id, queue=QUEUE_INTERACTIVE,
                                 request_id=request_id)

@@ -13,6 +13,7 @@ Server → client: ``hello``, ``subscribed``, ``history``, ``ack``, ``comment``,
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Final
 
 import msgspec
@@ -22,13 +23,14 @@ from playhouse.errors import BadJson, ErrorCode, ForgedAuthor, FrameTooLarge, In
 from playhouse.events import LiveEvent
 from playhouse.views import CommentOut, ThreadOut
 
-MAX_FRAME_BYTES: Final = 16 * 1024
-"""Largest frame the server reads; a bigger one is answered with an ``error``."""
-MAX_PENDING_IDS: Final = 50
+MAX_PENDING_IDS: Final = 20
+"""Placeholders one ``subscribe`` may ask about (each is a storage read)."""
 CLIENT_ID_MAX: Final = 64
+ID_MAX: Final = 64
+ROOM_NAME_MAX: Final = 64
 
-Id = Annotated[str, msgspec.Meta(max_length=64)]
-RoomText = Annotated[str, msgspec.Meta(max_length=64)]
+Id = Annotated[str, msgspec.Meta(max_length=ID_MAX)]
+RoomText = Annotated[str, msgspec.Meta(max_length=ROOM_NAME_MAX)]
 
 
 # --------------------------------------------------------------------- client → server
@@ -61,8 +63,10 @@ class PostMessage(msgspec.Struct, frozen=True, tag="post", forbid_unknown_fields
 
     room: RoomText
     client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX)]
-    text: Annotated[str, msgspec.Meta(max_length=COMMENT_MAX_CHARS * 4)] = ""
-    title: Annotated[str, msgspec.Meta(max_length=TITLE_MAX_CHARS * 4)] = ""
+    text: str = ""
+    """At most ``COMMENT_MAX_CHARS`` (a longer one is refused ``too_long``, saying so)."""
+    title: str = ""
+    """At most ``TITLE_MAX_CHARS``; the frame's size bounds both."""
     thread_id: Id | None = None
     parent_id: Id | None = None
 
@@ -76,6 +80,25 @@ class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
 
 
 ClientMessage = Subscribe | HistoryRequest | PostMessage | Unsubscribe | Ping
+
+
+def largest_valid_post() -> int:
+    """Bytes of the largest frame a valid post can take: its title and text at their
+    character limits, its names and ids at theirs, every character the costliest a JSON
+    encoder may write for it (one outside the BMP, escaped as a surrogate pair
+    ``\\ud83d\\ude00``: 12 bytes; a CJK character is 3 in UTF-8, 6 escaped; a quote 2)."""
+    import json
+
+    worst = "\U0001F600"
+    post = {"type": "post", "room": worst * ROOM_NAME_MAX, "client_id": worst * CLIENT_ID_MAX,
+            "text": worst * COMMENT_MAX_CHARS, "title": worst * TITLE_MAX_CHARS,
+            "thread_id": worst * ID_MAX, "parent_id": worst * ID_MAX}
+    return len(json.dumps(post, ensure_ascii=True).encode())
+
+
+MAX_FRAME_BYTES: Final = largest_valid_post() + 1024
+"""Largest frame the server reads (a bigger one is answered ``frame_too_large``): room for
+the largest valid post however it is encoded, with some to spare for whitespace."""
 
 
 # --------------------------------------------------------------------- server → client
@@ -105,6 +128,12 @@ class Ack(msgspec.Struct, frozen=True, tag="ack", kw_only=True):
     client_id: str
     thread_id: str
     comment_id: str | None = None
+    called: tuple[str, ...] = ()
+    """The bots the post asks."""
+    not_called: tuple[str, ...] = ()
+    """Bots it named that are not asked (over the per-post cap or the user's rate)."""
+    notice: str | None = None
+    """Said to the poster when some bots are not asked."""
 
 
 class Error(msgspec.Struct, frozen=True, tag="error", kw_only=True):
@@ -157,20 +186,33 @@ def decode_client(frame: str | bytes) -> ClientMessage:
     except msgspec.DecodeError as exc:
         raise BadJson(f"not JSON: {exc}") from exc
     except RecursionError as exc:
-        raise InvalidInput("the frame is nested too deeply") from exc
+        raise InvalidInput("the message is nested too deeply (a message is a flat JSON "
+                           "object)") from exc
+    except Exception as exc:  # untrusted input: whatever the decoder raised, it is the frame's
+        raise InvalidInput(f"not a message ({type(exc).__name__})") from exc
+
+
+_CLIENT_ID = re.compile(rf'"client_id"\s*:\s*"([^"\\\x00-\x1f]{{1,{CLIENT_ID_MAX}}})"')
 
 
 def client_id_of(frame: str | bytes) -> str | None:
-    """The ``client_id`` of a frame, when it has a usable one (to answer a refused post)."""
+    """The ``client_id`` a frame carries, or None (no usable id): what an error about the
+    frame is sent back with, so the page settles that post instead of waiting for an
+    answer that never comes. A frame that does not decode (cut short, nested too deep,
+    not JSON after the id) is searched for the first ``"client_id": "…"`` in it."""
     probe = _probe(frame)
-    cid = probe.client_id if probe is not None else None
-    return cid if isinstance(cid, str) and 0 < len(cid) <= CLIENT_ID_MAX else None
+    if probe is not None:
+        cid = probe.client_id
+        return cid if isinstance(cid, str) and 0 < len(cid) <= CLIENT_ID_MAX else None
+    text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+    found = _CLIENT_ID.search(text)
+    return found.group(1) if found else None
 
 
 def _probe(frame: str | bytes) -> _Probe | None:
     try:
         return _probe_decoder.decode(frame)
-    except (msgspec.DecodeError, RecursionError):
+    except Exception:  # any malformed frame (msgspec also raises RecursionError)
         return None
 
 

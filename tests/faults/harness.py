@@ -128,6 +128,9 @@ class Stack:
             "PLAYHOUSE_WEB_SECRET_KEY": SECRET_KEY,
             "PLAYHOUSE_WEB_POSTS_PER_MINUTE": "100000",
             "PLAYHOUSE_WEB_LOGINS_PER_MINUTE": "100000",
+            "PLAYHOUSE_WEB_WS_SOCKETS_PER_ADDRESS": "100000",  # every client is on loopback
+            "PLAYHOUSE_WEB_WS_MESSAGES_PER_S": "1000",  # the limits are tested elsewhere
+            "PLAYHOUSE_WEB_BOT_CALLS_PER_MINUTE": "100000",
             "PLAYHOUSE_WEB_SAMPLE_INTERVAL_S": "0",
             "PLAYHOUSE_WEB_BOT_CALL_GRACE_S": "5",
             "PLAYHOUSE_WORKER_DEVICE": "cpu",

@@ -305,7 +305,8 @@ async def test_an_image_persona_starts_threads_of_its_own_with_a_picture(
     assert applied.kind == "thread" and applied.thread is not None
     thread = await storage.threads.get(asking.thread_id_for(post.request_id))
     assert thread.author == "ImageBot" and thread.is_bot and thread.room == post.room
-    assert thread.title == "a lighthouse in a storm" and thread.body == ""
+    # alice's title, quoted as hers: never ImageBot's own words (issue 12).
+    assert thread.title == "after u/alice: “a lighthouse in a storm”" and thread.body == ""
     assert thread.image_blob == f"{post.room}/{post.request_id}.png"
     data, content_type = await storage.blobs.get(CONTAINER_IMAGES, thread.image_blob)
     assert content_type == "image/png" and data.startswith(b"\x89PNG")

@@ -93,6 +93,15 @@ async def test_memberships_both_ways(storage: Storage) -> None:
     assert await storage.members.leave("Lounge", "bob") is False
     assert not await storage.members.is_member("Lounge", "bob")
     assert {m.room for m in await storage.members.of_user("bob")} == {"attic"}
+    # Joining again keeps the role (an owner stays one); set_role changes it.
+    assert (await storage.members.join("Lounge", "ALICE")).role == "owner"
+    assert (await storage.members.get("lounge", "alice")).role == "owner"
+    await storage.members.join("Lounge", "bob")
+    assert (await storage.members.set_role("Lounge", "Bob", "owner")).role == "owner"
+    assert {m.role for m in await storage.members.of_user("bob")
+            if m.room == "lounge"} == {"owner"}
+    with pytest.raises(NotFound):
+        await storage.members.set_role("Lounge", "nobody", "owner")
 
 
 async def test_threads_newest_first_in_pages_without_gaps(

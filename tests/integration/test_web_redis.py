@@ -60,12 +60,13 @@ async def test_a_logout_on_one_instance_closes_the_users_sockets_on_the_other(
 async def test_rate_limits_are_shared_by_the_instances_on_one_redis(redis_url: str) -> None:
     from redis.asyncio import Redis
 
+    from playhouse.config import WebSettings
     from playhouse.emulator import free_port
     from playhouse.web.limits import Limits, SharedRateLimiter
 
     clients = [Redis.from_url(redis_url), Redis.from_url(redis_url)]
     try:
-        one, two = (Limits.from_rates(posts_per_minute=3, logins_per_minute=10, redis=r)
+        one, two = (Limits.from_settings(WebSettings(posts_per_minute=3), redis=r)
                     for r in clients)
         assert isinstance(one.posts_per_user, SharedRateLimiter)
         user = f"erin-{free_port()}"  # a fresh bucket on the shared server
@@ -80,15 +81,68 @@ async def test_rate_limits_are_shared_by_the_instances_on_one_redis(redis_url: s
             await client.aclose()
 
 
+async def test_shared_buckets_give_back_and_tell_untouched_keys(redis_url: str) -> None:
+    from redis.asyncio import Redis
+
+    from playhouse.emulator import free_port
+    from playhouse.web.limits import SharedRateLimiter
+
+    clients = [Redis.from_url(redis_url), Redis.from_url(redis_url)]
+    try:
+        one, two = (SharedRateLimiter(r, "fails", per_minute=2) for r in clients)
+        key = f"ivy-{free_port()}"
+        assert await two.untouched(key)
+        assert await one.take(key) == 0.0
+        assert not await two.untouched(key)  # the other instance sees the take
+        await two.give_back(key)
+        assert await one.untouched(key)
+        assert [await one.take(key) for _ in range(3)][-1] > 0  # never past the burst
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+async def test_socket_slots_are_shared_and_a_dead_instances_run_out(redis_url: str) -> None:
+    import asyncio
+    import time
+
+    from redis.asyncio import Redis
+
+    from playhouse.emulator import free_port
+    from playhouse.web.budget import SocketSlots
+
+    clients = [Redis.from_url(redis_url), Redis.from_url(redis_url)]
+    try:
+        alive, dying = (SocketSlots(per_address=2, per_user=5, redis=r, lease_s=1.0)
+                        for r in clients)
+        ip = f"10.1.{free_port() % 250}.1"
+        assert await alive.claim("a1", ip, None) is None
+        assert await dying.claim("d1", ip, None) is None
+        assert await alive.claim("a2", ip, None) == "address"  # counted across instances
+        # ``dying`` stops renewing (it was killed); ``alive`` keeps renewing its own.
+        deadline = time.monotonic() + 10
+        while await alive.claim("a2", ip, None) is not None:
+            assert time.monotonic() < deadline, "the dead instance's socket never ran out"
+            assert await alive.renew() == 1
+            await asyncio.sleep(0.2)
+        assert await dying.claim("d2", ip, None) == "address"  # a1 and a2 still count
+        await alive.release("a1", ip, None)
+        assert await dying.claim("d2", ip, None) is None
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
 async def test_a_redis_outage_falls_back_to_counting_in_memory() -> None:
     from redis.asyncio import Redis
 
+    from playhouse.config import WebSettings
     from playhouse.emulator import free_port
     from playhouse.web.limits import Limits
 
     gone = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
     try:
-        limits = Limits.from_rates(posts_per_minute=2, logins_per_minute=10, redis=gone)
+        limits = Limits.from_settings(WebSettings(posts_per_minute=2), redis=gone)
         assert [await limits.posts_per_user.take("frank") for _ in range(2)] == [0.0, 0.0]
         assert await limits.posts_per_user.take("frank") > 0  # still limited, locally
     finally:

@@ -46,3 +46,39 @@ async def test_refresh_republishes_every_watched_room_with_its_name() -> None:
     assert set(events) == {"Music", "Sports"}
     assert events["Music"].users == ("ann",) and events["Sports"].anonymous == 1
     assert all(e.instance == "me" and not e.ask for e in events.values())
+
+
+async def test_changes_are_coalesced_and_unchanged_lists_are_not_sent() -> None:
+    import asyncio
+
+    from playhouse.web.presence import PresenceAnnouncer
+
+    book = PresenceBook()
+    sent: list[Presence] = []
+    arrived = asyncio.Event()
+
+    def publish(event: Presence) -> None:
+        sent.append(event)
+        arrived.set()
+
+    announcer = PresenceAnnouncer(book, "me", publish, interval_s=0.05)
+    book.enter("Music", "ann")
+    announcer.changed("Music", ask=True)
+    assert len(sent) == 1 and sent[0].users == ("ann",) and sent[0].ask
+    for _ in range(100):  # a socket toggling: merged into one list, sent when due
+        book.enter("Music", None)
+        announcer.changed("Music", ask=True)
+        book.leave("Music", None)
+        announcer.changed("Music")
+    book.enter("Music", "bob")
+    arrived.clear()
+    announcer.changed("Music")
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert sent[1].users == ("ann", "bob") and sent[1].anonymous == 0 and sent[1].ask
+    await asyncio.sleep(0.06)  # past the interval: a change is sent at once again
+    book.leave("Music", "bob")
+    book.enter("Music", "bob")
+    announcer.changed("Music")  # the same list as the last one sent: nothing to tell
+    announcer.changed("Music", force=True)  # unless it answers another instance
+    assert len(sent) == 3 and sent[2].users == ("ann", "bob") and not sent[2].ask
+    announcer.close()

@@ -8,7 +8,8 @@
   const room = body.dataset.room;
   const threadId = body.dataset.thread || null;
   const me = body.dataset.user || null;
-  const looks = window.PLAYHOUSE_LOOKS || {};
+  const looksData = document.getElementById("looks");  // data, not a script (CSP)
+  const looks = looksData ? JSON.parse(looksData.textContent) : {};
   let lastId = body.dataset.lastId || null;
   const pending = new Set(JSON.parse(body.dataset.pending || "[]"));
   const seen = new Set();
@@ -96,6 +97,7 @@
     const details = node.querySelector("details");
     const text = details.querySelector(".text");
     text.textContent = c.status === "placeholder" ? "thinking…" : c.text;
+    text.classList.toggle("caption", !!c.image_url);  // a picture's caption quotes a person
     let img = details.querySelector(":scope > img.generated");
     if (c.image_url && !img) {
       img = el("img", "generated");
@@ -167,7 +169,7 @@
       case "comment": case "thinking": case "comment_replaced": upsertComment(ev.comment); break;
       case "thread": upsertThread(ev.thread); break;
       case "presence": if (ev.room.toLowerCase() === room.toLowerCase()) showPresence(ev); break;
-      case "ack": settle(ev.client_id, null); break;
+      case "ack": settle(ev.client_id, null, ev.notice); break;
       case "error":
         if (ev.client_id && waiting.has(ev.client_id)) settle(ev.client_id, ev.reason);
         else showBanner(ev.reason);
@@ -188,15 +190,17 @@
     socket.onopen = () => {
       presence.clear();
       send({ type: "subscribe", room: room, thread_id: threadId, after: lastId || null,
-             pending: Array.from(pending).slice(0, 50) });
+             pending: Array.from(pending).slice(-20) });
     };
     socket.onmessage = (msg) => { try { onEvent(JSON.parse(msg.data)); } catch (e) { console.error(e); } };
     socket.onclose = (ev) => {
       if (ev.code === 4401) { location.reload(); return; }  // logged out (maybe in another tab)
       waiting.forEach((_, cid) => settle(cid, "connection lost before the server confirmed; your text is kept, send it again"));
+      // 1008: too many messages or sockets; the error just shown says why. Wait longer.
+      if (ev.code === 1008) backoff = Math.max(backoff, 10000);
       const delay = backoff + Math.random() * backoff * 0.3;
       backoff = Math.min(backoff * 2, 15000);
-      showBanner("reconnecting…");
+      if (ev.code !== 1008) showBanner("reconnecting…");
       setTimeout(connect, delay);
     };
   }
@@ -215,16 +219,20 @@
     s.classList.toggle("error", !!isError);
   }
 
-  function settle(clientId, error) {
+  // notice: the post is stored, but something about it needs saying (bots not called).
+  function settle(clientId, error, notice) {
     const w = waiting.get(clientId);
     if (!w) return;
     waiting.delete(clientId);
     clearTimeout(w.timer);
     w.form.querySelector("button[type=submit]").disabled = false;
     if (error) { setStatus(w.form, error, true); return; }
-    setStatus(w.form, "");
+    setStatus(w.form, notice || "");
     w.form.reset();
-    if (w.form.classList.contains("inline-reply")) w.form.remove();
+    if (w.form.classList.contains("inline-reply")) {
+      w.form.remove();
+      if (notice) showBanner(notice);
+    }
   }
 
   function submit(form, fields) {
