@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--max-models", type=int)
     worker.add_argument("--max-memory", type=int, help="MiB of models kept loaded")
     worker.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    worker.add_argument("--engine", choices=("auto", "transformers", "ctranslate2"),
+                        help="text generation engine (default: worker.engine, auto)")
 
     sub.add_parser("scheduler", help="the bots' scheduler alone (one leader across instances)")
 
@@ -223,6 +225,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             max_models=args.max_models,
             max_memory_mb=args.max_memory,
             burst=args.burst,
+            engine=args.engine,
         )
     if command == "scheduler":
         from playhouse.scheduling.main import run_scheduler

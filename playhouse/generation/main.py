@@ -20,8 +20,11 @@ def run_worker(
     max_models: int | None = None,
     max_memory_mb: int | None = None,
     burst: bool = False,
+    engine: str | None = None,
 ) -> int:
     worker_settings = settings.worker
+    if engine is not None:
+        worker_settings = msgspec.structs.replace(worker_settings, engine=engine)
     if max_models is not None:
         worker_settings = msgspec.structs.replace(worker_settings, max_models=max_models)
     if max_memory_mb is not None:
@@ -58,6 +61,12 @@ async def _main(settings: Settings, ws: object, kind: str, burst: bool) -> int:
             max_models=ws.max_models,
             max_bytes=ws.max_memory_mb << 20,
             continuous_batching=ws.continuous_batching,
+            engine=ws.engine,
+            quantization=ws.quantization,
+            convert_dir=Path(ws.convert_dir) if ws.convert_dir else None,
+            threads=ws.threads,
+            launch_free=ws.launch_free,
+            share_prefixes=ws.share_prefixes,
         )
         worker = Worker(
             queues=storage.queues,
