@@ -11,10 +11,11 @@ rebuilt. One conversion per key at a time: a second worker waits on the key's lo
 finds the cache.
 
 Every conversion passes a quality gate before it serves: the converted model's perplexity
-on held-out text in the tag grammar (:data:`PROBE_THREADS`) must be within
-``tolerance`` of the original model's in float32 (3 % for a quantized model, 1 % for a
-float one: a model CTranslate2 reads wrongly, say a config flag its converter ignores, fails
-it). The verdict is part of the record, and so is a model CTranslate2 cannot convert at all,
+on held-out text in the tag grammar (:data:`PROBE_THREADS`) must be within ``tolerance`` of
+the original model's in float32 (3 % for a quantized model, 1 % for a float one), and a
+float32 conversion, made alongside a quantized one and thrown away, within 1 %: a model
+CTranslate2 reads wrongly (a config flag its converter ignores, say) fails that however
+little it is trained, and is not mistaken for quantization noise. The verdict is part of the record, and so is a model CTranslate2 cannot convert at all,
 so neither is retried on every load. Heavy libraries are imported inside the functions.
 """
 
@@ -47,6 +48,7 @@ QUANTIZED_TOLERANCE: Final = 0.03
 """Largest relative perplexity change a quantized conversion may show (item 6 of issue 15)."""
 FLOAT_TOLERANCE: Final = 0.01
 """Largest relative perplexity change a float conversion may show (it should be ~0)."""
+FLOAT_TYPES: Final = ("float32", "float16", "bfloat16")
 PROBE_TOKENS: Final = 256
 """Probe lines are cut to this many tokens (and to the model's context)."""
 
@@ -232,20 +234,36 @@ def _convert(
     record: dict[str, Any] = {"format": FORMAT, "key": key, "source": str(source),
                               "quantization": quantization, "files": {}}
     try:
-        TransformersConverter(str(source), low_cpu_mem_usage=True).convert(
-            str(staging), quantization=quantization, force=True
-        )
+        converter = TransformersConverter(str(source), low_cpu_mem_usage=True)
+        converter.convert(str(staging), quantization=quantization, force=True)
+        checks = [(staging, quantization)]
+        faithful = staging / ".float32"
+        if quantization not in FLOAT_TYPES:
+            # Quantization error and conversion error look alike in a perplexity: a float32
+            # conversion, scored and thrown away, tells them apart.
+            TransformersConverter(str(source), low_cpu_mem_usage=True).convert(
+                str(faithful), quantization="float32", force=True
+            )
+            checks.append((faithful, "float32"))
+        gate = quality_gate(source, checks, device=device)
+        shutil.rmtree(faithful, ignore_errors=True)
         limit = tolerance if tolerance is not None else (
-            FLOAT_TOLERANCE if quantization in ("float32", "float16", "bfloat16")
-            else QUANTIZED_TOLERANCE
+            FLOAT_TOLERANCE if quantization in FLOAT_TYPES else QUANTIZED_TOLERANCE
         )
-        gate = quality_gate(source, staging, quantization, device=device)
         record["gate"] = {**gate, "tolerance": limit}
-        if abs(gate["change"]) > limit:
+        reference = gate["reference"]
+        as_float = gate.get("float32", gate[quantization])
+        if abs(as_float / reference - 1) > FLOAT_TOLERANCE:
+            record["error"] = (
+                f"CTranslate2 reads {source.name} differently from transformers: its float "
+                f"perplexity is {as_float / reference - 1:+.1%} off the original's "
+                f"{reference:.3f} (limit {FLOAT_TOLERANCE:.0%})"
+            )
+        elif abs(gate["change"]) > limit:
             record["gate_failed"] = True
             record["error"] = (
-                f"{quantization} perplexity {gate['converted']:.3f} is {gate['change']:+.1%} "
-                f"off the original's {gate['reference']:.3f} (limit {limit:.0%})"
+                f"{quantization} perplexity {gate[quantization]:.3f} is {gate['change']:+.1%} "
+                f"off the original's {reference:.3f} (limit {limit:.0%})"
             )
     except Exception as exc:  # the converter's errors are of every kind (ValueError, KeyError…)
         record["error"] = f"CTranslate2 cannot convert {source.name}: {type(exc).__name__}: {exc}"
@@ -261,7 +279,7 @@ def _convert(
                            for p in model_files(staging)}
         log.info("ct2.converted", model=str(source), quantization=quantization,
                  seconds=round(time.perf_counter() - started, 2), path=str(entry),
-                 perplexity=round(record["gate"]["converted"], 3),
+                 perplexity=round(record["gate"][quantization], 3),
                  reference=round(record["gate"]["reference"], 3))
     record["seconds"] = round(time.perf_counter() - started, 2)
     tmp = staging / (RECORD + ".tmp")
@@ -319,22 +337,25 @@ def converted_log_probs(path: Path, ids: Sequence[Sequence[int]], tokens: Sequen
         del generator
 
 
-def quality_gate(source: Path, converted: Path, quantization: str, *, device: str,
+def quality_gate(source: Path, converted: Sequence[tuple[Path, str]], *, device: str,
                  lines: Sequence[str] | None = None) -> dict[str, float]:
-    """Perplexity of the original (fp32) and of the conversion on the probe lines."""
+    """Perplexity on the probe lines of the original model (fp32, ``reference``) and of each
+    ``(folder, compute type)`` conversion (under its compute type); ``change`` is the first
+    conversion's relative difference."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(source))
-    context = context_size(source)
-    ids = probe_ids(tokenizer, context, lines)
+    ids = probe_ids(tokenizer, context_size(source), lines)
     if not ids:
         raise CannotConvert("the probe text tokenizes to nothing")
-    tokens = vocabulary(converted)
-    reference = perplexity(reference_log_probs(source, ids))
-    mine = perplexity(converted_log_probs(converted, ids, tokens, device=device,
-                                          compute_type=quantization))
-    return {"reference": reference, "converted": mine, "change": mine / reference - 1.0,
-            "tokens": float(sum(len(r) - 1 for r in ids))}
+    out = {"reference": perplexity(reference_log_probs(source, ids)),
+           "tokens": float(sum(len(r) - 1 for r in ids))}
+    for path, compute_type in converted:
+        tokens = vocabulary(path)
+        out[compute_type] = perplexity(converted_log_probs(
+            path, ids, tokens, device=device, compute_type=compute_type))
+    out["change"] = out[converted[0][1]] / out["reference"] - 1.0
+    return out
 
 
 def vocabulary(path: Path) -> list[str]:
