@@ -15,8 +15,9 @@ on held-out text in the tag grammar (:data:`PROBE_THREADS`) must be within ``tol
 the original model's in float32 (3 % for a quantized model, 1 % for a float one), and a
 float32 conversion, made alongside a quantized one and thrown away, within 1 %: a model
 CTranslate2 reads wrongly (a config flag its converter ignores, say) fails that however
-little it is trained, and is not mistaken for quantization noise. The verdict is part of the record, and so is a model CTranslate2 cannot convert at all,
-so neither is retried on every load. Heavy libraries are imported inside the functions.
+little it is trained, and is not mistaken for quantization noise. The verdict is part of
+the record, and so is a model CTranslate2 cannot convert at all, so neither is retried on
+every load. Heavy libraries are imported inside the functions.
 """
 
 from __future__ import annotations
