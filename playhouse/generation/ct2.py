@@ -20,6 +20,9 @@ re-sampling above it are unchanged. What differs is below:
   that thread first samples: the seed of a model's first batch fixes the draws of everything
   it generates after (a fresh worker given the same batches repeats itself), but a later
   batch's seed cannot reset them as ``torch.manual_seed`` does on the transformers path.
+* **Repetition penalty.** CTranslate2 applies it to the tokens of the decode loop (what the
+  row wrote, and any prompt tokens forced past the call's shortest prompt); transformers
+  also counts the prompt's own tokens.
 """
 
 from __future__ import annotations
