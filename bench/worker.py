@@ -136,6 +136,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "0 skips it)")
     p.add_argument("--quality-requests", type=int, default=None,
                    help="seeded requests of the int8 quality line (default 512; 32 quick)")
+    p.add_argument("--held-out-lines", type=int, default=48,
+                   help="held-out corpus threads the quality line's perplexity is taken on")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (a few minutes)")
     p.add_argument("--out", type=Path, default=None,
                    help="markdown table (default bench/results/worker.md; "
@@ -556,13 +558,19 @@ def run_workload(wl: Workload, conn: str, args: argparse.Namespace,
 def quality(wl: Workload, int8_engine: Any, counter: Counter,
             args: argparse.Namespace) -> dict[str, Any]:
     """Issue 15's int8 quality gate on the benchmark model: perplexity on held-out text in
-    the tag grammar (from the conversion records), and the share of valid replies for the
-    same seeded requests, int8 against float32 (both CTranslate2)."""
-    from playhouse.generation.convert import ensure_converted
+    the tag grammar (corpus threads of another seed, none of them trained on) of the int8
+    and float32 conversions against the fp32 original, and the share of valid replies for
+    the same seeded requests, int8 against float32 (both CTranslate2)."""
+    from playhouse.generation.convert import ensure_converted, quality_gate
 
-    source = wl.path
     cache = args.cache / "ctranslate2"
-    int8 = ensure_converted(source, cache, "int8").record["gate"]
+    int8 = ensure_converted(wl.path, cache, "int8")
+    fp32 = ensure_converted(wl.path, cache, "float32")
+    trained = set(args.lines)
+    held_out = [line for line in corpus(args.cast, args.shape, args.seed + 1)
+                if line not in trained][: args.held_out_lines]
+    gate = quality_gate(wl.path, [(int8.path, "int8"), (fp32.path, "float32")],
+                        device="cpu", lines=held_out)
     requests = make_requests(args.lines, wl.persona, args.quality_requests, args.seed + 99)
     shares: dict[str, float] = {}
     fp32_counter = Counter()
@@ -577,8 +585,9 @@ def quality(wl: Workload, int8_engine: Any, counter: Counter,
     finally:
         fp32_engine.close()
     return {
-        "reference": int8["reference"], "int8": int8["int8"], "float32": int8["float32"],
-        "tokens": int(int8["tokens"]), "requests": len(requests), "shares": shares,
+        "reference": gate["reference"], "int8": gate["int8"], "float32": gate["float32"],
+        "tokens": int(gate["tokens"]), "lines": len(held_out), "requests": len(requests),
+        "shares": shares,
     }
 
 
@@ -646,7 +655,8 @@ def ratio_lines(wl: Workload) -> list[str]:
         out.append(
             f"{p}quality int8: perplexity {q['int8']:.3f} vs fp32 {q['reference']:.3f} "
             f"({change:+.2%}, limit 3%; CTranslate2 float32 {q['float32']:.3f}) on "
-            f"{q['tokens']} held-out tag-format tokens; valid replies on {q['requests']} "
+            f"{q['tokens']} tokens of {q['lines']} held-out threads; valid replies on "
+            f"{q['requests']} "
             f"seeded requests int8 {shares['int8']:.1%} vs float32 {shares['float32']:.1%} "
             f"({points:+.1f} points, limit 5)"
         )
@@ -800,18 +810,26 @@ def notes(workloads: Sequence[Workload]) -> list[str]:
             f"memory streamed per step against fp32 twice over: F/B = {ratio(small, 'F', 'B')} "
             "(target 4)."
         )
-    th = by.get("thread-heavy")
-    if th is not None and "H" in th.runs:
+    for th in (by.get("thread-heavy"), by.get("thread-heavy-short")):
+        if th is None or "H" not in th.runs:
+            continue
         g, h = th.runs["G"].counter, th.runs["H"].counter
         out.append(
-            f"- **Shared prefixes (thread-heavy).** {g.shared_calls} of G's {g.calls} calls "
+            f"- **Shared prefixes ({th.key}).** {g.shared_calls} of G's {g.calls} calls "
             f"computed a shared prefix once: {g.prompt_padded} prompt tokens computed against "
             f"H's {h.prompt_padded} for the same {g.prompt_tokens} held "
             f"({1 - g.prompt_padded / max(1, h.prompt_padded):.0%} fewer); G/H = "
-            f"{ratio(th, 'G', 'H')}. CTranslate2 forces every token past a call's shortest "
-            "remainder through the decode loop, so a shared prefix pays when the requests of "
-            "a thread continue by similar lengths (siblings answering one post); the planner "
-            "(`playhouse.generation.grouping`) weighs that against the extra calls."
+            f"{ratio(th, 'G', 'H')}."
+        )
+    if by.get("thread-heavy") is not None:
+        out.append(
+            "- CTranslate2 prefills a call only up to its shortest prompt and forces every "
+            "token past it through the decode loop, so a prefix shared by a thread's requests "
+            "pays when it is long next to what follows it (a long post, short comments) and "
+            "the remainders are of like length; the planner "
+            "(`playhouse.generation.grouping.plan_calls`) weighs the prefill saved against "
+            "the extra calls and the forced steps, and leaves short-post threads to the "
+            "length groups."
         )
     fe = [wl for wl in workloads if "F" in wl.runs and "G" in wl.runs]
     if fe:
@@ -866,6 +884,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = cast.personas[BOT]
     lines = corpus(cast, args.shape, args.seed)
     args.lines = lines
+    args.cast = cast
     path, meta = ensure_model(args, lines)
     rpath, rmeta = ensure_random_model(args, path, rebuild=args.rebuild or not meta["cached"])
 
@@ -913,15 +932,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         ))
     if args.thread_rounds:
         per_thread = 8
-        workloads.append(workload(
-            "thread-heavy", "t",
-            "Thread-heavy workload: trained model, 8 replies in each of "
-            f"{max(1, args.requests // per_thread)} threads (shared prefixes)",
-            path, meta,
-            lambda p: make_thread_requests(lines, p, max(1, args.requests // per_thread),
-                                           per_thread, args.seed),
-            args.thread_rounds, "FGH",
-        ))
+        n_threads = max(1, args.requests // per_thread)
+        for key, ns, body, what in (("thread-heavy", "t", 24, "long posts"),
+                                    ("thread-heavy-short", "u", 6, "short posts")):
+            workloads.append(workload(
+                key, ns,
+                f"Thread-heavy workload, {what}: trained model, {per_thread} replies in "
+                f"each of {n_threads} threads (shared prefixes)",
+                path, meta,
+                lambda p, body=body: make_thread_requests(lines, p, n_threads, per_thread,
+                                                          args.seed, body_comments=body),
+                args.thread_rounds, "FGH",
+            ))
 
     step = _progress(began)
     with tempfile.TemporaryDirectory(prefix="bench-azurite-") as tmp:

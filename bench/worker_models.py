@@ -321,12 +321,14 @@ def ensure_small_model(args: argparse.Namespace, trained: Path,
 
 def make_thread_requests(
     lines: Sequence[str], persona: Persona, threads: int, per_thread: int, seed: int,
+    *, body_comments: int = 8,
 ) -> list[GenerationRequest]:
     """Thread-heavy requests: ``threads`` threads, ``per_thread`` replies by ``persona`` in
     each, as a scheduler round produces them (one bot answering several comments of a busy
     thread): most answer a top-level comment (the post and that comment above them), the
-    others a reply to one (two comments). Posts get long bodies (several corpus comments
-    joined), so the shared header is a real part of every prompt. One seed per request."""
+    others a reply to one (two comments). A post's body is ``body_comments`` corpus comments
+    joined (6: a short post of ~60 tokens; 24: a long one of ~250), the part every prompt
+    of the thread shares. One seed per request."""
     import msgspec
 
     from playhouse import grammar
@@ -341,7 +343,7 @@ def make_thread_requests(
     requests = []
     for t in range(threads):
         src = parsed[rng.randrange(len(parsed))].post
-        body = " ".join(pool[rng.randrange(len(pool))].text for _ in range(8))
+        body = " ".join(pool[rng.randrange(len(pool))].text for _ in range(body_comments))
         thread = Thread(
             thread_id=f"th{t:03d}", room=src.room, title=src.title, body=body, url=None,
             author=src.author or "Visitor", is_bot=False, persona=None, created_at=now,
