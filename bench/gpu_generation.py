@@ -563,8 +563,7 @@ def run_d(bench: Bench, tm: Any, counter: Counter, prompts: Sequence[str],
 
 
 def run_engine(bench: Bench, name: str, what: str, load: Callable[[Counter], Any],
-               prompts: Sequence[str], params: SamplingParams, warm: SamplingParams,
-               b: Result | None) -> None:
+               prompts: Sequence[str], params: SamplingParams, warm: SamplingParams) -> None:
     """One new engine (F or G): loaded by ``load`` (timed as the warm-up of its batch-1
     variant), then batch 1 (``{name}1``) and every batch size (``{name}{bs}``)."""
     a = bench.args
@@ -833,7 +832,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return instrument(tm, counter, args.max_new_tokens)
 
                 run_engine(bench, "F", "launch-free: static cache + CUDA graphs", load_f,
-                           prompts, params, warm, b)
+                           prompts, params, warm)
         if "G" in args.variants:
             def load_g(counter: Counter) -> Any:
                 from playhouse.generation.ct2 import Ct2Model
@@ -845,7 +844,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bench.log(f"G: CTranslate2 {model.quantization} on {device}")
                 return instrument_ct2(model, counter, args.max_new_tokens)
 
-            run_engine(bench, "G", "CTranslate2", load_g, prompts, params, warm, b)
+            run_engine(bench, "G", "CTranslate2", load_g, prompts, params, warm)
         order = ["A", "B", *(f"D{bs}" for bs in sorted(args.sizes)),
                  "F1", *(f"F{bs}" for bs in sorted(args.sizes)),
                  "G1", *(f"G{bs}" for bs in sorted(args.sizes)), "E"]
