@@ -132,11 +132,10 @@ def _digest(path: Path) -> str:
 
 
 def model_files(source: Path) -> list[Path]:
-    """The files that make up the model folder ``source`` (sorted, hidden ones left out)."""
-    return sorted(
-        p for p in source.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
-    )
+    """The files that make up the model folder ``source``: its top-level files (what
+    ``from_pretrained`` reads; sub-folders such as training checkpoints are not the model),
+    sorted, hidden ones left out."""
+    return sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def cache_key(source: Path, quantization: str) -> str:

@@ -324,14 +324,13 @@ class Ct2Model:
                 return_end_token=True,
                 callback=watcher,
             )
+            if call.prefix and call.prefix not in self._prefixes:
+                self._prefixes.add(call.prefix)  # kept by CTranslate2 from now on
+                self._prefix_bytes += len(call.prefix) * self._kv_bytes
             if watcher.aborted:
                 raise Interrupted("the worker is stopping")
             self.calls += 1
-            if call.prefix:
-                self.shared_calls += 1
-                if call.prefix not in self._prefixes:
-                    self._prefixes.add(call.prefix)
-                    self._prefix_bytes += len(call.prefix) * self._kv_bytes
+            self.shared_calls += bool(call.prefix)
             longest = 0
             for row, result in zip(rows, results, strict=True):
                 out[row] = list(result.sequences_ids[0])
