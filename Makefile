@@ -65,7 +65,7 @@ bench-fanout: install ## 500 websocket viewers, 200 posts (bench/results/fanout.
 bench-latency: install ## a person's wait for a bot, idle vs saturated (bench/results/latency.md)
 	$(PY) bench/latency.py
 
-bench-gpu: install demo-models ## on a CUDA machine: batch 1 vs padded vs continuous (bench/results/gpu_generation.md)
+bench-gpu: install demo-models ## on a CUDA machine: batch 1 vs padded vs continuous vs CUDA graphs vs CTranslate2 (bench/results/gpu_generation.md)
 	$(PY) bench/gpu_generation.py --device cuda --tokenizer var/models/demo/.base --out bench/results/gpu_generation.md
 
 bench-dataset: install ## peak memory of `dataset build` on a generated 1 GB dump

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -163,6 +163,31 @@ class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     continuous_batching: Annotated[
         bool, _doc("Use transformers' continuous batching instead of padded generate().")
     ] = False
+    engine: Annotated[
+        Literal["auto", "transformers", "ctranslate2"],
+        _doc("Text generation engine: auto (CTranslate2 when installed and the model converts "
+             "and passes the int8 quality gate, else transformers), transformers or "
+             "ctranslate2."),
+    ] = "auto"
+    quantization: Annotated[
+        Literal["auto", "int8", "int8_float32", "int16", "float32", "float16", "bfloat16",
+                "int8_float16", "int8_bfloat16"],
+        _doc("CTranslate2 weights: auto is int8 on a CPU and float16 on CUDA (float32 when "
+             "the quality gate rejects them)."),
+    ] = "auto"
+    convert_dir: Annotated[
+        str, _doc("Folder of CTranslate2 conversions (empty: ctranslate2/ under models_dir).")
+    ] = ""
+    share_prefixes: Annotated[
+        bool,
+        _doc("CTranslate2: compute a prompt prefix shared by requests of one batch (a thread's "
+             "post and common ancestors) once."),
+    ] = True
+    launch_free: Annotated[
+        bool,
+        _doc("transformers on CUDA: static KV cache and the decode step as CUDA graphs "
+             "(warmed up per model; eager when capture fails). Never used on a CPU."),
+    ] = True
     heartbeat_s: Annotated[
         float, _doc("Seconds between heartbeats written to storage (status page, /metrics).")
     ] = 15.0

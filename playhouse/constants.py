@@ -62,6 +62,10 @@ CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS)
 
 SCHEDULER_LEASE_BLOB: Final = "scheduler"
 
+STAGING_PREFIX: Final = ".staging-"
+"""Folders being built beside where they will be published (demo models, converted
+models): renamed into place when complete, removed when left by a process that died."""
+
 # Live channels (Litestar Channels: memory in one instance, Redis pub/sub across several)
 CHANNEL_ROOM: Final = "room"
 """A room's events: new threads, thread activity, presence."""

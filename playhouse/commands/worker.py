@@ -23,10 +23,14 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-models", type=int)
     parser.add_argument("--max-memory", type=int, help="MiB of models kept loaded")
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    parser.add_argument("--engine", choices=("auto", "transformers", "ctranslate2"),
+                        help="text generation engine (default: worker.engine, auto)")
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     worker = settings.worker
+    if args.engine is not None:
+        worker = msgspec.structs.replace(worker, engine=args.engine)
     if args.max_models is not None:
         worker = msgspec.structs.replace(worker, max_models=args.max_models)
     if args.max_memory is not None:
@@ -51,6 +55,9 @@ async def serve_worker(settings: Settings, ws: WorkerSettings, kind: str, *,
         engine = make_engine(
             kind, Path(settings.models_dir), device=ws.device, max_models=ws.max_models,
             max_bytes=ws.max_memory_mb << 20, continuous_batching=ws.continuous_batching,
+            engine=ws.engine, quantization=ws.quantization,
+            convert_dir=Path(ws.convert_dir) if ws.convert_dir else None, threads=ws.threads,
+            launch_free=ws.launch_free, share_prefixes=ws.share_prefixes,
         )
         worker = Worker(
             queues=storage.queues, blobs=storage.blobs, cast=cast, engine=engine, settings=ws,

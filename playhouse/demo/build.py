@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
+from playhouse.constants import STAGING_PREFIX
 from playhouse.demo.corpus import CORPUS_VERSION, persona_corpus, union_corpus
 from playhouse.demo.tinymodels import (
     IMAGE_SHAPES,
@@ -66,7 +67,6 @@ DEMO_DIR: Final = "demo"
 BASE_DIR: Final = ".base"
 """The shared base model (a name no persona can have: persona names never start with '.')."""
 MANIFEST: Final = "playhouse-demo.json"
-STAGING_PREFIX: Final = ".staging-"
 LOCK_FILE: Final = ".lock"
 OVERRUN_FACTOR: Final = 3.0
 """Training stops early once a build has run this many times its budget."""

@@ -19,6 +19,7 @@ from playhouse.constants import (
     TITLE_MAX_CHARS,
 )
 from playhouse.errors import ModelUnavailable
+from playhouse.generation.backends import EngineChoice, check_engine, load_text_model
 from playhouse.generation.batch import Batch
 from playhouse.generation.cache import ModelCache
 from playhouse.generation.completion import Outcome, complete, make_items
@@ -27,8 +28,8 @@ from playhouse.messages import GenerationRequest
 if TYPE_CHECKING:
     import threading
 
+    from playhouse.generation.backends import TextBackend
     from playhouse.generation.image import ImageModel
-    from playhouse.generation.text import TextModel
     from playhouse.personas import Persona
 
 log = structlog.get_logger()
@@ -60,6 +61,9 @@ def _fail_all(entries: Sequence[Entry], reason: str) -> list[Outcome]:
 
 
 class TextEngine:
+    """Text personas: each model loaded by the library ``choice`` selects
+    (:mod:`playhouse.generation.backends`: CTranslate2 or transformers)."""
+
     kind: str = "text"
     queues: tuple[str, ...] = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND)
 
@@ -70,20 +74,19 @@ class TextEngine:
         device: str = "auto",
         max_models: int = 4,
         max_bytes: int = 8 << 30,
-        loader: Callable[[str], TextModel] | None = None,
+        loader: Callable[[str], TextBackend] | None = None,
         continuous: bool = False,
+        choice: EngineChoice | None = None,
     ) -> None:
         self._resolve = resolve
-        self._device = device
-        self._continuous = continuous
-        self.models: ModelCache[TextModel] = ModelCache(
+        self.choice = choice or EngineChoice(engine="transformers", device=device,
+                                             continuous=continuous)
+        self.models: ModelCache[TextBackend] = ModelCache(
             loader or self._load, max_models=max_models, max_bytes=max_bytes
         )
 
-    def _load(self, path: str) -> TextModel:
-        from playhouse.generation.text import TextModel
-
-        return TextModel.load(path, device=self._device, continuous=self._continuous)
+    def _load(self, path: str) -> TextBackend:
+        return load_text_model(path, self.choice)
 
     def run(
         self,
@@ -188,6 +191,10 @@ def _image_prompt(request: GenerationRequest) -> str:
     return request.room
 
 
+CONVERT_DIR = "ctranslate2"
+"""Where CTranslate2 conversions are kept by default: this folder under the models folder."""
+
+
 def make_engine(
     kind: str,
     models_dir: Path,
@@ -196,18 +203,34 @@ def make_engine(
     max_models: int,
     max_bytes: int,
     continuous_batching: bool = False,
+    engine: str = "auto",
+    quantization: str = "auto",
+    convert_dir: Path | None = None,
+    threads: int = 0,
+    launch_free: bool = True,
+    share_prefixes: bool = True,
 ) -> Engine:
-    """The engine registered for ``kind``."""
+    """The engine registered for ``kind``; a text engine loads its models with ``engine``
+    (``auto``, ``transformers`` or ``ctranslate2``, see :mod:`playhouse.generation.backends`),
+    CTranslate2 conversions kept in ``convert_dir`` (default ``models_dir/ctranslate2``).
+    Raises ConfigError when ``engine`` cannot work here."""
     from playhouse.personas import resolve_model
 
     def resolve(persona: Persona) -> str:
         return resolve_model(persona, models_dir)
 
+    def text() -> Engine:
+        choice = EngineChoice(
+            engine=engine, device=device, quantization=quantization,
+            cache_dir=convert_dir or models_dir / CONVERT_DIR, threads=threads,
+            continuous=continuous_batching, launch_free=launch_free,
+            share_prefixes=share_prefixes,
+        )
+        check_engine(choice)
+        return TextEngine(resolve, max_models=max_models, max_bytes=max_bytes, choice=choice)
+
     registry: dict[str, Callable[[], Engine]] = {
-        "text": lambda: TextEngine(
-            resolve, device=device, max_models=max_models, max_bytes=max_bytes,
-            continuous=continuous_batching,
-        ),
+        "text": text,
         "image": lambda: ImageEngine(resolve, device=device, max_bytes=max_bytes),
     }
     if kind not in registry:

@@ -1,8 +1,10 @@
 """Every shipped persona's demo model writes valid replies and posts, the same for a seed.
 
 The demo models are real small GPT-2s trained in this session (tests/conftest.py); each
-is asked for a handful of seeded replies and a post through the worker's own engine (the
-prompts, token budget, validation and re-sampling of the live path), twice.
+is asked for a handful of seeded replies and a post through the worker's own engines (the
+prompts, token budget, validation and re-sampling of the live path), twice. On transformers
+the same seed gives the same words; CTranslate2 seeds a thread's generator once (see
+:mod:`playhouse.generation.ct2`), so there only validity is asserted.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ TEXT_PERSONAS = sorted(name for name, p in CAST.personas.items() if p.kind == "t
 SEED = 20261201
 
 
-@pytest.fixture(scope="module")
-def engine(models_dir: Path) -> Iterator[Engine]:
-    made = make_engine("text", models_dir, device="cpu", max_models=2, max_bytes=1 << 30)
+@pytest.fixture(scope="module", params=["transformers", "ctranslate2"])
+def engine(request: pytest.FixtureRequest, models_dir: Path) -> Iterator[Engine]:
+    made = make_engine("text", models_dir, device="cpu", max_models=2, max_bytes=1 << 30,
+                       engine=request.param)
     yield made
     made.close()
 
@@ -59,7 +62,9 @@ def _requests(persona: str) -> list[tuple[str, GenerationRequest]]:
 
 
 @pytest.mark.parametrize("name", TEXT_PERSONAS)
-def test_the_demo_persona_writes_valid_seeded_output(engine: Engine, name: str) -> None:
+def test_the_demo_persona_writes_valid_seeded_output(
+    engine: Engine, name: str, request: pytest.FixtureRequest
+) -> None:
     persona = CAST.personas[name]
     entries = _requests(name)
     first = engine.run(persona, entries, SEED, threading.Event())
@@ -68,7 +73,8 @@ def test_the_demo_persona_writes_valid_seeded_output(engine: Engine, name: str) 
     def seen(outcomes: list[Outcome]) -> list[tuple[str, bool, str, str, str]]:
         return sorted((o.key, o.ok, o.title, o.text, o.error) for o in outcomes)
 
-    assert seen(first) == seen(again)  # stable: the same seed, the same words
+    if request.node.callspec.params["engine"] == "transformers":
+        assert seen(first) == seen(again)  # stable: the same seed, the same words
     assert {o.key for o in first} == {key for key, _ in entries}
     accepted = [o for o in first if o.ok]
     assert len(accepted) >= 3, [o.error for o in first if not o.ok]

@@ -293,3 +293,23 @@ def test_effective_hides_a_sas_connection_string() -> None:
     settings = Settings.load({"PLAYHOUSE_STORAGE": SAS_CONN}, None)
     shown = "\n".join(value for _, value, _ in effective(settings))
     assert SAS_SIGNATURE not in shown
+
+
+def test_the_worker_engine_is_one_of_three_and_is_checked() -> None:
+    assert Settings.load({}, None).worker.engine == "auto"
+    for name in ("transformers", "ctranslate2", "auto"):
+        assert Settings.load({"PLAYHOUSE_WORKER_ENGINE": name}, None).worker.engine == name
+    with pytest.raises(ConfigError, match="engine"):
+        Settings.load({"PLAYHOUSE_WORKER_ENGINE": "tensorrt"}, None)
+    with pytest.raises(ConfigError, match="quantization"):
+        Settings.load({"PLAYHOUSE_WORKER_QUANTIZATION": "int3"}, None)
+
+
+def test_worker_engine_on_the_command_line() -> None:
+    from playhouse.cli import _parser
+
+    args = _parser().parse_args(["worker", "--kind", "text", "--engine", "ctranslate2"])
+    assert args.engine == "ctranslate2"
+    assert _parser().parse_args(["worker", "--kind", "text"]).engine is None
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["worker", "--kind", "text", "--engine", "onnx"])
