@@ -15,6 +15,10 @@ TABLE_WORKERS: Final = "workers"
 """Each worker's latest heartbeat: PK ``PK_WORKERS``, RK the worker id."""
 TABLE_METRICS: Final = "metrics"
 """Time series for the status page: PK the UTC hour, RK time and source."""
+TABLE_REPORTS: Final = "reports"
+"""What people reported, and what the word filter held: PK the room, RK the report id."""
+TABLE_MODLOG: Final = "modlog"
+"""Every moderator's action: PK the room (or ``MODLOG_ALL``), RK newest first."""
 
 TABLES: Final = (
     TABLE_USERS,
@@ -25,6 +29,8 @@ TABLES: Final = (
     TABLE_JOBS,
     TABLE_WORKERS,
     TABLE_METRICS,
+    TABLE_REPORTS,
+    TABLE_MODLOG,
 )
 
 # Queues
@@ -108,6 +114,15 @@ FILTER_COMPARISONS_MAX: Final = 15
 PATH_MAX: Final = FILTER_COMPARISONS_MAX - 1
 """Ancestor ids a comment keeps (its chain is one query: PartitionKey plus one RowKey
 comparison each); older ancestors fall outside any GPT-2 prompt's budget anyway."""
+
+SITE_ROOM: Final = "~site"
+"""The site itself, as a room of the ``members`` table: a membership of it with role
+``admin`` makes a site admin, one with role ``banned`` bans from the whole site (``~``
+cannot start a room name, so no room is ever called this)."""
+MODLOG_ALL: Final = "~all"
+"""The mod log partition every action is also written to (what admins read)."""
+FILTER_REPORTER: Final = "~filter"
+"""The ``reporter`` of a report the word filter filed when it held an item."""
 
 SEED_CREATOR: Final = "playhouse"
 """``created_by`` of the rooms the playhouse seeds from the cast (not a person's)."""

@@ -93,6 +93,8 @@ var tableNames = [
   'jobs'
   'workers'
   'metrics'
+  'reports'
+  'modlog'
 ]
 var containerNames = [
   'images'

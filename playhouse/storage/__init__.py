@@ -32,6 +32,7 @@ from playhouse.errors import ConfigError, PlayhouseError, StorageUnavailable
 from playhouse.storage.accounts import MemberRepo, RoomRepo, UserRepo
 from playhouse.storage.blobs import BlobStore
 from playhouse.storage.jobs import JobRepo
+from playhouse.storage.moderation import ModLogRepo, ReportRepo
 from playhouse.storage.ops import MetricsRepo, WorkerRepo
 from playhouse.storage.queues import QueueStore
 from playhouse.storage.tables import Tables, short, translate
@@ -109,6 +110,8 @@ class Storage:
         self.jobs = JobRepo(self.tables)
         self.workers = WorkerRepo(self.tables)
         self.metrics = MetricsRepo(self.tables)
+        self.reports = ReportRepo(self.tables)
+        self.modlog = ModLogRepo(self.tables)
 
     @property
     def namespace(self) -> str:

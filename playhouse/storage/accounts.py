@@ -9,18 +9,31 @@ Keys (all lowercase so that names are case-insensitive, as people expect):
   single-partition queries. Join writes the room row last and leave deletes it first:
   whoever asks "is X a member of R" reads the room row, which is true only while both
   rows exist.
+
+Roles beyond membership live in the same rows: a room's moderators, and ``banned``
+(a ban is a membership that is not one: :meth:`MemberRepo.is_member` says no). The site
+is a room too, :data:`~playhouse.constants.SITE_ROOM`: role ``admin`` there makes a site
+admin, ``banned`` bans from the whole site. So what a person may do in a room, the room's
+row and the site's, is one query on their own partition (:meth:`MemberRepo.standing`).
 """
 
 from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 import structlog
 
-from playhouse.constants import PK_ROOMS, PK_USERS, TABLE_MEMBERS, TABLE_ROOMS, TABLE_USERS
+from playhouse.constants import (
+    PK_ROOMS,
+    PK_USERS,
+    SITE_ROOM,
+    TABLE_MEMBERS,
+    TABLE_ROOMS,
+    TABLE_USERS,
+)
 from playhouse.errors import Conflict, NotFound
 from playhouse.ids import id_time
 from playhouse.storage.models import Membership, Page, Role, Room, User
@@ -137,6 +150,14 @@ class RoomRepo:
         )
         return [from_entity(e, Room) for e in entities]
 
+    async def modify(self, name: str, change: Callable[[Room], Room]) -> Room:
+        """Read-modify-write the room (ETag retries, so a counter written meanwhile is
+        kept; ``change`` must be pure). NotFound when there is none."""
+        key = room_key(name)
+        room, etag = await self.t.modify(TABLE_ROOMS, PK_ROOMS, key, Room, change,
+                                         f"room {name}")
+        return msgspec.structs.replace(room, etag=etag)
+
     async def touch(
         self, name: str, *, threads: int = 0, comments: int = 0, at: float | None = None,
         known: Room | None = None,
@@ -168,6 +189,13 @@ class RoomRepo:
         return msgspec.structs.replace(room, etag=etag)
 
 
+class Standing(msgspec.Struct, frozen=True, kw_only=True):
+    """A person's rows for one room and for the site (either may be missing)."""
+
+    room: Membership | None = None
+    site: Membership | None = None
+
+
 class MemberRepo:
     def __init__(self, tables: Tables) -> None:
         self.t = tables
@@ -195,6 +223,30 @@ class MemberRepo:
         log.info("room.role_changed", room=member.room, username=member.username, role=role)
         return member
 
+    async def assign(self, room: str, username: str, role: Role, *, by: str = "",
+                     reason: str = "") -> tuple[Membership | None, Membership]:
+        """Give ``username`` ``role`` in ``room`` whatever they had (a ban replaces a
+        membership, an appointment makes a member): (the row before, the row now)."""
+        before = await self.get(room, username)
+        member = Membership(room=room_key(room), username=user_key(username), role=role,
+                            joined_at=time.time(), by=by, reason=reason)
+        await self._write(member)
+        log.info("room.role_changed", room=member.room, username=member.username, role=role,
+                 by=by or "-")
+        return before, member
+
+    async def standing(self, room: str, username: str) -> Standing:
+        """``username``'s row in ``room`` and in the site, in one query (their partition).
+        The user's partition is written first and deleted last (see :meth:`_write`): it may
+        tell of a membership a moment before and after the room's row does."""
+        r, u = room_key(room), user_key(username)
+        entities = await self.t.query(
+            TABLE_MEMBERS, "PartitionKey eq @pk and ( RowKey eq @room or RowKey eq @site )",
+            f"standing of {u}", parameters={"pk": f"u.{u}", "room": r, "site": SITE_ROOM},
+        )
+        rows = {str(e["RowKey"]): from_entity(e, Membership) for e in entities}
+        return Standing(room=rows.get(r) if r != SITE_ROOM else None, site=rows.get(SITE_ROOM))
+
     async def _write(self, member: Membership) -> None:
         """Both rows; the room's row last (it is what "is X a member" reads)."""
         r, u = member.room, member.username
@@ -216,7 +268,9 @@ class MemberRepo:
         return None if entity is None else from_entity(entity, Membership)
 
     async def is_member(self, room: str, username: str) -> bool:
-        return await self.get(room, username) is not None
+        """Whether ``username`` is a member of ``room`` (a ban is no membership)."""
+        member = await self.get(room, username)
+        return member is not None and member.role != "banned"
 
     async def of_room(self, room: str, *, limit: int = 1000) -> list[Membership]:
         r = room_key(room)
@@ -227,9 +281,11 @@ class MemberRepo:
         return [from_entity(e, Membership) for e in entities]
 
     async def of_user(self, username: str, *, limit: int = 1000) -> list[Membership]:
+        """``username``'s rows in rooms (bans included; the site's row left out)."""
         u = user_key(username)
         entities = await self.t.query(
             TABLE_MEMBERS, "PartitionKey eq @pk", f"rooms of {u}",
             parameters={"pk": f"u.{u}"}, limit=limit,
         )
-        return [from_entity(e, Membership) for e in entities]
+        return [m for m in (from_entity(e, Membership) for e in entities)
+                if m.room != SITE_ROOM]

@@ -13,7 +13,11 @@ import msgspec
 
 T = TypeVar("T")
 
-Role = Literal["owner", "member"]
+Role = Literal["owner", "moderator", "member", "banned", "admin"]
+"""A membership's role: ``owner``, ``moderator`` and ``member`` of a room; ``banned`` from
+it (not a member: a public room is read-only to them, a private one closed); ``admin`` and
+``banned`` also of the site (:data:`~playhouse.constants.SITE_ROOM`)."""
+
 JobState = Literal["called", "pending", "done", "failed"]
 """``called``: recorded before a person's post is acknowledged, not queued yet (the call
 recovery queues it if its web instance died); ``pending``: queued; then ``done``/``failed``."""
@@ -45,6 +49,11 @@ class Room(msgspec.Struct, frozen=True, kw_only=True):
     last_activity: float
     thread_count: int = 0
     comment_count: int = 0
+    bots_post: bool = True
+    """Whether the scheduler may start threads here (its owner may say no)."""
+    own_bots: bool = False
+    """``bots`` is the whole list (its owner edited it); else the personas whose files
+    name the room live here too."""
     etag: str | None = None
     """Row version as read (the activity counters update it conditionally)."""
 
@@ -54,6 +63,11 @@ class Membership(msgspec.Struct, frozen=True, kw_only=True):
     username: str
     role: Role
     joined_at: float
+    """When it began (a ban: when it was made)."""
+    by: str = ""
+    """Who gave this role, when someone else did (a moderator's appointer, a ban's maker)."""
+    reason: str = ""
+    """Why (a ban's reason)."""
 
 
 class Thread(msgspec.Struct, frozen=True, kw_only=True):
@@ -70,6 +84,16 @@ class Thread(msgspec.Struct, frozen=True, kw_only=True):
     comment_count: int = 0
     image_blob: str | None = None
     job_id: str | None = None
+    edited_at: float | None = None
+    """When its author last edited it (None: never)."""
+    gone: str = ""
+    """``""``, ``"deleted"`` (by its author) or ``"removed"`` (by a moderator): a tombstone
+    (:func:`playhouse.views.visible_thread`). A removed thread keeps its text here (for a
+    restore; the mod log has a copy), never shown."""
+    held: bool = False
+    """Held by the word filter: shown to its author and moderators only, until approved."""
+    locked: bool = False
+    """No new comments, by people or bots."""
     etag: str | None = None
     """Row version as read (the activity counters update it conditionally)."""
 
@@ -93,6 +117,14 @@ class Comment(msgspec.Struct, frozen=True, kw_only=True):
     """Ids of its nearest ancestors, oldest first, the parent last (at most
     :data:`~playhouse.constants.PATH_MAX`): a reply's prompt chain is one query (empty for
     top-level comments, and for comments stored before paths were kept: theirs is walked)."""
+    edited_at: float | None = None
+    """When its author last edited it (None: never)."""
+    gone: str = ""
+    """``""``, ``"deleted"`` (by its author) or ``"removed"`` (by a moderator): a tombstone
+    (:func:`playhouse.views.visible_comment`). A removed comment keeps its text here (for
+    a restore; the mod log has a copy), never shown nor put in a prompt."""
+    held: bool = False
+    """Held by the word filter: shown to its author and moderators only, until approved."""
     etag: str | None = None
     """Row version as read; :meth:`CommentRepo.replace` makes it a precondition."""
 
@@ -116,6 +148,55 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     depth: int = 0
     """Depth of the comment the answer will be (its placeholder's indentation)."""
     etag: str | None = None
+
+
+ReportState = Literal["open", "resolved"]
+ModAction = Literal[
+    "remove", "restore", "lock", "unlock", "ban", "unban", "grant", "revoke", "approve",
+    "dismiss", "edit_room", "add_member", "remove_member",
+]
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True):
+    """Someone asked the moderators to look at a thread or a comment (or the word filter
+    held one: ``reporter`` is :data:`~playhouse.constants.FILTER_REPORTER`)."""
+
+    report_id: str
+    room: str
+    thread_id: str
+    comment_id: str | None
+    """None: the thread's post itself."""
+    author: str
+    """Who wrote what is reported."""
+    reporter: str
+    reason: str
+    details: str = ""
+    created_at: float
+    state: ReportState = "open"
+    resolution: str = ""
+    """What settled it: the action taken (``remove``, ``approve`` ...) or ``dismiss``."""
+    resolved_by: str = ""
+    resolved_at: float | None = None
+
+
+class ModEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of the mod log: who did what, when, why, to whom or what."""
+
+    entry_id: str
+    room: str
+    """The room acted in; :data:`~playhouse.constants.SITE_ROOM` for the site's own."""
+    actor: str
+    action: ModAction
+    at: float
+    reason: str = ""
+    target_user: str | None = None
+    thread_id: str | None = None
+    comment_id: str | None = None
+    text: str = ""
+    """What a removal took out of sight (a comment's text; a post's title and body), kept
+    here so that nothing a person wrote is lost."""
+    detail: str = ""
+    """What changed, in words (a room edit's fields, a role given)."""
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
+from collections.abc import Callable
 
 import msgspec
 import structlog
@@ -147,6 +148,16 @@ class ThreadRepo:
         )
         return msgspec.structs.replace(thread, etag=etag)
 
+    async def modify(self, thread_id: str, change: Callable[[Thread], Thread]) -> Thread:
+        """Read-modify-write the thread (ETag retries; ``change`` must be pure: it may run
+        again). NotFound when there is none."""
+        room = await self._room_of(thread_id)
+        thread, etag = await self.t.modify(
+            TABLE_THREADS, room, ids.invert(_thread_id(thread_id)), Thread, change,
+            f"thread {thread_id}",
+        )
+        return msgspec.structs.replace(thread, etag=etag)
+
 
 class CommentRepo:
     def __init__(self, tables: Tables) -> None:
@@ -172,6 +183,16 @@ class CommentRepo:
         etag = await self.t.update(
             TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}", etag=comment.etag
         )
+        return msgspec.structs.replace(comment, etag=etag)
+
+    async def modify(self, thread_id: str, comment_id: str,
+                     change: Callable[[Comment], Comment]) -> Comment:
+        """Read-modify-write a comment (ETag retries; ``change`` must be pure: it may run
+        again). NotFound when there is none."""
+        tid = _thread_id(thread_id)
+        cid = check_key("comment id", comment_id)
+        comment, etag = await self.t.modify(TABLE_COMMENTS, tid, cid, Comment, change,
+                                            f"comment {cid}")
         return msgspec.structs.replace(comment, etag=etag)
 
     async def get(self, thread_id: str, comment_id: str) -> Comment:
