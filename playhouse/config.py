@@ -1,7 +1,7 @@
 """Settings: one struct per subsystem, read once at the entrypoint and passed down.
 
 Sources, later wins: defaults, an optional ``playhouse.toml`` (tables ``[storage]``,
-``[web]``, ``[worker]``, ``[scheduler]`` and top-level keys), then environment
+``[web]``, ``[worker]``, ``[scheduler]``, ``[moderation]`` and top-level keys), then environment
 variables ``PLAYHOUSE_<SECTION>_<FIELD>`` (``PLAYHOUSE_WEB_PORT=8080``) or
 ``PLAYHOUSE_<FIELD>`` for top-level fields. Two short aliases exist because DESIGN.md
 names them: ``PLAYHOUSE_STORAGE`` (the connection string) and ``PLAYHOUSE_REDIS_URL``.
@@ -115,6 +115,10 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     rooms_per_hour: Annotated[
         int, _doc("Rooms one user may create per hour (all at once, or spread out).")
     ] = 10
+    reports_per_hour: Annotated[
+        int, _doc("Reports one user may file per hour (all at once, or spread out); past it "
+                  "a report is refused with the time to wait.")
+    ] = 20
     bot_call_grace_s: Annotated[
         int,
         _doc("Seconds a recorded bot call waits before any instance makes it in place of "
@@ -236,11 +240,29 @@ class SchedulerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     ] = None
 
 
+class ModerationSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    blocked_words: Annotated[
+        tuple[str, ...],
+        _doc("Words (or phrases) people may not use in titles, posts, comments and room "
+             "descriptions: matched as whole words, ignoring letter case, accents, "
+             "look-alike letters, zero-width characters, digits for letters (sh1t) and "
+             "letters spread out (s.h.i.t). Comma-separated in the environment."),
+    ] = ()
+    filter_mode: Annotated[
+        Literal["refuse", "hold"],
+        _doc("What a blocked word does to a post or comment: refuse (the poster is told "
+             "which word, and keeps the text) or hold (stored, shown to nobody but its "
+             "author until a moderator approves it in /mod). Room descriptions are always "
+             "refused."),
+    ] = "refuse"
+
+
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     storage: StorageSettings = msgspec.field(default_factory=StorageSettings)
     web: WebSettings = msgspec.field(default_factory=WebSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     scheduler: SchedulerSettings = msgspec.field(default_factory=SchedulerSettings)
+    moderation: ModerationSettings = msgspec.field(default_factory=ModerationSettings)
     personas_dir: Annotated[str, _doc("Folder of persona TOML files.")] = "personas"
     models_dir: Annotated[str, _doc("Folder where demo models are built.")] = "var/models"
     var_dir: Annotated[str, _doc("Folder for local state (emulator data, secrets).")] = "var"
@@ -270,6 +292,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "web": WebSettings,
     "worker": WorkerSettings,
     "scheduler": SchedulerSettings,
+    "moderation": ModerationSettings,
 }
 _ALIASES = {
     "PLAYHOUSE_STORAGE": ("storage", "connection_string"),

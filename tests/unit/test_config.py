@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from playhouse.config import (
+    ModerationSettings,
     SchedulerSettings,
     Settings,
     StorageSettings,
@@ -40,6 +41,7 @@ SECTIONS: dict[str, type[msgspec.Struct]] = {
     "web": WebSettings,
     "worker": WorkerSettings,
     "scheduler": SchedulerSettings,
+    "moderation": ModerationSettings,
 }
 
 
