@@ -18,9 +18,11 @@ ErrorCode = Literal[
     "frame_too_large",
     "too_long",
     "empty",
+    "blocked_word",
     "forged_author",
     "login_required",
     "forbidden",
+    "banned",
     "not_found",
     "conflict",
     "rate_limited",
@@ -68,6 +70,17 @@ class Forbidden(PlayhouseError):
 
     code: ClassVar[ErrorCode] = "forbidden"
     status: ClassVar[int] = 403
+
+
+class Banned(Forbidden):
+    """The caller is banned from the room (or the whole site) they act in."""
+
+    code: ClassVar[ErrorCode] = "banned"
+
+    def __init__(self, reason: str, *, site: bool = False) -> None:
+        super().__init__(reason)
+        self.site = site
+        """Banned from the whole site: their sessions are over (a socket is closed)."""
 
 
 class LoginRequired(Forbidden):
@@ -142,6 +155,12 @@ class Empty(InvalidInput):
     code: ClassVar[ErrorCode] = "empty"
 
 
+class BlockedWord(InvalidInput):
+    """A text that uses a word the site does not allow (``[moderation] blocked_words``)."""
+
+    code: ClassVar[ErrorCode] = "blocked_word"
+
+
 class ForgedAuthor(InvalidInput):
     """A post that names its own author: the author is always the logged-in user."""
 
@@ -182,9 +201,10 @@ class Interrupted(PlayhouseError):
 CODES: dict[type[PlayhouseError], tuple[ErrorCode, int]] = {
     cls: (cls.code, cls.status)
     for cls in (
-        PlayhouseError, ConfigError, StorageUnavailable, NotFound, Forbidden, LoginRequired,
+        PlayhouseError, ConfigError, StorageUnavailable, NotFound, Forbidden, Banned,
+        LoginRequired,
         Conflict, RateLimited, TooFast, TooManySockets, InvalidInput, BadRequest, BadJson,
-        FrameTooLarge, TooLong, Empty, ForgedAuthor, NotSubscribed, InvalidCompletion,
+        FrameTooLarge, TooLong, Empty, BlockedWord, ForgedAuthor, NotSubscribed, InvalidCompletion,
         ModelUnavailable, Interrupted,
     )
 }

@@ -66,6 +66,33 @@ class Presence(msgspec.Struct, frozen=True, tag="presence", kw_only=True):
     ``room`` answers with its own list, so the newcomer's page sees them all at once."""
 
 
+class Moderated(msgspec.Struct, frozen=True, tag="moderated", kw_only=True):
+    """A moderator acted on a comment or a thread (``action``: ``removed``, ``restored``,
+    ``locked``, ``unlocked``, ``approved``): the item as everyone sees it now."""
+
+    action: str
+    thread_id: str
+    comment: CommentOut | None = None
+    thread: ThreadOut | None = None
+    reason: str = ""
+
+
+class BanNotice(msgspec.Struct, frozen=True, tag="banned", kw_only=True):
+    """On a user's channel: they were banned from ``room`` (None: the whole site, and
+    their sockets close)."""
+
+    room: str | None = None
+    reason: str = ""
+
+
+class AccessEnded(msgspec.Struct, frozen=True, tag="access_ended", kw_only=True):
+    """On a user's channel: they are no longer a member of the private ``room`` (a socket
+    watching it stops)."""
+
+    room: str
+    reason: str = ""
+
+
 class LoggedOut(msgspec.Struct, frozen=True, tag="logged_out", kw_only=True):
     """On a user's channel: close that user's sockets of ``session`` (None: all of them)."""
 
@@ -75,7 +102,8 @@ class LoggedOut(msgspec.Struct, frozen=True, tag="logged_out", kw_only=True):
         return self.session is None or self.session == session_id
 
 
-LiveEvent = CommentEvent | Thinking | CommentReplaced | ThreadEvent | Presence | LoggedOut
+LiveEvent = (CommentEvent | Thinking | CommentReplaced | ThreadEvent | Presence | LoggedOut
+             | Moderated | BanNotice | AccessEnded)
 """Everything published on a channel."""
 
 _encoder = msgspec.json.Encoder()
@@ -119,7 +147,9 @@ class Channels:
                 return self.room(event.thread.room)
             case Presence():
                 return self.room(event.room)
-            case LoggedOut():
+            case Moderated():
+                return self.thread(event.thread_id)
+            case LoggedOut() | BanNotice() | AccessEnded():
                 if user is None:
                     raise ValueError("a user's event needs the user")
                 return self.user(user)
@@ -160,6 +190,24 @@ class Broadcaster:
 
     def logged_out(self, user: str, session: str | None = None) -> None:
         self.send(LoggedOut(session=session), user=user)
+
+    def moderated(self, action: str, *, thread: Thread, comment: Comment | None = None,
+                  reason: str = "") -> None:
+        """Show a moderator's action on ``comment`` (None: on the thread itself) to the
+        thread's watchers; a thread's change also to its room's."""
+        if comment is not None:
+            self.send(Moderated(action=action, thread_id=thread.thread_id,
+                                comment=comment_out(comment), reason=reason))
+            return
+        self.send(Moderated(action=action, thread_id=thread.thread_id,
+                            thread=thread_out(thread), reason=reason))
+        self.thread(thread)
+
+    def banned(self, user: str, room: str | None, reason: str = "") -> None:
+        self.send(BanNotice(room=room, reason=reason), user=user)
+
+    def access_ended(self, user: str, room: str, reason: str = "") -> None:
+        self.send(AccessEnded(room=room, reason=reason), user=user)
 
 
 class BackendPublisher:

@@ -4,6 +4,12 @@ One frozen msgspec struct per thing shown (a comment, a thread, a room, a person
 built from the storage rows by the functions below, with times in ISO 8601 UTC. Pages,
 the REST API, the websocket and live events all show these, so a comment reads the same
 wherever it appears.
+
+Tombstones are decided here and nowhere else: :func:`visible_comment` and
+:func:`visible_thread` turn a deleted or removed row into what anyone sees of it
+("[deleted]" / "[removed]", no author, no picture); every view struct is built through
+them. What the word filter held is shown to its author and the room's moderators only
+(:func:`sees_held`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,13 @@ if TYPE_CHECKING:
     from playhouse.storage.models import Comment, Room, Thread
 
 IMAGE_PREFIX = "/images/"
+TOMBSTONES = {"deleted": "[deleted]", "removed": "[removed]"}
+"""What a gone thread or comment shows in place of its text and its author."""
+
+
+def tombstone(gone: str) -> str:
+    """The marker of a gone item (an unknown kind of gone reads as deleted)."""
+    return TOMBSTONES.get(gone, TOMBSTONES["deleted"])
 
 
 class PersonaLook(msgspec.Struct, frozen=True):
@@ -47,6 +60,12 @@ class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
     depth: int = 0
     persona: str | None = None
     image_url: str | None = None
+    edited_at: str | None = None
+    """When its author last edited it (ISO 8601, UTC); None: never."""
+    gone: str = ""
+    """``deleted`` or ``removed``: a tombstone (``text`` and ``author`` say so)."""
+    held: bool = False
+    """Held by the word filter for a moderator (only its author and moderators see it)."""
 
 
 class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +83,11 @@ class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
     url: str | None = None
     persona: str | None = None
     image_url: str | None = None
+    edited_at: str | None = None
+    gone: str = ""
+    held: bool = False
+    locked: bool = False
+    """No new comments, by people or bots."""
 
 
 class RoomOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,6 +100,8 @@ class RoomOut(msgspec.Struct, frozen=True, kw_only=True):
     bots: tuple[str, ...]
     default_bot: str | None = None
     member: bool = False
+    bots_post: bool = True
+    """Whether bots start threads here."""
 
 
 def iso(ts: float) -> str:
@@ -88,26 +114,63 @@ def image_url(blob: str | None) -> str | None:
     return None if not blob else IMAGE_PREFIX + blob
 
 
+def visible_comment(c: Comment) -> Comment:
+    """The stored comment as anyone sees it: a gone one is its tombstone (the marker as
+    text and author, no picture); the tree below it stays."""
+    if not c.gone:
+        return c
+    mark = tombstone(c.gone)
+    return msgspec.structs.replace(c, text=mark, author=mark, is_bot=False, persona=None,
+                                   image_blob=None,
+                                   status="ok" if c.status == "placeholder" else c.status)
+
+
+def visible_thread(t: Thread) -> Thread:
+    """The stored thread as anyone sees it: a gone one keeps its place and its comments,
+    with the marker as title and author, and no body, link or picture."""
+    if not t.gone:
+        return t
+    mark = tombstone(t.gone)
+    return msgspec.structs.replace(t, title=mark, body="", url=None, author=mark,
+                                   is_bot=False, persona=None, image_blob=None)
+
+
+def sees_held(author: str, viewer: str | None, *, moderator: bool) -> bool:
+    """Whether ``viewer`` sees an item by ``author`` that the word filter held: its author
+    does (marked as waiting), and the room's moderators (who decide); nobody else."""
+    return moderator or (viewer is not None and viewer.casefold() == author.casefold())
+
+
 def comment_out(c: Comment) -> CommentOut:
+    """``c`` as it is shown (:func:`visible_comment`)."""
+    c = visible_comment(c)
     return CommentOut(
         id=c.comment_id, thread_id=c.thread_id, room=c.room, parent_id=c.parent_id,
         author=c.author, is_bot=c.is_bot, text=c.text, created_at=iso(c.created_at),
         status=c.status, depth=c.depth, persona=c.persona, image_url=image_url(c.image_blob),
+        edited_at=iso(c.edited_at) if c.edited_at else None, gone=c.gone, held=c.held,
     )
 
 
 def thread_out(t: Thread) -> ThreadOut:
+    """``t`` as it is shown (:func:`visible_thread`)."""
+    t = visible_thread(t)
     return ThreadOut(
         id=t.thread_id, room=t.room, title=t.title, body=t.body, author=t.author,
         is_bot=t.is_bot, created_at=iso(t.created_at), last_activity=iso(t.last_activity),
         comment_count=t.comment_count, url=t.url, persona=t.persona,
         image_url=image_url(t.image_blob),
+        edited_at=iso(t.edited_at) if t.edited_at else None, gone=t.gone, held=t.held,
+        locked=t.locked,
     )
 
 
 def room_bots(room: Room, cast: Cast) -> tuple[str, ...]:
-    """The bots living in a room: the room's own list and the personas naming it."""
-    names = list(room.bots)
+    """The bots living in a room: the room's own list and the personas naming it (only the
+    room's list once its owner edited it: ``own_bots``)."""
+    names = [b for b in room.bots if b in cast.personas] if room.own_bots else list(room.bots)
+    if room.own_bots:
+        return tuple(names)
     for persona in cast.in_room(room.name):
         if persona.name not in names:
             names.append(persona.name)
@@ -120,6 +183,7 @@ def room_out(room: Room, cast: Cast, *, member: bool = False) -> RoomOut:
         threads=room.thread_count, comments=room.comment_count,
         last_activity=iso(room.last_activity) if room.last_activity else None,
         bots=room_bots(room, cast), default_bot=room.default_bot, member=member,
+        bots_post=room.bots_post,
     )
 
 
