@@ -120,14 +120,19 @@ async def _apply_reply(storage: Storage, result: GenerationResult) -> Applied:
         current = None
     if current is not None and current.status != "placeholder":
         return Applied("duplicate", comment=current)
-    if current is None:  # no placeholder (yet): make sure the thread is still there
+    if current is None:  # no placeholder (yet): make sure the thread still takes answers
         try:
-            await storage.threads.get(result.thread_id)
+            thread = await storage.threads.get(result.thread_id)
         except NotFound:
             log.warning("result.dropped", reason="thread gone", thread_id=result.thread_id,
                         room=result.room, persona=result.persona)
             return Applied("duplicate", failed=True,
                            dropped=f"thread {result.thread_id!r} is gone")
+        if thread.locked or thread.gone == "removed":
+            log.warning("result.dropped", reason="thread closed", thread_id=result.thread_id,
+                        room=result.room, persona=result.persona)
+            return Applied("duplicate", failed=True,
+                           dropped=f"thread {result.thread_id!r} is locked or removed")
     comment = Comment(
         comment_id=comment_id,
         thread_id=result.thread_id,

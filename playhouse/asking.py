@@ -38,6 +38,7 @@ from playhouse.messages import (
     fit_request,
 )
 from playhouse.storage.models import Comment, Job, Thread
+from playhouse.views import visible_comment, visible_thread
 
 if TYPE_CHECKING:
     from playhouse.personas import Cast, Persona
@@ -66,6 +67,7 @@ def request_id_for(answered: str, persona: str) -> str:
 
 
 def _post_context(thread: Thread) -> PostContext:
+    thread = visible_thread(thread)  # a removed post's words never reach a prompt
     return PostContext(author=thread.author, title=thread.title, body=thread.body, url=thread.url)
 
 
@@ -92,9 +94,12 @@ def image_prompt_of(text: str, persona: Persona) -> str:
 
 
 def chain_comment(comment: Comment, chain: Sequence[Comment], thread: Thread) -> ChainComment:
-    """``comment`` as a reply prompt shows it. An image persona's picture is shown as a
-    picture made for its requester (the author of what it answered), never as the
-    painter's own words: its caption quotes a person."""
+    """``comment`` as a reply prompt shows it: as anyone sees it
+    (:func:`~playhouse.views.visible_comment`: a deleted or removed one is its tombstone,
+    its words never reach a prompt). An image persona's picture is shown as a picture
+    made for its requester (the author of what it answered), never as the painter's own
+    words: its caption quotes a person."""
+    comment = visible_comment(comment)
     if not (comment.is_bot and comment.image_blob):
         return ChainComment(author=comment.author, text=comment.text)
     if comment.parent_id is None:
@@ -124,7 +129,8 @@ def reply_request(
         thread_id=thread.thread_id,
         parent_id=parent_id,
         post=_post_context(thread),
-        chain=tuple(chain_comment(c, chain, thread) for c in chain if c.status == "ok"),
+        chain=tuple(chain_comment(c, chain, thread) for c in chain
+                    if c.status == "ok" and not c.held),
         created_at=time.time(),
     )
 

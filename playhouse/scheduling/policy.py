@@ -70,6 +70,8 @@ class Candidate:
     status: str = "ok"
     is_post: bool = False
     comment: Comment | None = None
+    hidden: bool = False
+    """Deleted, removed, or held by the word filter: nothing a bot answers."""
 
 
 @dataclass(slots=True)
@@ -90,6 +92,7 @@ class ThreadView:
             author=thread.author, persona=thread.persona if thread.is_bot else None,
             is_bot=thread.is_bot, text=f"{thread.title}\n{thread.body}".strip(),
             created_at=thread.created_at, depth=0, parent=None, is_post=True,
+            hidden=bool(thread.gone) or thread.held,
         )
         items = {post.key: post}
         answered: dict[str, set[str]] = {}
@@ -100,7 +103,7 @@ class ThreadView:
                 key=c.comment_id, thread_id=thread.thread_id, room=thread.room,
                 author=c.author, persona=c.persona if c.is_bot else None, is_bot=c.is_bot,
                 text=c.text, created_at=c.created_at, depth=c.depth, parent=parent,
-                status=c.status, comment=c,
+                status=c.status, comment=c, hidden=bool(c.gone) or c.held,
             )
             if c.is_bot and c.persona:
                 answered.setdefault(parent, set()).add(c.persona)
@@ -111,6 +114,11 @@ class ThreadView:
     @property
     def post(self) -> Candidate:
         return self.items[self.thread.thread_id]
+
+    @property
+    def closed(self) -> bool:
+        """No bot answers anything here: locked, removed (or deleted), or held."""
+        return self.thread.locked or bool(self.thread.gone) or self.thread.held
 
     def path_up(self, item: Candidate) -> list[Candidate]:
         """``item``, its parent, its grandparent ... up to the post (a loop stops the walk)."""
@@ -360,7 +368,7 @@ class Policy:
 
     def eligible(self, persona: Persona, view: ThreadView, item: Candidate, now: float) -> bool:
         """Whether ``persona`` may consider ``item`` at all (no draw is spent otherwise)."""
-        if item.status != "ok":
+        if item.status != "ok" or item.hidden:
             return False
         if item.is_bot and item.persona == persona.name:
             return False  # never itself

@@ -7,9 +7,11 @@ coalesced, one run at a time, so a slow round never piles up):
   (:mod:`~playhouse.scheduling.leader`); only the leader runs the other two;
 * ``round`` (every ``sweep_interval_s``): unless ``gen-background`` is deeper than
   ``background_max_depth`` (then the round is skipped and the log says so), each awake
-  persona may start a thread, and each recent comment is offered to the personas of its
-  room (:class:`~playhouse.scheduling.policy.Policy`); a reply's request id derives from
-  the comment and the persona, so its job row is the claim and a restarted or second
+  persona may start a thread (not in a room whose owner said no: ``bots_post``), and each
+  recent comment is offered to the personas of its room (never in a locked, removed or
+  held thread, never a removed or held comment:
+  :class:`~playhouse.scheduling.policy.Policy`); a reply's request id derives from the
+  comment and the persona, so its job row is the claim and a restarted or second
   scheduler (or a person calling the same bot) never asks twice;
 * ``housekeeping`` (every ``housekeeping_interval_s``): stuck jobs and poison queues.
 
@@ -263,6 +265,8 @@ class Scheduler:
                      report: RoundReport, *, budget: int, images: bool) -> None:
         by_persona: dict[str, list[str]] = {}
         for room in snapshot.rooms.values():
+            if not room.room.bots_post:
+                continue  # its owner keeps the bots from starting threads there
             for persona in room.personas:
                 by_persona.setdefault(persona.name, []).append(room.name)
         for name in sorted(by_persona):
@@ -305,7 +309,7 @@ class Scheduler:
         own, not a picture), else the room's description (its creator's words)."""
         titles = [(t.title, t.author) for t in snapshot.threads
                   if t.room == room and t.author != persona.name and not t.image_blob
-                  and t.title.strip()][:PICTURE_CHOICES]
+                  and not t.gone and not t.held and t.title.strip()][:PICTURE_CHOICES]
         if titles:
             title, author = self.policy.rng.choice(titles)
             return title.strip()[:500], author
@@ -321,7 +325,7 @@ class Scheduler:
         hour = hour_of(now)
         for view in snapshot.views:
             room = snapshot.rooms.get(view.thread.room)
-            if room is None:
+            if room is None or view.closed:
                 continue
             awake = [p for p in room.personas if p.is_active(hour)
                      and (images or p.kind != "image")]

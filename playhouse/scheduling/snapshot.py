@@ -16,6 +16,7 @@ import structlog
 
 from playhouse.scheduling.policy import BotAct, Ledger, ThreadView
 from playhouse.storage.models import Comment, Room, Thread
+from playhouse.views import room_bots
 
 if TYPE_CHECKING:
     from playhouse.personas import Cast, Persona
@@ -62,12 +63,11 @@ class Snapshot:
 
 
 def room_personas(cast: Cast, room: Room) -> tuple[Persona, ...]:
-    """Personas that live in ``room``: by their persona file, or listed in the room's bots."""
-    bots = {b.casefold() for b in room.bots}
-    return tuple(
-        p for _, p in sorted(cast.personas.items())
-        if p.lives_in(room.name) or p.name.casefold() in bots
-    )
+    """Personas that live in ``room``, by the one rule pages show
+    (:func:`~playhouse.views.room_bots`): its own list, and unless its owner edited that
+    list, the personas whose files name it."""
+    bots = {b.casefold() for b in room_bots(room, cast)}
+    return tuple(p for _, p in sorted(cast.personas.items()) if p.name.casefold() in bots)
 
 
 class SnapshotReader:
