@@ -98,6 +98,7 @@ def assemble(settings: Settings, storage: Storage, cast: Cast, *, secret: bytes,
     the call recovery in it, ``schedule`` the bots' scheduler (which schedules only while
     it holds the lease)."""
     from playhouse.events import Broadcaster
+    from playhouse.moderation.filter import WordFilter
     from playhouse.periodic import Chore, Periodic
     from playhouse.scheduling.scheduler import Scheduler
     from playhouse.web.app import Service, channels_backend, channels_plugin, create_app
@@ -123,11 +124,17 @@ def assemble(settings: Settings, storage: Storage, cast: Cast, *, secret: bytes,
         sessions=SessionGuard(storage), broadcast=broadcast,
         counters=Counters(storage, broadcast, window_s=web.activity_window_s),
         slots=SocketSlots.from_settings(web, redis=redis, namespace=storage.namespace),
+        word_filter=WordFilter(settings.moderation.blocked_words),
     )
     periodic = Periodic()
     presence = PresenceRefresh(ctx.presence, ctx.instance, broadcast.send)
     periodic.add(Chore("presence", REFRESH_S, presence.refresh))
     periodic.add(Chore("socket_slots", LEASE_S / 3, ctx.slots.renew))
+    if redis is None:  # nothing carries the operator's bans here: look for them
+        from playhouse.web.bans import WATCH_S, BanWatch
+
+        watch = BanWatch(storage, broadcast, ctx.sessions.forget)
+        periodic.add(Chore("ban_watch", WATCH_S, watch.check))
     if web.sample_interval_s > 0:
         sampler = Sampler(ctx, web.sample_interval_s, web.sample_watch_s)
         ctx.watch_status = sampler.watched

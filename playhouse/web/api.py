@@ -6,16 +6,17 @@ members. Every post and comment carries ``author``, ``is_bot`` and ``created_at`
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Controller, Request, get
 from litestar.params import Parameter
 
 from playhouse import views
-from playhouse.storage.models import Comment
+from playhouse.storage.models import Comment, Thread
+from playhouse.storage.threads import no_thread
 from playhouse.views import CommentOut, PersonaLook, RoomOut, ThreadOut
-from playhouse.web.context import context_of, current_user
+from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.pages import THREAD_COMMENTS_MAX, Node, comment_tree, visible_rooms
 
 
@@ -42,6 +43,20 @@ def _node(node: Node) -> CommentNode:
                        replies=[_node(n) for n in node.replies])
 
 
+Listed = TypeVar("Listed", Thread, Comment)
+
+
+async def _unheld(ctx: WebContext, room: str, user: str | None, items: list[Listed]
+                  ) -> list[Listed]:
+    """``items`` without what the word filter held, unless ``user`` wrote it or moderates
+    ``room`` (asked only when something is held)."""
+    if not any(i.held for i in items):
+        return items
+    moderates = await ctx.sees_held(room, user)
+    return [i for i in items
+            if not i.held or views.sees_held(i.author, user, moderator=moderates)]
+
+
 class Api(Controller):
     path = "/api"
     tags = ["api"]
@@ -63,15 +78,20 @@ class Api(Controller):
     ) -> ThreadPage:
         """A room's threads, newest first, paged."""
         ctx = context_of(request)
-        found, _ = await ctx.readable_room(room, current_user(request))
+        user = current_user(request)
+        found, _ = await ctx.readable_room(room, user)
         listed = await ctx.storage.threads.list(found.name, limit=limit, token=page)
-        return ThreadPage(threads=[views.thread_out(t) for t in listed.items], next=listed.next)
+        shown = await _unheld(ctx, found.name, user, listed.items)
+        return ThreadPage(threads=[views.thread_out(t) for t in shown], next=listed.next)
 
     @get("/threads/{thread_id:str}")
     async def thread(self, request: Request[Any, Any, Any], thread_id: str) -> ThreadDetail:
         """A thread's post and its comment tree."""
         ctx = context_of(request)
-        thread, _ = await ctx.readable_thread(thread_id, current_user(request))
+        user = current_user(request)
+        thread, _ = await ctx.readable_thread(thread_id, user)
+        if not await _unheld(ctx, thread.room, user, [thread]):
+            raise no_thread(thread_id)
         comments: list[Comment] = []
         token: str | None = None
         while len(comments) < THREAD_COMMENTS_MAX:
@@ -80,6 +100,7 @@ class Api(Controller):
             token = listed.next
             if token is None:
                 break
+        comments = await _unheld(ctx, thread.room, user, comments)
         return ThreadDetail(thread=views.thread_out(thread),
                             comments=[_node(n) for n in comment_tree(comments)],
                             truncated=token is not None)

@@ -155,6 +155,12 @@ async def login(request: Request[Any, Any, Any]) -> Template | Redirect:
         log.info("login.failed", username=username[:40], ip=ip)
         return page(request, "login.html", status_code=400, next=target, username=username,
                     error="wrong user name or password")
+    banned = (await ctx.moderation.powers(user.username, None)).site_banned
+    if banned is not None:
+        log.info("login.banned", username=user.username)
+        because = f" ({banned.reason})" if banned.reason else ""
+        return page(request, "login.html", status_code=403, next=target, username=username,
+                    error=f"u/{user.display_name} is banned from the site{because}")
     # A correct password is not a failure: give back what the attempt took.
     await ctx.limits.login_failures_per_client.give_back(pair)
     if by_user:

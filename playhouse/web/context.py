@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from playhouse.errors import Forbidden
+from playhouse.moderation.actions import Moderation
+from playhouse.moderation.filter import WordFilter
 from playhouse.storage.models import Room, Thread
 from playhouse.storage.threads import no_thread
 from playhouse.web.metrics import WebMetrics
@@ -68,6 +70,8 @@ class WebContext:
     """Room and thread counters, coalesced."""
     slots: SocketSlots
     """Open sockets per address and per user (capped)."""
+    word_filter: WordFilter = field(default_factory=lambda: WordFilter(()))
+    """``[moderation] blocked_words``, folded once."""
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -78,9 +82,13 @@ class WebContext:
     """Told when someone looks at the status page or ``/metrics``: the sampler samples."""
     announcer: PresenceAnnouncer = field(init=False)
     """Publishes this instance's viewers of a room when they change (coalesced)."""
+    moderation: Moderation = field(init=False)
+    """The moderators' actions (:mod:`playhouse.moderation.actions`)."""
 
     def __post_init__(self) -> None:
         self.announcer = PresenceAnnouncer(self.presence, self.instance, self.broadcast.send)
+        self.moderation = Moderation(self.storage, self.broadcast, self.settings.web.admins,
+                                     on_site_ban=self.sessions.forget)
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``work`` in the background, logging (never raising) a failure."""
@@ -111,6 +119,13 @@ class WebContext:
         if not room.public and not member:
             raise Forbidden(f"r/{room.name} is private: only its members can read it")
         return room, member
+
+    async def sees_held(self, room: str, user: str | None) -> bool:
+        """Whether ``user`` moderates ``room`` (sees everything the word filter held there,
+        not only their own)."""
+        if user is None:
+            return False
+        return (await self.moderation.powers(user, room)).moderates
 
     async def readable_thread(self, thread_id: str, user: str | None) -> tuple[Thread, Room]:
         """A thread, checked against its room's access rule. A thread of a private room

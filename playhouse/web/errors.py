@@ -10,16 +10,11 @@ from litestar.exceptions import HTTPException
 from litestar.response import Template
 from litestar.types import ExceptionHandlersMap
 
-from playhouse.errors import Conflict, Forbidden, InvalidInput, NotFound, PlayhouseError
+from playhouse.errors import PlayhouseError, describe
 from playhouse.web.forms import NOT_UTF8
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
-
-_STATUS: list[tuple[type[PlayhouseError], int]] = [
-    (NotFound, 404), (Forbidden, 403), (InvalidInput, 400), (Conflict, 409),
-]
-
 
 def _answer(request: Request[Any, Any, Any], status: int, reason: str) -> Response[Any]:
     if request.url.path.startswith(("/api", "/schema")) or "text/html" not in request.headers.get(
@@ -33,7 +28,7 @@ def _answer(request: Request[Any, Any, Any], status: int, reason: str) -> Respon
 
 
 def on_playhouse_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 503)
+    _, status, _ = describe(exc)  # each class's own status (errors.CODES): 429 stays 429
     if status >= 500:
         log.warning("request.failed", path=request.url.path, reason=str(exc))
     return _answer(request, status, str(exc))

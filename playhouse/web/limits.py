@@ -219,6 +219,8 @@ class Limits:
     """Bots one user asks (each bot a post calls takes one)."""
     rooms_per_user: Limiter
     """Rooms one user creates."""
+    reports_per_user: Limiter
+    """Reports one user files."""
 
     @classmethod
     def from_settings(cls, web: WebSettings, redis: Redis | None = None, *,
@@ -245,4 +247,6 @@ class Limits:
             bot_calls_per_user=limiter("bot_calls_per_user", web.bot_calls_per_minute),
             rooms_per_user=limiter("rooms_per_user", web.rooms_per_hour / 60.0,
                                    burst=max(1, web.rooms_per_hour)),
+            reports_per_user=limiter("reports_per_user", web.reports_per_hour / 60.0,
+                                     burst=max(1, web.reports_per_hour)),
         )

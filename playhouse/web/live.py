@@ -21,6 +21,8 @@ from playhouse import ids
 from playhouse.constants import PATH_MAX
 from playhouse.errors import (
     BadRequest,
+    Banned,
+    Forbidden,
     InvalidInput,
     LoginRequired,
     NotFound,
@@ -32,6 +34,8 @@ from playhouse.errors import (
     describe,
 )
 from playhouse.events import (
+    AccessEnded,
+    BanNotice,
     CommentEvent,
     CommentReplaced,
     LiveEvent,
@@ -42,7 +46,7 @@ from playhouse.events import (
 )
 from playhouse.storage.models import Comment, Thread
 from playhouse.storage.threads import no_thread
-from playhouse.views import comment_out, thread_out
+from playhouse.views import comment_out, sees_held, thread_out
 from playhouse.web.budget import SocketBudget, frame_cost
 from playhouse.web.context import SESSION_ID, WebContext, client_ip, context_of, current_user
 from playhouse.web.posting import announce, check_rate, store_post
@@ -99,6 +103,9 @@ class Session:
         self.socket_id = f"{ctx.instance}:{ids.new_id()}"
         self.slotted = False
         """Counted in :attr:`WebContext.slots` (released when the socket ends)."""
+        self.moderates: bool | None = None
+        """Whether the user moderates the room subscribed to (asked when something held
+        by the word filter is about to be sent: only they and its author see it)."""
 
     # ------------------------------------------------------------------ sending
     async def send(self, event: ServerEvent) -> None:
@@ -213,17 +220,45 @@ class Session:
             await self.socket.close(code=code, reason=reason)
 
     async def _watch_account(self, subscriber: Subscriber) -> None:
-        """Close the socket when its session is logged out (here, or on another instance,
-        or everywhere): the page reconnects, and the voided cookie makes the new socket
-        anonymous."""
+        """The user's own events, from any instance: a logout closes the socket (the page
+        reconnects, and the voided cookie makes the new socket anonymous); so does a ban
+        from the site (told, and closed for good); a ban from a room, or the end of a
+        membership, is told to the page, and stops the subscription when the room is no
+        longer readable."""
         async for data in subscriber.iter_events():
             event = decode_event(data)
-            if not isinstance(event, LoggedOut) or not event.ends(self.session_id):
-                continue  # another browser of this user logged out
-            await self.refuse(LoginRequired("you logged out; log in again to post"))
-            await self._close(4401, "logged out")
-            log.info("socket.logged_out", user=self.user or "-")
+            if isinstance(event, LoggedOut) and event.ends(self.session_id):
+                await self.refuse(LoginRequired("you logged out; log in again to post"))
+                await self._close(4401, "logged out")
+                log.info("socket.logged_out", user=self.user or "-")
+                return
+            if isinstance(event, BanNotice) and event.room is None:
+                if self.user is not None:  # this instance refuses their cookie at once too
+                    self.ctx.sessions.forget(self.user)
+                await self.send_text(data.decode())
+                because = f" ({event.reason})" if event.reason else ""
+                await self.refuse(Banned(f"you are banned from the site{because}", site=True))
+                await self._close(4403, "banned")
+                log.info("socket.banned", user=self.user or "-")
+                return
+            if isinstance(event, BanNotice | AccessEnded) and event.room is not None:
+                await self.send_text(data.decode())
+                await self._recheck(event.room)
+
+    async def _recheck(self, room: str) -> None:
+        """The user's access to ``room`` changed: stop watching it if they may no longer
+        read it."""
+        if self.room is None or self.room.casefold() != room.casefold():
             return
+        self.moderates = None
+        try:
+            await self.ctx.readable_room(room, self.user)
+        except Forbidden as exc:
+            await self.unsubscribe()
+            await self.refuse(exc)
+            log.info("socket.access_ended", user=self.user or "-", room=room)
+        except PlayhouseError as exc:
+            log.warning("socket.recheck_failed", room=room, reason=str(exc)[:200])
 
     async def _stop_watching_account(self) -> None:
         pump, self.account_pump = self.account_pump, None
@@ -266,6 +301,10 @@ class Session:
         except StorageUnavailable as exc:
             log.warning("socket.storage_unavailable", user=self.user or "-", reason=str(exc))
             await self.refuse(exc, client_id)
+        except Banned as exc:
+            await self.refuse(exc, client_id)
+            if exc.site:  # the ban landed before its notice reached this instance
+                await self._close(4403, "banned")
         except PlayhouseError as exc:
             await self.refuse(exc, client_id)
         except Exception as exc:
@@ -302,6 +341,7 @@ class Session:
         self.subscriber = await self.ctx.channels.subscribe(channels)
         self.pump = asyncio.create_task(self._run_pump(self.subscriber))
         self.room, self.thread_id = room.name, msg.thread_id
+        self.moderates = None
         self.ctx.presence.enter(room.name, self.user)
         try:
             await self.send(Subscribed(room=room.name, thread_id=msg.thread_id))
@@ -355,8 +395,15 @@ class Session:
             items, more = found[:page], len(found) > page
         await self._send_history(room, thread_id, items, more=more)
 
+    async def _shown(self, room: str, author: str) -> bool:
+        """Whether this socket's user sees an item of ``author`` the word filter held."""
+        if self.moderates is None:
+            self.moderates = await self.ctx.sees_held(room, self.user)
+        return sees_held(author, self.user, moderator=self.moderates)
+
     async def _send_history(self, room: str, thread_id: str, items: list[Comment],
                             *, more: bool) -> None:
+        items = [c for c in items if not c.held or await self._shown(room, c.author)]
         comments = tuple(comment_out(c) for c in items)
         self.replayed.update(c.id for c in comments)
         await self.send(History(room=room, thread_id=thread_id, comments=comments, more=more))
@@ -370,6 +417,7 @@ class Session:
             newer = await self.ctx.storage.threads.since(room, ids.id_time(after), limit=page + 1)
             newer = [t for t in newer if t.thread_id > after]
             threads, more = newer[:page], len(newer) > page
+        threads = [t for t in threads if not t.held or await self._shown(room, t.author)]
         await self.send(History(room=room, threads=tuple(thread_out(t) for t in threads),
                                 more=more))
 

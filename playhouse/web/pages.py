@@ -6,9 +6,9 @@ current over the websocket. Every user-supplied string goes through Jinja's auto
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from math import ceil
 from typing import Annotated, Any
@@ -20,12 +20,14 @@ from litestar.params import Parameter
 from litestar.response import Redirect, Template
 
 from playhouse import views
-from playhouse.errors import Conflict, Forbidden, NotFound, PlayhouseError
+from playhouse.errors import Banned, Conflict, Forbidden, NotFound, PlayhouseError
+from playhouse.moderation.roles import OWNER, Powers
 from playhouse.personas import ROOM_NAME_PATTERN
 from playhouse.storage.models import Comment, Membership, Room
 from playhouse.storage.threads import no_thread
 from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.forms import read_form
+from playhouse.web.moderation import REPORT_REASONS, check_description
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
@@ -33,7 +35,6 @@ log = structlog.get_logger()
 MAX_NEST = 8
 """Deeper replies are shown at this level (a phone screen has no room for more)."""
 THREAD_COMMENTS_MAX = 2000
-DESCRIPTION_MAX_CHARS = 500
 ROOM_NAME = re.compile(ROOM_NAME_PATTERN)
 Token = Annotated[str | None, Parameter(query="page", max_length=2000)]
 
@@ -70,7 +71,7 @@ async def visible_rooms(ctx: WebContext, user: str | None) -> list[tuple[Room, b
     rooms = await ctx.storage.rooms.all()
     mine = set()
     if user is not None:
-        mine = {m.room for m in await ctx.storage.members.of_user(user)}
+        mine = {m.room for m in await ctx.storage.members.of_user(user) if m.role != "banned"}
     shown = [(r, r.name.lower() in mine) for r in rooms if r.public or r.name.lower() in mine]
     shown.sort(key=lambda pair: -pair[0].last_activity)
     return shown
@@ -89,25 +90,40 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
     ctx = context_of(request)
     user = current_user(request)
     found, member = await ctx.readable_room(room, user)
-    threads = await ctx.storage.threads.list(found.name, limit=ctx.settings.web.history_page,
-                                             token=token)
-    owner = False
+    threads, everyone, powers = await asyncio.gather(
+        ctx.storage.threads.list(found.name, limit=ctx.settings.web.history_page, token=token),
+        ctx.storage.members.of_room(found.name),
+        ctx.moderation.powers(user, found.name) if user is not None else _nobody(),
+    )
+    moderates = powers is not None and powers.moderates
+    shown = [t for t in threads.items
+             if not t.held or views.sees_held(t.author, user, moderator=moderates)]
     members: list[Membership] = []
-    if member and user is not None:
-        membership = await ctx.storage.members.get(found.name, user)
-        owner = membership is not None and membership.role == "owner"
-        if owner:
-            members = sorted(await ctx.storage.members.of_room(found.name),
-                             key=lambda m: (m.role != "owner", m.username))
+    if powers is not None and powers.owns:
+        members = sorted(everyone, key=lambda m: (ROLE_ORDER.get(m.role, 9), m.username))
     return page(request, "room.html", room=views.room_out(found, ctx.cast, member=member),
-                threads=threads.items, next_page=threads.next, owner=owner, members=members)
+                threads=[views.visible_thread(t) for t in shown], next_page=threads.next,
+                owner=powers is not None and powers.owns, moderates=moderates,
+                banned=powers is not None and powers.role == "banned",
+                moderators=sorted(m.username for m in everyone
+                                  if m.role in ("owner", "moderator")),
+                members=members)
+
+
+ROLE_ORDER = {"owner": 0, "moderator": 1, "member": 2, "banned": 3}
+"""How an owner's list of members is ordered."""
+
+
+async def _nobody() -> None:
+    return None
 
 
 @get("/r/{room:str}/t/{thread_id:str}", name="thread")
 async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str) -> Template:
     ctx = context_of(request)
+    user = current_user(request)
     try:
-        thread, found = await ctx.readable_thread(thread_id, current_user(request))
+        thread, found = await ctx.readable_thread(thread_id, user)
     except NotFound:
         found = None
     if found is None or found.name.casefold() != room.casefold():
@@ -120,10 +136,22 @@ async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str
         token = listed.next
         if token is None:
             break
-    return page(request, "thread.html", room=views.room_out(found, ctx.cast), thread=thread,
-                tree=comment_tree(comments), truncated=token is not None,
+    powers = await ctx.moderation.powers(user, found.name) if user is not None else None
+    moderates = powers is not None and powers.moderates
+    if thread.held and not views.sees_held(thread.author, user, moderator=moderates):
+        raise no_thread(thread_id, room)
+    comments = [c for c in comments
+                if not c.held or views.sees_held(c.author, user, moderator=moderates)]
+    return page(request, "thread.html", room=views.room_out(found, ctx.cast),
+                thread=views.visible_thread(thread), stored_thread=thread,
+                tree=comment_tree([views.visible_comment(c) for c in comments]),
+                truncated=token is not None,
                 last_id=max((c.comment_id for c in comments), default=""),
-                pending=[c.comment_id for c in comments if c.status == "placeholder"])
+                pending=[c.comment_id for c in comments if c.status == "placeholder"],
+                moderates=moderates, reasons=REPORT_REASONS,
+                banned=powers is not None and powers.rank < 0,
+                may_comment=not (thread.locked or thread.gone == "removed" or thread.held)
+                or moderates)
 
 
 @get("/rooms/new", name="new_room")
@@ -150,13 +178,12 @@ async def create_room(request: Request[Any, Any, Any]) -> Template | Redirect:
     status = 400
     if not ROOM_NAME.match(name):
         error = "room names are 3-32 letters, digits or '_'"
-    elif (control := _control_character(description)) is not None:
-        error = f"the description contains {control}"
-    elif len(description) > DESCRIPTION_MAX_CHARS:
-        error = (f"the description is {len(description)} characters, at most "
-                 f"{DESCRIPTION_MAX_CHARS}")
+    elif (problem := check_description(ctx, description)) is not None:
+        error = problem
     elif default_bot is not None and default_bot not in bots:
         error = "the default bot must be one of the room's bots"
+    elif (await ctx.moderation.powers(user, None)).site_banned is not None:
+        error, status = "you are banned from the site", 403
     if error is None and (wait := await ctx.limits.rooms_per_user.take(user)):
         status = 429
         per_hour = ctx.settings.web.rooms_per_hour
@@ -181,22 +208,15 @@ async def create_room(request: Request[Any, Any, Any]) -> Template | Redirect:
     return Redirect(path=f"/r/{name}")
 
 
-def _control_character(text: str) -> str | None:
-    """How to name the first control character of ``text`` (NUL by its name), or None."""
-    for ch in text:
-        if ch == "\x00":
-            return "a NUL character"
-        if unicodedata.category(ch) == "Cc":
-            return f"a control character (U+{ord(ch):04X})"
-    return None
-
-
 @post("/r/{room:str}/join")
 async def join_room(request: Request[Any, Any, Any], room: str) -> Redirect:
     ctx = context_of(request)
     user = _require_user(request)
     found = await ctx.storage.rooms.get(room)
-    if not found.public and not await ctx.storage.members.is_member(found.name, user):
+    mine = await ctx.storage.members.get(found.name, user)
+    if mine is not None and mine.role == "banned":
+        raise Banned(f"you are banned from r/{found.name}")
+    if not found.public and mine is None:
         raise Forbidden(f"r/{found.name} is private: its owner adds members")
     await ctx.storage.members.join(found.name, user)  # a member already keeps their role
     return Redirect(path=f"/r/{found.name}")
@@ -225,15 +245,13 @@ async def _leave(ctx: WebContext, room: Room, user: str) -> None:
     await ctx.storage.members.leave(room.name, user)
 
 
-async def _as_owner(request: Request[Any, Any, Any], room: str) -> tuple[WebContext, Room, str]:
-    """The room, for its owner only (Forbidden for anyone else)."""
+async def _as_owner(request: Request[Any, Any, Any],
+                    room: str) -> tuple[WebContext, Room, Powers]:
+    """The room, for its owners (and the site's admins) only: Forbidden for anyone else."""
     ctx = context_of(request)
     user = _require_user(request)
     found = await ctx.storage.rooms.get(room)
-    membership = await ctx.storage.members.get(found.name, user)
-    if membership is None or membership.role != "owner":
-        raise Forbidden(f"only an owner of r/{found.name} manages its members")
-    return ctx, found, user
+    return ctx, found, await ctx.moderation.moderator(user, found, at_least=OWNER)
 
 
 async def _form_user(ctx: WebContext, request: Request[Any, Any, Any]) -> str:
@@ -245,26 +263,36 @@ async def _form_user(ctx: WebContext, request: Request[Any, Any, Any]) -> str:
 @post("/r/{room:str}/members")
 async def add_member(request: Request[Any, Any, Any], room: str) -> Redirect:
     """An owner of a room adds someone to it (how private rooms get members); a member
-    already keeps their role."""
-    ctx, found, _ = await _as_owner(request, room)
-    await ctx.storage.members.join(found.name, await _form_user(ctx, request))
+    already keeps their role, a banned one stays out until the ban is lifted."""
+    ctx, found, powers = await _as_owner(request, room)
+    target = await _form_user(ctx, request)
+    existing = await ctx.storage.members.get(found.name, target)
+    if existing is not None and existing.role == "banned":
+        raise Conflict(f"u/{target} is banned from r/{found.name}: lift the ban first")
+    if existing is None:
+        await ctx.moderation.record(powers, "add_member", found.name, target_user=target)
+        await ctx.storage.members.join(found.name, target)
     return Redirect(path=f"/r/{found.name}")
 
 
 @post("/r/{room:str}/members/remove")
 async def remove_member(request: Request[Any, Any, Any], room: str) -> Redirect:
-    """An owner removes a member (herself: as leaving); other owners leave by themselves."""
-    ctx, found, user = await _as_owner(request, room)
+    """An owner removes a member (herself: as leaving); other owners leave by themselves.
+    The removed member's open pages of a private room stop at once."""
+    ctx, found, powers = await _as_owner(request, room)
+    user = powers.name
     target = await _form_user(ctx, request)
     if target.casefold() == user.casefold():
         await _leave(ctx, found, user)
         return Redirect(path="/" if not found.public else f"/r/{found.name}")
     membership = await ctx.storage.members.get(found.name, target)
-    if membership is None:
+    if membership is None or membership.role == "banned":
         raise NotFound(f"u/{target} is not a member of r/{found.name}")
     if membership.role == "owner":
         raise Forbidden(f"u/{target} is an owner of r/{found.name}: owners leave by themselves")
+    await ctx.moderation.record(powers, "remove_member", found.name, target_user=target)
     await ctx.storage.members.leave(found.name, target)
+    ctx.broadcast.access_ended(target, found.name, f"u/{user} removed you from r/{found.name}")
     log.info("room.member_removed", room=found.name, username=target, by=user)
     return Redirect(path=f"/r/{found.name}")
 
@@ -272,10 +300,15 @@ async def remove_member(request: Request[Any, Any, Any], room: str) -> Redirect:
 @post("/r/{room:str}/members/owner")
 async def make_owner(request: Request[Any, Any, Any], room: str) -> Redirect:
     """An owner makes a member an owner too (how ownership is handed over)."""
-    ctx, found, user = await _as_owner(request, room)
+    ctx, found, powers = await _as_owner(request, room)
     target = await _form_user(ctx, request)
+    existing = await ctx.storage.members.get(found.name, target)
+    if existing is None or existing.role == "banned":
+        raise NotFound(f"u/{target} is not a member of r/{found.name}")
+    await ctx.moderation.record(powers, "grant", found.name, target_user=target,
+                                detail="owner")
     await ctx.storage.members.set_role(found.name, target, "owner")
-    log.info("room.owner_added", room=found.name, username=target, by=user)
+    log.info("room.owner_added", room=found.name, username=target, by=powers.name)
     return Redirect(path=f"/r/{found.name}")
 
 

@@ -4,9 +4,12 @@
 comment together with the job rows of the bots it calls (:mod:`playhouse.asking`: a
 mention, a reply to a bot, the room's default bot on a new thread); only after it returns
 does the socket acknowledge. Storage is met in at most three steps in series: the room,
-thread and parent (together); the membership of a private room and the ancestors a
-bot's prompt needs (together, when wanted); the post and its jobs (together). The calls
-are worked out once, here, and carried on :class:`Stored`.
+thread, parent and the poster's standing (their membership of the room and of the site:
+one query, which says whether a ban or a private room keeps them out; all together);
+the ancestors a bot's prompt needs (when wanted); the post and its jobs (together). The
+calls are worked out once, here, and carried on :class:`Stored`. A locked or removed
+thread takes no comment (a moderator's note in a locked one calls no bot); the word
+filter refuses a post, or holds it unseen for a moderator (``[moderation] filter_mode``).
 
 :func:`announce` then broadcasts the post, counts it in its room (coalesced, see
 :mod:`playhouse.web.counters`) and, in the background, dispatches each call: its
@@ -18,6 +21,7 @@ the process did not (:mod:`playhouse.web.calls`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ import structlog
 from playhouse import asking, ids
 from playhouse.constants import (
     COMMENT_MAX_CHARS,
+    FILTER_REPORTER,
     PATH_MAX,
     QUEUE_IMAGE,
     QUEUE_INTERACTIVE,
@@ -36,6 +41,8 @@ from playhouse.constants import (
 )
 from playhouse.errors import (
     BadRequest,
+    BlockedWord,
+    Conflict,
     Empty,
     Forbidden,
     InvalidInput,
@@ -45,7 +52,10 @@ from playhouse.errors import (
     TooLong,
 )
 from playhouse.grammar import clean_text
-from playhouse.storage.models import Comment, Job, Room, Thread
+from playhouse.moderation.roles import Powers, refuse_post
+from playhouse.storage.accounts import Standing
+from playhouse.storage.models import Comment, Job, Report, Room, Thread
+from playhouse.storage.moderation import report_id_for
 from playhouse.storage.threads import no_thread
 from playhouse.web.context import WebContext
 from playhouse.web.protocol import PostMessage
@@ -80,7 +90,9 @@ class Stored:
     not_called: tuple[str, ...] = ()
     """The bots it named but does not ask (over the per-post cap or the user's rate)."""
     notice: str | None = None
-    """What the poster is told about ``not_called``."""
+    """What the poster is told about ``not_called``, or that the post is held."""
+    held: bool = False
+    """The word filter held it for a moderator: stored, shown to nobody else yet."""
 
 
 @dataclass(frozen=True)
@@ -161,13 +173,33 @@ async def store_post(ctx: WebContext, user: str, msg: PostMessage) -> Stored:
             raise InvalidInput("a new thread has no parent_id")
         title = " ".join(post_text(msg.title, "title", TITLE_MAX_CHARS).split())
         body = post_text(msg.text, "text", COMMENT_MAX_CHARS, allow_empty=True)
-        room = await _room(ctx, msg.room)
-        await _may_post(ctx, room, user)
-        return await _store_thread(ctx, user, room, title, body)
+        held = screen(ctx, "title", title) or screen(ctx, "post", body)
+        room, standing = await asyncio.gather(_room(ctx, msg.room),
+                                              ctx.storage.members.standing(msg.room, user))
+        refuse_post(room, standing)
+        return await _store_thread(ctx, user, room, title, body, held)
     if msg.title:
         raise InvalidInput("a reply has no title")
     text = post_text(msg.text, "text", COMMENT_MAX_CHARS)
-    return await _store_comment(ctx, user, msg, text)
+    return await _store_comment(ctx, user, msg, text, screen(ctx, "comment", text))
+
+
+def screen(ctx: WebContext, what: str, text: str) -> str | None:
+    """The word filter on a person's ``text``: BlockedWord (the word, and what to do)
+    when the site refuses such posts; the notice for the poster when it holds them for a
+    moderator; None when the text is clean."""
+    hit = ctx.word_filter.find(text)
+    if hit is None:
+        return None
+    written = f'"{hit.written}"' + (f' (as "{hit.word}")'
+                                    if hit.written.casefold() != hit.word.casefold() else "")
+    log.info("post.filtered", what=what, word=hit.word,
+             mode=ctx.settings.moderation.filter_mode)
+    if ctx.settings.moderation.filter_mode == "hold":
+        return (f"your {what} uses {written}, a word this site holds for review: it waits "
+                "for a moderator, and others see it once approved")
+    raise BlockedWord(f"your {what} uses {written}, a word this site does not allow: take "
+                      "it out and send again (your text is kept)")
 
 
 async def _room(ctx: WebContext, name: str) -> Room:
@@ -176,19 +208,19 @@ async def _room(ctx: WebContext, name: str) -> Room:
     return room
 
 
-async def _may_post(ctx: WebContext, room: Room, user: str) -> None:
-    """Forbidden unless ``user`` may post in ``room`` (a private room: its members)."""
-    if not room.public and not await ctx.storage.members.is_member(room.name, user):
-        raise Forbidden(f"r/{room.name} is private: only its members can post there")
-
-
 async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
-                        body: str) -> Stored:
+                        body: str, held: str | None) -> Stored:
     now = time.time()
     thread = Thread(
         thread_id=ids.new_id(now), room=room.name, title=title, body=body, url=None,
         author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
+        held=held is not None,
     )
+    if held is not None:  # no bot answers what nobody else sees yet
+        thread, _ = await asyncio.gather(ctx.storage.threads.create(thread),
+                                         _queue_held(ctx, thread, None, held))
+        return Stored(room=room, thread=thread, comment=None, parent=None, notice=held,
+                      held=True)
     calls = await decide_calls(ctx, user, _called(ctx, room, thread, None, None))
     jobs = [asking.new_job(_request(p, thread, [], None), now=now) for p in calls.called]
     thread, recorded, unrecorded = await _write(ctx, ctx.storage.threads.create(thread), jobs)
@@ -197,7 +229,26 @@ async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
                   not_called=calls.not_called, notice=calls.notice)
 
 
-async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str) -> Stored:
+def _may_comment(room: Room, thread: Thread, parent: Comment | None, standing: Standing,
+                 user: str, admins: tuple[str, ...]) -> None:
+    """Raise what keeps ``user`` from replying there (a moderator may still write in a
+    locked thread: a note, which calls no bot)."""
+    refuse_post(room, standing)
+    moderates = Powers.of(user, room.name, standing, admins).moderates
+    if thread.gone == "removed":
+        raise Forbidden("this thread was removed by a moderator: it takes no new comments")
+    if thread.locked and not moderates:
+        raise Forbidden("this thread is locked by a moderator: it takes no new comments")
+    if thread.held:
+        raise Forbidden("this thread waits for a moderator's approval: it takes comments "
+                        "once approved")
+    if parent is not None and parent.held:
+        raise Forbidden("that comment waits for a moderator's approval: reply once it is "
+                        "approved")
+
+
+async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str,
+                         held: str | None) -> Stored:
     assert msg.thread_id is not None
     if not ids.is_id(msg.thread_id):  # as the socket's subscribe answers it: not there
         raise no_thread(msg.thread_id, msg.room)
@@ -219,9 +270,12 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
         except NotFound:  # missing or elsewhere (a private room's, say): one answer for both
             raise no_thread(msg.thread_id, msg.room) from None
 
-    room, thread, parent = await asyncio.gather(_room(ctx, msg.room), thread_of(), parent_of())
+    room, thread, parent, standing = await asyncio.gather(
+        _room(ctx, msg.room), thread_of(), parent_of(),
+        ctx.storage.members.standing(msg.room, user))
     if parent is not None and parent.status == "placeholder":
         raise InvalidInput("that bot has not answered yet")
+    _may_comment(room, thread, parent, standing, user, ctx.settings.web.admins)
     ctx.counters.saw_thread(thread)
     now = time.time()
     comment = Comment(
@@ -229,22 +283,72 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
         parent_id=parent.comment_id if parent else None, author=user, is_bot=False,
         persona=None, text=text, created_at=now, depth=parent.depth + 1 if parent else 0,
         path=(*parent.path, parent.comment_id)[-PATH_MAX:] if parent else (),
+        held=held is not None,
     )
-    calls = await decide_calls(ctx, user, _called(ctx, room, thread, comment, parent))
-
-    async def ancestors() -> list[Comment]:
-        if not calls.called or parent is None:
-            return []
-        return await ctx.storage.comments.ancestors(parent)
-
-    above, _ = await asyncio.gather(ancestors(), _may_post(ctx, room, user))
-    chain = [*above, *([parent] if parent else []), comment]
+    if held is not None:  # no bot answers what nobody else sees yet
+        comment, _ = await asyncio.gather(ctx.storage.comments.add(comment),
+                                          _queue_held(ctx, thread, comment, held))
+        return Stored(room=room, thread=thread, comment=comment, parent=parent, notice=held,
+                      held=True)
+    wanted = [] if thread.locked else _called(ctx, room, thread, comment, parent)
+    calls = await decide_calls(ctx, user, wanted)
+    chain = await _chain(ctx, calls, parent, comment)
     jobs = [asking.new_job(_request(p, thread, chain, comment), depth=comment.depth + 1,
                            now=now) for p in calls.called]
     comment, recorded, unrecorded = await _write(ctx, ctx.storage.comments.add(comment), jobs)
     return Stored(room=room, thread=thread, comment=comment, parent=parent, calls=recorded,
                   unrecorded=unrecorded, called=tuple(p.name for p in calls.called),
                   not_called=calls.not_called, notice=calls.notice)
+
+
+async def _queue_held(ctx: WebContext, thread: Thread, comment: Comment | None,
+                      notice: str) -> None:
+    """Put what the word filter held in its room's queue at ``/mod``: a report by the
+    filter itself (its id derived from the item: written once whatever the retries)."""
+    item_id = comment.comment_id if comment is not None else thread.thread_id
+    with contextlib.suppress(Conflict):  # filed already: a retried post
+        await ctx.storage.reports.file(Report(
+            report_id=report_id_for(item_id, FILTER_REPORTER), room=thread.room,
+            thread_id=thread.thread_id, comment_id=comment.comment_id if comment else None,
+            author=comment.author if comment is not None else thread.author,
+            reporter=FILTER_REPORTER, reason="blocked word", details=notice,
+            created_at=time.time(),
+        ))
+
+
+async def _chain(ctx: WebContext, calls: Calls, parent: Comment | None,
+                 comment: Comment) -> list[Comment]:
+    """What the called bots' prompts show: the ancestors (one query), the parent, the
+    comment (none when no bot is called)."""
+    if not calls.called:
+        return []
+    above = await ctx.storage.comments.ancestors(parent) if parent is not None else []
+    return [*above, *([parent] if parent else []), comment]
+
+
+async def approved(ctx: WebContext, room: Room, thread: Thread,
+                   comment: Comment | None) -> None:
+    """Show a post the word filter held, now approved, as if just posted: broadcast,
+    counted, and the bots it calls asked (on its author's budget)."""
+    parent = None
+    if comment is not None and comment.parent_id is not None:
+        try:
+            parent = await ctx.storage.comments.get(thread.thread_id, comment.parent_id)
+        except NotFound:
+            parent = None
+    author = comment.author if comment is not None else thread.author
+    wanted = [] if thread.locked else _called(ctx, room, thread, comment, parent)
+    calls = await decide_calls(ctx, author, wanted)
+    now = time.time()
+    if comment is None:
+        jobs = [asking.new_job(_request(p, thread, [], None), now=now) for p in calls.called]
+    else:
+        chain = await _chain(ctx, calls, parent, comment)
+        jobs = [asking.new_job(_request(p, thread, chain, comment), depth=comment.depth + 1,
+                               now=now) for p in calls.called]
+    recorded = await asking.record(ctx.storage, jobs)
+    announce(ctx, Stored(room=room, thread=thread, comment=comment, parent=parent,
+                         calls=tuple(recorded), called=tuple(p.name for p in calls.called)))
 
 
 async def _write(ctx: WebContext, post: Awaitable[P], jobs: list[Job]
@@ -267,10 +371,12 @@ async def _write(ctx: WebContext, post: Awaitable[P], jobs: list[Job]
 
 def _called(ctx: WebContext, room: Room, thread: Thread, comment: Comment | None,
             parent: Comment | None) -> list[Persona]:
-    """The personas a post calls (``comment`` None: the thread itself is the post)."""
+    """The personas a post calls (``comment`` None: the thread itself is the post). A
+    removed comment answered calls nobody back (its bot would answer a tombstone)."""
     return asking.bots_to_call(
         ctx.cast, default_bot=room.default_bot,
-        text=comment.text if comment else f"{thread.title}\n{thread.body}", parent=parent,
+        text=comment.text if comment else f"{thread.title}\n{thread.body}",
+        parent=parent if parent is not None and not parent.gone else None,
         is_top_level_post=comment is None, author=comment.author if comment else thread.author,
     )
 
@@ -294,7 +400,9 @@ def _request(persona: Persona, thread: Thread, chain: list[Comment],
 
 def announce(ctx: WebContext, stored: Stored) -> None:
     """Show the stored post, count it in its room, and make its calls (in the
-    background)."""
+    background); a held post is shown nowhere yet (:func:`approved` does it later)."""
+    if stored.held:
+        return
     if stored.comment is not None:
         ctx.broadcast.comment(stored.comment)
         ctx.counters.count(room=stored.room.name, thread=stored.thread.thread_id, comments=1,

@@ -87,14 +87,21 @@
       if (empty) empty.remove();
     } else {
       row.querySelector(".count").textContent = String(t.comment_count);
+      if (t.gone) row.querySelector(".title").textContent = t.title;
     }
     if (!lastId || t.id > lastId) lastId = t.id;
   }
 
   // -------------------------------------------------------------- comments (thread page)
   function fillComment(node, c) {
-    node.className = "comment" + (c.is_bot ? " bot" : "") + (c.status !== "ok" ? " " + c.status : "");
+    node.className = "comment" + (c.is_bot ? " bot" : "") + (c.status !== "ok" ? " " + c.status : "") +
+      (c.gone ? " gone" : "") + (c.held ? " held" : "");
     const details = node.querySelector("details");
+    if (c.gone) {  // a tombstone: its author is hidden too, and there is nothing to report
+      const who = details.querySelector(":scope > summary > span");
+      if (who && !who.classList.contains("gone")) who.replaceWith(el("span", "author gone", c.author));
+      details.querySelectorAll(":scope > .report-btn, :scope > img.generated").forEach((n) => n.remove());
+    }
     const text = details.querySelector(".text");
     text.textContent = c.status === "placeholder" ? "thinking…" : c.text;
     text.classList.toggle("caption", !!c.image_url);  // a picture's caption quotes a person
@@ -105,12 +112,55 @@
       img.alt = "image by u/" + c.author;
       text.after(img);
     }
-    if (me && c.status === "ok" && !details.querySelector(":scope > .reply-btn")) {
+    if (me && !closed && c.status === "ok" && !c.held && !details.querySelector(":scope > .reply-btn")) {
       const btn = el("button", "reply-btn link", "reply");
       btn.dataset.parent = c.id;
       details.querySelector(".replies").before(btn);
     }
+    if (me && c.status === "ok" && !c.gone && c.author.toLowerCase() !== me.toLowerCase() &&
+        !details.querySelector(":scope > .report-btn")) {
+      const btn = el("button", "report-btn link", "report");
+      btn.dataset.comment = c.id;
+      details.querySelector(".replies").before(btn);
+    }
   }
+
+  // ------------------------------------------------------------------- moderation
+  let closed = !!body.dataset.closed;  // banned, locked or removed: no composer
+  function showNotice(text) {
+    let n = document.getElementById("live-notice");
+    if (!n) {
+      n = el("p", "card notice");
+      n.id = "live-notice";
+      n.setAttribute("role", "alert");
+      document.querySelector("main").prepend(n);
+    }
+    n.textContent = text;
+  }
+  function closeComposers(text) {
+    if (!body.dataset.moderates) closed = true;
+    if (!closed) return;
+    ["reply-top-card", "new-thread-card"].forEach((id) => { const n = document.getElementById(id); if (n) n.remove(); });
+    document.querySelectorAll(".reply-btn, form.inline-reply").forEach((n) => n.remove());
+    if (text) showNotice(text);
+  }
+  function onModerated(ev) {
+    if (ev.comment) { upsertComment(ev.comment); return; }
+    const t = ev.thread;
+    if (!t || t.id !== threadId) return;
+    const post = document.getElementById("post");
+    if (t.gone && post) {
+      post.classList.add("gone");
+      post.querySelector("h1").textContent = t.title;
+      post.querySelectorAll(":scope > .text, :scope > img.generated, :scope > p > a[rel]").forEach((n) => n.remove());
+      const who = post.querySelector(".meta > span");
+      if (who) who.replaceWith(el("span", "author gone", t.author));
+    }
+    if (ev.action === "locked") closeComposers("This thread is locked by a moderator: it takes no new comments.");
+    else if (ev.action === "removed") closeComposers("This thread was removed by a moderator: it takes no new comments.");
+    else if (ev.action === "unlocked" || ev.action === "restored") showNotice("A moderator reopened this thread: reload the page to reply.");
+  }
+  function sameRoom(name) { return !name || name.toLowerCase() === room.toLowerCase(); }
 
   function upsertComment(c) {
     if (c.thread_id !== threadId) return;
@@ -168,6 +218,12 @@
         break;
       case "comment": case "thinking": case "comment_replaced": upsertComment(ev.comment); break;
       case "thread": upsertThread(ev.thread); break;
+      case "moderated": onModerated(ev); break;
+      case "banned":
+        if (ev.room === null || ev.room === undefined) closeComposers("You are banned from the site" + (ev.reason ? " (" + ev.reason + ")" : "") + ".");
+        else if (sameRoom(ev.room)) closeComposers("You are banned from r/" + ev.room + (ev.reason ? " (" + ev.reason + ")" : "") + ": you can read it, not post.");
+        break;
+      case "access_ended": if (sameRoom(ev.room)) { closed = true; closeComposers(ev.reason || ("You are no longer a member of r/" + ev.room + ".")); } break;
       case "presence": if (ev.room.toLowerCase() === room.toLowerCase()) showPresence(ev); break;
       case "ack": settle(ev.client_id, null, ev.notice); break;
       case "error":
@@ -195,6 +251,12 @@
     socket.onmessage = (msg) => { try { onEvent(JSON.parse(msg.data)); } catch (e) { console.error(e); } };
     socket.onclose = (ev) => {
       if (ev.code === 4401) { location.reload(); return; }  // logged out (maybe in another tab)
+      if (ev.code === 4403) {  // banned from the site: this page stays as it is, closed
+        waiting.forEach((_, cid) => settle(cid, "not sent: you are banned from the site"));
+        closeComposers(null);
+        showBanner("Disconnected: you are banned from the site.");
+        return;
+      }
       waiting.forEach((_, cid) => settle(cid, "connection lost before the server confirmed; your text is kept, send it again"));
       // 1008: too many messages or sockets; the error just shown says why. Wait longer.
       if (ev.code === 1008) backoff = Math.max(backoff, 10000);
@@ -268,6 +330,16 @@
       form.dataset.parent = t.dataset.parent;
       t.after(form);
       form.elements.namedItem("text").focus();
+    } else if (t.classList.contains("report-btn")) {
+      e.preventDefault();
+      const holder = t.parentElement;
+      if (holder.querySelector(":scope > form.report-form")) return;
+      const tpl = document.getElementById("report-form");
+      if (!tpl) return;
+      const form = tpl.content.firstElementChild.cloneNode(true);
+      form.elements.namedItem("comment_id").value = t.dataset.comment || "";
+      t.after(form);
+      form.elements.namedItem("reason").focus();
     } else if (t.classList.contains("cancel")) {
       t.closest("form").remove();
     }
