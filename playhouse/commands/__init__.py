@@ -27,6 +27,6 @@ class Command(Protocol):
 
 NAMES: tuple[str, ...] = (
     "run", "web", "worker", "scheduler", "personas", "config", "poison", "models", "dataset",
-    "train", "sample",
+    "train", "sample", "admin",
 )
 """The commands, in the order ``playhouse --help`` lists them (module = name)."""
