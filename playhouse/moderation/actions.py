@@ -17,6 +17,7 @@ and tells their sockets on every instance to close.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -99,12 +100,20 @@ class Moderation:
         if powers.rank >= at_least:
             return powers
         what = "own" if at_least >= OWNER else "moderate"
-        mine = [m.room for m in await self.storage.members.of_user(powers.name)
-                if m.role in (("owner",) if at_least >= OWNER else ("owner", "moderator"))]
+        mine = await self.rooms_of(powers.name, owned=at_least >= OWNER)
         elsewhere = f" (you {what} {', '.join('r/' + r for r in mine)})" if mine else ""
         raise Forbidden(f"you do not {what} r/{room.name}{elsewhere}: only its "
                         f"{'owners' if at_least >= OWNER else 'moderators'} and the site's "
                         "admins can do that")
+
+    async def rooms_of(self, user: str, *, owned: bool = False) -> list[str]:
+        """The names of the rooms ``user`` moderates (``owned``: owns), as they are
+        spelled."""
+        roles = ("owner",) if owned else ("owner", "moderator")
+        keys = [m.room for m in await self.storage.members.of_user(user) if m.role in roles]
+        rooms = await asyncio.gather(*(self.storage.rooms.get(k) for k in keys),
+                                     return_exceptions=True)
+        return sorted((r.name for r in rooms if isinstance(r, Room)), key=str.casefold)
 
     async def site_admin(self, user: str | Powers) -> Powers:
         if isinstance(user, Powers) and user.operator:

@@ -51,11 +51,15 @@ class ReportRepo:
         return report
 
     async def get(self, room: str, report_id: str) -> Report:
+        report = await self.find(room, report_id)
+        if report is None:
+            raise NotFound(f"no report {report_id!r} in r/{room}")
+        return report
+
+    async def find(self, room: str, report_id: str) -> Report | None:
         entity = await self.t.get(TABLE_REPORTS, room_key(room),
                                   check_key("report id", report_id), f"report {report_id}")
-        if entity is None:
-            raise NotFound(f"no report {report_id!r} in r/{room}")
-        return from_entity(entity, Report)
+        return None if entity is None else from_entity(entity, Report)
 
     async def open_in(self, room: str, *, limit: int = 500) -> list[Report]:
         """``room``'s open reports, oldest item first."""

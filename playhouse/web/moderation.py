@@ -150,16 +150,20 @@ async def file_report(request: Request[Any, Any, Any]) -> Template:
                        "there is nothing left to report")
     if item.author.casefold() == user.casefold():
         raise InvalidInput("that is yours: delete it instead of reporting it")
+    report_id = report_id_for(comment_id or thread.thread_id, user)
+    if await ctx.storage.reports.find(room.name, report_id) is not None:
+        raise Conflict(f"you reported that {'comment' if comment_id else 'thread'} already; "
+                       f"the moderators of r/{room.name} have it")
     if wait := await ctx.limits.reports_per_user.take(user):
         raise RateLimited(f"you filed {ctx.settings.web.reports_per_hour} reports within the "
                           f"hour: file the next one in {max(1, ceil(wait / 60))} min")
     try:
         await ctx.storage.reports.file(Report(
-            report_id=report_id_for(comment_id or thread.thread_id, user), room=room.name,
+            report_id=report_id, room=room.name,
             thread_id=thread.thread_id, comment_id=comment_id, author=item.author,
             reporter=user, reason=reason, details=details, created_at=time.time(),
         ))
-    except Conflict:
+    except Conflict:  # the same report, sent twice at once
         await ctx.limits.reports_per_user.give_back(user)
         raise Conflict(f"you reported that {'comment' if comment_id else 'thread'} already; "
                        f"the moderators of r/{room.name} have it") from None
@@ -176,8 +180,7 @@ async def _moderated_rooms(ctx: WebContext, user: str) -> tuple[Powers, list[str
         raise Forbidden("you are banned from the site")
     if site.site_admin:
         return site, None
-    rooms = [m.room for m in await ctx.storage.members.of_user(user)
-             if m.role in ("owner", "moderator")]
+    rooms = await ctx.moderation.rooms_of(user)
     if not rooms:
         raise Forbidden("the moderation pages are for moderators: you moderate no room")
     return site, rooms

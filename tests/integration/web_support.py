@@ -17,7 +17,7 @@ from litestar import Litestar
 from websockets.asyncio.client import ClientConnection, connect
 
 from playhouse.commands.web import assemble, seed_rooms
-from playhouse.config import SchedulerSettings, Settings, WebSettings
+from playhouse.config import ModerationSettings, SchedulerSettings, Settings, WebSettings
 from playhouse.emulator import free_port
 from playhouse.personas import Cast, load_cast_strict
 from playhouse.storage import Storage
@@ -34,18 +34,20 @@ def the_cast() -> Cast:
     return load_cast_strict(ROOT / "personas")
 
 
-def settings(scheduler: SchedulerSettings | None = None, **web: Any) -> Settings:
-    return Settings(web=WebSettings(**web), scheduler=scheduler or SchedulerSettings())
+def settings(scheduler: SchedulerSettings | None = None,
+             moderation: ModerationSettings | None = None, **web: Any) -> Settings:
+    return Settings(web=WebSettings(**web), scheduler=scheduler or SchedulerSettings(),
+                    moderation=moderation or ModerationSettings())
 
 
 async def build(storage: Storage, *, consume: bool = False, schedule: bool = False,
                 cast: Cast | None = None, scheduler: SchedulerSettings | None = None,
-                **web: Any) -> Litestar:
+                moderation: ModerationSettings | None = None, **web: Any) -> Litestar:
     """The web app as ``playhouse web`` composes it, over the test's storage."""
     cast = cast or the_cast()
     await storage.rooms.ensure(seed_rooms(cast))
-    return assemble(settings(scheduler, **web), storage, cast, secret=SECRET, consume=consume,
-                    schedule=schedule)
+    return assemble(settings(scheduler, moderation, **web), storage, cast, secret=SECRET,
+                    consume=consume, schedule=schedule)
 
 
 def ctx_of(app: Litestar) -> WebContext:
