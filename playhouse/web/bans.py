@@ -22,6 +22,8 @@ from playhouse.storage import Storage
 log = structlog.get_logger()
 
 WATCH_S = 10.0
+SKEW_S = 2.0
+"""How far back each look reaches before the last one (clocks of two machines differ)."""
 
 
 class BanWatch:
@@ -33,14 +35,19 @@ class BanWatch:
         self.clock = clock
         self.since = clock()
         """Bans made before this were told when they were made (or need no telling)."""
+        self._told: set[tuple[str, float]] = set()
+        """Bans told lately (the look back overlaps the last by :data:`SKEW_S`)."""
 
     async def check(self) -> int:
         """Tell this instance's sockets of the bans made since the last check; how many."""
         now = self.clock()
         rows = await self.storage.members.of_room(SITE_ROOM)
-        fresh = [m for m in rows if m.role == "banned" and m.joined_at >= self.since - 1.0]
+        fresh = [m for m in rows if m.role == "banned" and m.joined_at >= self.since - SKEW_S
+                 and (m.username, m.joined_at) not in self._told]
+        self._told = {(u, at) for u, at in self._told if at >= self.since - SKEW_S}
         self.since = now
         for member in fresh:
+            self._told.add((member.username, member.joined_at))
             self.forget(member.username)
             self.broadcast.banned(member.username, None, member.reason)
             log.info("ban.noticed", username=member.username)
