@@ -280,6 +280,16 @@ class MemberRepo:
         )
         return [from_entity(e, Membership) for e in entities]
 
+    async def staff(self, room: str) -> list[Membership]:
+        """``room``'s owners and moderators (the service filters: one short answer however
+        many members the room has)."""
+        r = room_key(room)
+        entities = await self.t.query(
+            TABLE_MEMBERS, "PartitionKey eq @pk and ( role eq @owner or role eq @mod )",
+            f"staff of {r}", parameters={"pk": f"r.{r}", "owner": "owner", "mod": "moderator"},
+        )
+        return [from_entity(e, Membership) for e in entities]
+
     async def of_user(self, username: str, *, limit: int = 1000) -> list[Membership]:
         """``username``'s rows in rooms (bans included; the site's row left out)."""
         u = user_key(username)

@@ -331,6 +331,9 @@ class Session:
         thread = None
         if msg.thread_id is not None:
             thread = await _thread_in(self.ctx, msg.thread_id, room.name)
+            if thread.held and not sees_held(thread.author, self.user, moderator=await
+                                             self.ctx.sees_held(room.name, self.user)):
+                raise no_thread(thread.thread_id, room.name)
         await self.unsubscribe()
         names = self.ctx.broadcast.channels
         channels = [names.room(room.name)]

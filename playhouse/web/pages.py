@@ -90,9 +90,9 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
     ctx = context_of(request)
     user = current_user(request)
     found, member = await ctx.readable_room(room, user)
-    threads, everyone, powers = await asyncio.gather(
+    threads, staff, powers = await asyncio.gather(
         ctx.storage.threads.list(found.name, limit=ctx.settings.web.history_page, token=token),
-        ctx.storage.members.of_room(found.name),
+        ctx.storage.members.staff(found.name),
         ctx.moderation.powers(user, found.name) if user is not None else _nobody(),
     )
     moderates = powers is not None and powers.moderates
@@ -100,13 +100,13 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
              if not t.held or views.sees_held(t.author, user, moderator=moderates)]
     members: list[Membership] = []
     if powers is not None and powers.owns:
-        members = sorted(everyone, key=lambda m: (ROLE_ORDER.get(m.role, 9), m.username))
+        members = sorted(await ctx.storage.members.of_room(found.name),
+                         key=lambda m: (ROLE_ORDER.get(m.role, 9), m.username))
     return page(request, "room.html", room=views.room_out(found, ctx.cast, member=member),
                 threads=[views.visible_thread(t) for t in shown], next_page=threads.next,
                 owner=powers is not None and powers.owns, moderates=moderates,
                 banned=powers is not None and powers.role == "banned",
-                moderators=sorted(m.username for m in everyone
-                                  if m.role in ("owner", "moderator")),
+                moderators=sorted(m.username for m in staff),
                 members=members)
 
 

@@ -57,6 +57,7 @@ from playhouse.storage.accounts import Standing
 from playhouse.storage.models import Comment, Job, Report, Room, Thread
 from playhouse.storage.moderation import report_id_for
 from playhouse.storage.threads import no_thread
+from playhouse.views import sees_held
 from playhouse.web.context import WebContext
 from playhouse.web.protocol import PostMessage
 
@@ -240,6 +241,8 @@ def _may_comment(room: Room, thread: Thread, parent: Comment | None, standing: S
     if thread.locked and not moderates:
         raise Forbidden("this thread is locked by a moderator: it takes no new comments")
     if thread.held:
+        if not sees_held(thread.author, user, moderator=moderates):
+            raise no_thread(thread.thread_id, room.name)  # for them it is not there yet
         raise Forbidden("this thread waits for a moderator's approval: it takes comments "
                         "once approved")
     if parent is not None and parent.held:

@@ -565,3 +565,43 @@ async def test_a_removed_comments_words_never_reach_a_bots_prompt(storage: Stora
         assert secret not in job.payload
         chain = asking.decode_job_request(job).chain
         assert [c.text for c in chain] == ["[removed]", "what say you, u/CoopBot?"]
+
+
+async def test_a_held_thread_is_listed_for_nobody_else_until_approved_and_then_calls_its_bot(
+    storage: Storage,
+) -> None:
+    hold = ModerationSettings(blocked_words=("darn",), filter_mode="hold")
+    async with site(storage, moderation=hold) as s:
+        async with socket(s.base, s["alice"]) as alice, socket(s.base, s["bob"]) as bob:
+            await alice.subscribe("Tea")
+            await bob.subscribe("Tea")
+            held = await alice.post("Tea", title="Darn fine oolong",
+                                    text="what do you think, u/CoopBot?")
+            assert "title" in held.notice and "waits for a moderator" in held.notice
+            assert held.called == ()  # nobody is asked about what nobody sees yet
+            await bob.quiet(0.3)
+            assert "oolong" not in str(bob.events)
+            for who, sees in (("bob", False), ("alice", True), ("mia", True),
+                              ("mallory", False)):
+                room = await s[who].get("/r/Tea")
+                assert ("Darn fine oolong" in room.text) is sees, who
+            hidden = await s["bob"].get(f"/r/Tea/t/{held.thread_id}")
+            assert hidden.status_code == 404
+            api = (await s["bob"].get("/api/rooms/Tea/threads")).json()
+            assert held.thread_id not in [t["id"] for t in api["threads"]]
+            async with socket(s.base, s["bob"]) as late:
+                history = await late.subscribe("Tea")
+                assert held.thread_id not in [t.id for t in history.threads]
+            async with socket(s.base, s["bob"]) as peek:
+                refused = await peek.subscribe("Tea", thread_id=held.thread_id)
+                assert refused.code == "not_found"  # for him there is no such thread yet
+            reply = await bob.post("Tea", client_id="r", thread_id=held.thread_id,
+                                   text="let me in")
+            assert reply.code == "not_found"
+            approve = await s.form("olga", "/mod/approve", {"thread_id": held.thread_id})
+            assert approve.status_code in (302, 303)
+            shown = await bob.expect("thread", lambda e: e.thread.id == held.thread_id)
+            assert shown.thread.title == "Darn fine oolong" and not shown.thread.held
+        job = await storage.jobs.get(asking.request_id_for(held.thread_id, "CoopBot"))
+        assert job.persona == "CoopBot" and job.thread_id == held.thread_id
+        assert "Darn fine oolong" in (await s["bob"].get("/r/Tea")).text
