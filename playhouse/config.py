@@ -91,7 +91,9 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     ] = 16
     admins: Annotated[
         tuple[str, ...],
-        _doc("User names that may open the status page (comma-separated in the environment)."),
+        _doc("User names that are site admins: they open the status page, moderate every "
+             "room and ban from the site (comma-separated in the environment; "
+             "`playhouse admin grant` makes more)."),
     ] = ()
     metrics_token: Annotated[
         str | None,

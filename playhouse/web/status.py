@@ -5,8 +5,9 @@
 * ``/metrics`` is the Prometheus exposition (:mod:`playhouse.web.metrics`), behind a bearer
   token when ``web.metrics_token`` is set.
 * ``/status`` (and its data, ``/status/data``, polled by ``web/static/status.js``) is for
-  the user names in ``web.admins``: queue depth, throughput and latency over the last hour,
-  every worker that wrote a heartbeat, and each persona's state.
+  the site admins (``web.admins`` and those granted by ``playhouse admin grant``): queue
+  depth, throughput and latency over the last hour, every worker that wrote a heartbeat,
+  and each persona's state.
 
 The :class:`Sampler` is a chore of each web instance: while someone looks at the status
 page or scrapes ``/metrics`` (in the last ``web.sample_watch_s``), it records the queue
@@ -93,9 +94,12 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(body, media_type=CONTENT_TYPE)
 
 
-def is_admin(ctx: WebContext, user: str | None) -> bool:
-    return user is not None and user.casefold() in {a.casefold() for a in
-                                                    ctx.settings.web.admins}
+async def is_admin(ctx: WebContext, user: str | None) -> bool:
+    """A site admin: named in ``web.admins``, or granted (``playhouse admin grant``)."""
+    if user is None:
+        return False
+    powers = await ctx.moderation.powers(user, None)
+    return powers.site_admin and powers.site_banned is None
 
 
 @get("/status", name="status", cache=False)
@@ -104,7 +108,7 @@ async def status_page(request: Request[Any, Any, Any]) -> Template | Redirect:
     user = current_user(request)
     if user is None:
         return Redirect(path="/login?next=/status")
-    if not is_admin(ctx, user):
+    if not await is_admin(ctx, user):
         raise Forbidden("the status page is for the playhouse's admins")
     await ctx.watch_status()
     return page(request, "status.html", data=await status_data(ctx))
@@ -116,7 +120,7 @@ async def status_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
     user = current_user(request)
     if user is None:
         raise HTTPException(status_code=401, detail="log in first")
-    if not is_admin(ctx, user):
+    if not await is_admin(ctx, user):
         raise Forbidden("the status page is for the playhouse's admins")
     await ctx.watch_status()
     return await status_data(ctx)

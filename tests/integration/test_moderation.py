@@ -195,6 +195,8 @@ async def test_a_removal_tombstones_the_comment_everywhere_and_the_mod_log_keeps
         assert said in log.text and "insults" in log.text
         assert said in (await s["root"].get("/mod/log")).text
         assert said not in (await s["mallory"].get("/mod/log")).text  # not her room
+        peek = await s["mallory"].get("/mod/log?room=Tea")
+        assert peek.status_code == 403 and "you do not moderate r/Tea" in detail(peek)
         twice = await s.form("mia", "/mod/remove", {"thread_id": thread_id,
                                                     "comment_id": target.comment_id})
         assert twice.status_code == 409 and "removed already" in detail(twice)
@@ -280,6 +282,18 @@ async def test_actions_that_cannot_be_are_refused_with_reasons(storage: Storage)
         assert banned.status_code in (302, 303)
         twice = await s.form("mia", "/mod/ban", {"room": "Tea", "username": "alice"})
         assert twice.status_code == 409 and "already" in detail(twice)
+        reported = await s.form("bob", "/report", {"thread_id": thread_id, "reason": "spam"})
+        assert reported.status_code == 200
+        (report,) = await storage.reports.open_in("Tea")
+        form = {"room": "Tea", "report_id": report.report_id, "reason": "not spam"}
+        elsewhere = await s.form("mallory", "/mod/dismiss", form)
+        assert elsewhere.status_code == 403
+        assert (await s.form("mia", "/mod/dismiss", form)).status_code in (302, 303)
+        settled = await s.form("mia", "/mod/dismiss", form)
+        assert settled.status_code == 409 and "settled already (dismiss by u/mia)" in (
+            detail(settled))
+        missing = await s.form("mia", "/mod/dismiss", {**form, "report_id": "x" + "0" * 25})
+        assert missing.status_code == 404
 
 
 async def test_a_locked_thread_takes_no_comments_and_its_awaited_bot_answers_fail(

@@ -87,7 +87,7 @@
       if (empty) empty.remove();
     } else {
       row.querySelector(".count").textContent = String(t.comment_count);
-      if (t.gone) row.querySelector(".title").textContent = t.title;
+      row.querySelector(".title").textContent = t.title;  // removed, restored
     }
     if (!lastId || t.id > lastId) lastId = t.id;
   }
@@ -97,10 +97,12 @@
     node.className = "comment" + (c.is_bot ? " bot" : "") + (c.status !== "ok" ? " " + c.status : "") +
       (c.gone ? " gone" : "") + (c.held ? " held" : "");
     const details = node.querySelector("details");
+    const who = details.querySelector(":scope > summary > span");
     if (c.gone) {  // a tombstone: its author is hidden too, and there is nothing to report
-      const who = details.querySelector(":scope > summary > span");
       if (who && !who.classList.contains("gone")) who.replaceWith(el("span", "author gone", c.author));
       details.querySelectorAll(":scope > .report-btn, :scope > img.generated").forEach((n) => n.remove());
+    } else if (who && who.classList.contains("gone")) {  // restored by a moderator
+      who.replaceWith(authorEl(c.author, c.is_bot));
     }
     const text = details.querySelector(".text");
     text.textContent = c.status === "placeholder" ? "thinking…" : c.text;
