@@ -88,10 +88,6 @@ class QueueItem:
     def item(self) -> Thread | Comment:
         return self.comment if self.comment is not None else self.thread
 
-    @property
-    def first(self) -> float:
-        return min(r.created_at for r in self.reports)
-
 
 def _user(request: Request[Any, Any, Any]) -> str:
     user = current_user(request)
