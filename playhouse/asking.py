@@ -287,10 +287,10 @@ async def dispatch(storage: Storage, job: Job) -> Comment | None:
     written, _ = await asyncio.gather(
         placeholder(), storage.queues.send(job.queue, job.payload.encode())
     )
-    with contextlib.suppress(Conflict, NotFound):  # moved on: recovered, or answered
-        await storage.jobs.advance(job, "pending")
     log.info("job.submitted", request_id=job.request_id, persona=job.persona, kind=job.kind,
              queue=job.queue)
+    with contextlib.suppress(Conflict, NotFound):  # moved on: recovered, or answered
+        await storage.jobs.advance(job, "pending")
     return written
 
 

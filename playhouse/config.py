@@ -153,6 +153,11 @@ class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     max_deliveries: Annotated[
         int, _doc("Deliveries of one request at most; then it fails visibly (poison).")
     ] = 3
+    preempt_poll_s: Annotated[
+        float,
+        _doc("While a group of bots' requests generates, look for a person's this often and "
+             "stop the group for it (the group runs again right after; 0: never stop one)."),
+    ] = 0.25
     poll_min_s: Annotated[float, _doc("Shortest wait between empty polls.")] = 0.05
     poll_max_s: Annotated[float, _doc("Longest wait between empty polls.")] = 2.0
     poll_linger_s: Annotated[

@@ -6,6 +6,13 @@ empty (tests), SIGTERM finishes the batch in hand and exits; a batch still runni
 ``worker.finish_within_s`` after SIGTERM is interrupted and its messages are handed back.
 The only place where queue messages meet batches.
 
+People first: a page is generated group by group (one persona each); between two groups,
+and every ``worker.preempt_poll_s`` while a group of bots' requests generates, the first
+queue (a person's requests) is looked at again. A person's request found mid-group stops
+that group between two steps; it runs again right after the person's (still in hand, not
+re-queued, and never stopped twice). A group's results are sent while the next group
+generates.
+
 Delivery guarantees: a request message is deleted only after its result is on the
 results queue (a crash in between re-delivers it; the results consumer is idempotent on
 the request id). A message delivered more than ``max_deliveries`` times, malformed, for
@@ -32,12 +39,13 @@ import structlog
 
 from playhouse.config import WorkerSettings
 from playhouse.constants import CONTAINER_IMAGES, results_queue
-from playhouse.errors import Interrupted
+from playhouse.errors import Interrupted, StorageUnavailable
 from playhouse.generation.completion import Outcome
 from playhouse.generation.engines import Engine
 from playhouse.ids import is_id
 from playhouse.messages import GenerationRequest, GenerationResult, decode_request, encode
 from playhouse.periodic import Chore, Periodic
+from playhouse.priority import PeopleFirst
 from playhouse.queueloop import Delivery, Polling, QueueLoop, RetryPolicy
 from playhouse.storage.ops import BATCH_BUCKETS, LATENCY_BUCKETS
 
@@ -115,6 +123,16 @@ class Reporter(Protocol):
 Group = tuple["Persona", list[Delivery[GenerationRequest]]]
 
 
+@dataclass
+class _Pending:
+    """A group of a page still to generate."""
+
+    persona: Persona
+    group: list[Delivery[GenerationRequest]]
+    stopped: bool = False
+    """A person's request stopped it once: it is not stopped again."""
+
+
 class Worker:
     def __init__(
         self,
@@ -140,6 +158,10 @@ class Worker:
         """0 after a clean stop; :data:`EXIT_DEVICE_FAILED` after a fatal device error."""
         self._abort = threading.Event()
         """Set ``finish_within_s`` after :meth:`stop`: the engine gives up its batch."""
+        self._aborts: set[threading.Event] = set()
+        self.people = PeopleFirst()
+        """A person's group generating or its results being sent: the bots' results wait."""
+        """The abort event of each group generating now (set by :meth:`_abort_now` too)."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
         self.loop: QueueLoop[GenerationRequest] = QueueLoop(
             name=f"worker-{engine.kind}",
@@ -168,9 +190,14 @@ class Worker:
         log.info("worker.stopping", kind=self.engine.kind, finish_within_s=finish_within_s)
         self.loop.stop()
         try:
-            asyncio.get_running_loop().call_later(finish_within_s, self._abort.set)
+            asyncio.get_running_loop().call_later(finish_within_s, self._abort_now)
         except RuntimeError:  # called outside the loop: nothing can be in hand
-            self._abort.set()
+            self._abort_now()
+
+    def _abort_now(self) -> None:
+        self._abort.set()
+        for abort in list(self._aborts):
+            abort.set()
 
     async def main(self) -> None:
         log.info("worker.started", kind=self.engine.kind, queues=list(self.engine.queues),
@@ -216,20 +243,36 @@ class Worker:
     # ----------------------------------------------------------------- a page
     async def _handle(self, loop: QueueLoop[GenerationRequest],
                       deliveries: list[Delivery[GenerationRequest]]) -> None:
-        """Generate a page group by group (one persona each). Between two groups the first
-        queue (interactive) is checked again, and what people asked for in the meantime
-        goes before the groups still waiting: a person waits for at most one group of
-        bot traffic, not for a whole page of it."""
-        pending = await self._group(deliveries)
-        while pending:
-            persona, group = pending.pop(0)
-            if self._abort.is_set():
-                await self._hand_back(persona, group)
-                continue
-            await self._generate_group(persona, group)
-            if pending and not loop.stopping and len(self.engine.queues) > 1:
-                urgent = await loop.more(self.settings.batch_size, self.engine.queues[:1])
-                pending[:0] = await self._group(urgent)
+        """Generate a page group by group (one persona each), a person's requests before
+        the bots' (see the module's docstring): a person waits for at most the few steps
+        of bot traffic before their request is noticed, not for a whole page of it."""
+        pending = [_Pending(persona, group) for persona, group in await self._group(deliveries)]
+        finishing: list[asyncio.Task[None]] = []
+        try:
+            while pending:
+                item = pending.pop(0)
+                if self._abort.is_set():
+                    await self._hand_back(item.persona, item.group)
+                    continue
+                urgent: list[Delivery[GenerationRequest]] = []
+                done = await self._generate_group(item, loop, urgent, finishing)
+                if not done and not self._abort.is_set():
+                    item.stopped = True  # a person's request stopped it: it goes next
+                    pending.insert(0, item)
+                    log.info("batch.preempted", persona=item.persona.name,
+                             size=len(item.group), by=len(urgent))
+                if pending and not urgent and self._people_queue() and not loop.stopping:
+                    urgent = await loop.more(self.settings.batch_size, self._people_queue())
+                pending[:0] = [_Pending(p, g) for p, g in await self._group(urgent)]
+        finally:
+            finished = await asyncio.gather(*finishing, return_exceptions=True)
+        for error in finished:
+            if isinstance(error, BaseException):
+                raise error
+
+    def _people_queue(self) -> tuple[str, ...]:
+        """The queue that goes first, when this worker serves more than one."""
+        return self.engine.queues[:1] if len(self.engine.queues) > 1 else ()
 
     async def _group(self, deliveries: Sequence[Delivery[GenerationRequest]]) -> list[Group]:
         """Deliveries by persona, in arrival order; a request for a persona this worker
@@ -246,19 +289,42 @@ class Worker:
             groups.setdefault(persona.name, (persona, []))[1].append(delivery)
         return list(groups.values())
 
-    async def _generate_group(self, persona: Persona,
-                              group: list[Delivery[GenerationRequest]]) -> None:
-        loop = asyncio.get_running_loop()
+    async def _generate_group(
+        self, item: _Pending, loop: QueueLoop[GenerationRequest],
+        urgent: list[Delivery[GenerationRequest]], finishing: list[asyncio.Task[None]],
+    ) -> bool:
+        """Generate one group and start sending its results (a task added to
+        ``finishing``). False when a person's request (added to ``urgent``) stopped it."""
+        if self._is_people(item):
+            with self.people.working():
+                return await self._generate(item, loop, urgent, finishing)
+        return await self._generate(item, loop, urgent, finishing)
+
+    async def _generate(
+        self, item: _Pending, loop: QueueLoop[GenerationRequest],
+        urgent: list[Delivery[GenerationRequest]], finishing: list[asyncio.Task[None]],
+    ) -> bool:
+        persona, group = item.persona, item.group
         entries = [(d.id, d.body) for d in group]
         seed = self._seed_for(entries)
+        abort = threading.Event()
+        self._aborts.add(abort)
+        if self._abort.is_set():
+            abort.set()
+        watch = None
+        watched = asyncio.Event()  # set once the group is over: the watch ends
+        if self._preemptible(item):
+            watch = asyncio.create_task(self._watch_for_people(loop, abort, watched, urgent))
         started = time.perf_counter()
         try:
-            outcomes = await loop.run_in_executor(
-                self._executor, self.engine.run, persona, entries, seed, self._abort
+            outcomes = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self.engine.run, persona, entries, seed, abort
             )
         except Interrupted:
-            await self._hand_back(persona, group)
-            return
+            if self._abort.is_set():
+                await self._hand_back(persona, group)
+                return True
+            return False
         except Exception as exc:  # a crashed batch: leave the messages to reappear
             log.exception("batch.crashed", persona=persona.name, size=len(entries),
                           error=str(exc))
@@ -268,19 +334,69 @@ class Worker:
                           exit_code=EXIT_DEVICE_FAILED)
                 self.exit_code = EXIT_DEVICE_FAILED
                 self.stop()
-            return
+            return True
+        finally:
+            self._aborts.discard(abort)
+            watched.set()
+            if watch is not None:  # not cancelled: a receive cut short would hide its messages
+                await watch
         elapsed = time.perf_counter() - started
         self.stats.batch(len(entries), elapsed)
         self.stats.tokens += sum(o.tokens for o in outcomes)
         log.info("batch.generated", persona=persona.name, size=len(entries),
                  ok=sum(o.ok for o in outcomes), seconds=round(elapsed, 3))
+        sending = self._finish_group(group, outcomes, persona, elapsed,
+                                     people=self._is_people(item))
+        if self._is_people(item):
+            await sending  # within the person's turn: the bots' results wait
+        else:
+            finishing.append(asyncio.create_task(sending))
+        return True
+
+    def _is_people(self, item: _Pending) -> bool:
+        return any(d.queue in self._people_queue() for d in item.group)
+
+    def _preemptible(self, item: _Pending) -> bool:
+        """Whether a person's request may stop this group: a group of the bots' queue,
+        not stopped before, on a worker that looks for people's requests."""
+        people = self._people_queue()
+        return (bool(people) and self.settings.preempt_poll_s > 0 and not item.stopped
+                and not self._is_people(item))
+
+    async def _watch_for_people(self, loop: QueueLoop[GenerationRequest],
+                                abort: threading.Event, over: asyncio.Event,
+                                urgent: list[Delivery[GenerationRequest]]) -> None:
+        """Every ``preempt_poll_s`` until ``over``: take a person's requests into the page
+        and stop the group (``abort``) for them."""
+        while not loop.stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(over.wait(), self.settings.preempt_poll_s)
+            if over.is_set():
+                return
+            try:
+                found = await loop.more(self.settings.batch_size, self._people_queue())
+            except StorageUnavailable as exc:  # the group goes on; the next poll may work
+                log.warning("preempt.poll_failed", reason=str(exc)[:200])
+                continue
+            if found:
+                urgent.extend(found)
+                abort.set()
+                return
+
+    async def _finish_group(self, group: list[Delivery[GenerationRequest]],
+                            outcomes: list[Outcome], persona: Persona,
+                            elapsed: float, *, people: bool) -> None:
         by_key = {d.id: d for d in group}
+
+        async def finish(outcome: Outcome) -> None:
+            if not people:
+                await self.people.turn()
+            await self._finish(by_key[outcome.key], outcome, persona, elapsed)
+
         # Each outcome is written then settled in order, but the outcomes go concurrently:
         # one after the other they cost two storage round trips each.
         finished = await asyncio.gather(
-            *(self._finish(by_key[o.key], o, persona, elapsed) for o in outcomes
-              if o.key in by_key),
-            return_exceptions=True,
+            *(finish(o) for o in outcomes if o.key in by_key), return_exceptions=True,
         )
         for error in finished:
             if isinstance(error, BaseException):

@@ -316,8 +316,9 @@ async def call_bots(ctx: WebContext, stored: Stored) -> None:
     """
     for job in (*stored.calls, *stored.unrecorded):
         ctx.expecting(job.request_id, job.queue == QUEUE_INTERACTIVE)
-    await asyncio.gather(*(_call(ctx, job, recorded=True) for job in stored.calls),
-                         *(_call(ctx, job, recorded=False) for job in stored.unrecorded))
+    with ctx.people.working():  # until the requests are on their queues
+        await asyncio.gather(*(_call(ctx, job, recorded=True) for job in stored.calls),
+                             *(_call(ctx, job, recorded=False) for job in stored.unrecorded))
 
 
 async def _call(ctx: WebContext, job: Job, *, recorded: bool) -> None:
