@@ -13,6 +13,7 @@ import msgspec
 
 from playhouse.constants import QUEUE_MESSAGE_MAX_BYTES
 from playhouse.errors import InvalidInput
+from playhouse.explain import Trace
 
 RequestKind = Literal["post", "reply", "image"]
 
@@ -74,30 +75,37 @@ class GenerationResult(msgspec.Struct, kw_only=True, frozen=True):
     finished_at: float = 0.0
     comment_id: str | None = None
     """The request's ``comment_id``, handed back."""
+    trace: Trace | None = None
+    """What the worker did ("why this reply?"); None when it is in ``trace_blob``."""
+    trace_blob: str | None = None
+    """The trace's blob (in the explanations container) when it was too large to carry."""
     v: int = 1
 
     @classmethod
     def success(cls, request: GenerationRequest, *, title: str = "", text: str = "",
                 image_blob: str | None = None, attempts: int = 1, model: str = "",
-                elapsed_ms: float = 0.0) -> GenerationResult:
+                elapsed_ms: float = 0.0, trace: Trace | None = None,
+                trace_blob: str | None = None) -> GenerationResult:
         """What a worker answers when ``request`` was generated."""
         return cls(
             request_id=request.request_id, kind=request.kind, persona=request.persona,
             room=request.room, ok=True, thread_id=request.thread_id,
             parent_id=request.parent_id, title=title, text=text, image_blob=image_blob,
             attempts=attempts, model=model, elapsed_ms=elapsed_ms, finished_at=time.time(),
-            comment_id=request.comment_id,
+            comment_id=request.comment_id, trace=trace, trace_blob=trace_blob,
         )
 
     @classmethod
     def failure(cls, request: GenerationRequest, error: str, *, attempts: int = 1,
-                model: str = "") -> GenerationResult:
+                model: str = "", trace: Trace | None = None,
+                trace_blob: str | None = None) -> GenerationResult:
         """A visible failure for ``request``: its placeholder becomes "… could not answer"."""
         return cls(
             request_id=request.request_id, kind=request.kind, persona=request.persona,
             room=request.room, ok=False, thread_id=request.thread_id,
             parent_id=request.parent_id, error=error, attempts=attempts, model=model,
-            finished_at=time.time(), comment_id=request.comment_id,
+            finished_at=time.time(), comment_id=request.comment_id, trace=trace,
+            trace_blob=trace_blob,
         )
 
 

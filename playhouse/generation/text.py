@@ -139,6 +139,11 @@ class TextModel:
         return cls(model, tokenizer, name=name or path_or_id, device=dev, continuous=continuous)
 
     @property
+    def engine_name(self) -> str:
+        """What generates ("why this reply?" names it)."""
+        return "transformers, continuous batching" if self.continuous else "transformers"
+
+    @property
     def context_size(self) -> int:
         config = self.model.config
         n: int = getattr(config, "n_positions", None) or getattr(

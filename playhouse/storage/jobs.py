@@ -24,7 +24,7 @@ from playhouse import ids
 from playhouse.constants import TABLE_JOBS
 from playhouse.errors import Conflict, InvalidInput, NotFound
 from playhouse.storage.models import Job, JobState
-from playhouse.storage.tables import Tables, from_entity, to_entity
+from playhouse.storage.tables import Tables, from_entity, text_properties, to_entity
 
 log = structlog.get_logger()
 
@@ -69,10 +69,13 @@ class JobRepo:
         return msgspec.structs.replace(moved, etag=etag)
 
     async def finish(self, request_id: str, state: JobState, *, result_id: str | None,
-                     error: str = "", attempts: int | None = None) -> None:
+                     error: str = "", attempts: int | None = None, trace: str = "",
+                     trace_blob: str | None = None, finished_at: float = 0.0,
+                     applied_at: float = 0.0) -> None:
         """Record a job's end (one merge, no read): called once its result is applied,
         which the result's own write made exactly-once; NotFound when it was never
-        recorded."""
+        recorded. The worker's trace (or the name of its blob) and the times it was
+        answered and shown go with it."""
         pk = job_partition(request_id)
         entity: dict[str, object] = {
             "PartitionKey": pk, "RowKey": request_id, "state": state,
@@ -82,6 +85,14 @@ class JobRepo:
             entity["result_id"] = result_id
         if attempts is not None:
             entity["attempts"] = attempts
+        if trace:
+            entity.update(text_properties("trace", trace))
+        if trace_blob is not None:
+            entity["trace_blob"] = trace_blob
+        if finished_at:
+            entity["finished_at"] = float(finished_at)
+        if applied_at:
+            entity["applied_at"] = float(applied_at)
         await self.t.update(TABLE_JOBS, entity, f"job {request_id}", etag=None,
                             mode=UpdateMode.MERGE)
 

@@ -125,15 +125,23 @@ def to_entity(obj: msgspec.Struct, partition: str, row: str, **extra: Any) -> En
         if isinstance(value, tuple | list):
             value = msgspec.json.encode(value).decode()
         if isinstance(value, str):
-            check_text(name, value)
-            if len(value) > PART_CHARS:
-                parts = [value[i : i + PART_CHARS] for i in range(0, len(value), PART_CHARS)]
-                entity[name] = parts[0]
-                for n, part in enumerate(parts[1:], start=1):
-                    entity[f"{name}{PART_SEP}{n}"] = part
-                continue
+            entity.update(text_properties(name, value))
+            continue
         entity[name] = value
     return entity
+
+
+def text_properties(name: str, value: str) -> Entity:
+    """``value`` as the properties that store it: ``name``, and ``name__1`` … when it is
+    longer than one property allows (checked, see :func:`check_text`)."""
+    check_text(name, value)
+    if len(value) <= PART_CHARS:
+        return {name: value}
+    parts = [value[i : i + PART_CHARS] for i in range(0, len(value), PART_CHARS)]
+    out: Entity = {name: parts[0]}
+    for n, part in enumerate(parts[1:], start=1):
+        out[f"{name}{PART_SEP}{n}"] = part
+    return out
 
 
 def from_entity(entity: Mapping[str, Any], cls: type[S]) -> S:
