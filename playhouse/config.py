@@ -98,6 +98,16 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
         _doc("Room and thread counters are written this long after what they count, one "
              "write per row for everything counted meanwhile."),
     ] = 1.0
+    waiting_interval_s: Annotated[
+        float,
+        _doc("Seconds between looks at where the bots' pending answers stand (queued, "
+             "generating, retrying, no worker running): their placeholders change live."),
+    ] = 2.0
+    waiting_grace_s: Annotated[
+        float,
+        _doc("A placeholder is looked after once it has waited this long: an answer that "
+             "comes sooner costs no storage request."),
+    ] = 2.0
 
     secret_fields: ClassVar[tuple[str, ...]] = ("secret_key", "redis_url", "metrics_token")
 

@@ -19,11 +19,15 @@ API show it (:mod:`playhouse.web.why` assembles it under the room's access rule)
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
 
 from playhouse.constants import TABLE_PROPERTY_MAX_CHARS
+
+if TYPE_CHECKING:
+    from playhouse.messages import GenerationRequest
+    from playhouse.storage.models import Job
 
 CallReason = Literal["mention", "reply", "default_bot", "scheduler"]
 
@@ -227,3 +231,39 @@ def shortened(trace: Trace, max_chars: int) -> Trace:
 def trace_blob_name(room: str, request_id: str) -> str:
     """Where a large trace is kept: under its room, like the images."""
     return f"{room}/{request_id}.json"
+
+
+MISSING: Final = ("There is no record of how this was made: it is older than the "
+                  "explanations playhouse keeps.")
+
+
+def _span(start: float, end: float) -> float | None:
+    return round(end - start, 3) if start > 0 and end >= start else None
+
+
+def timings_of(job: Job, trace: Trace | None) -> Timings:
+    """The stages of ``job`` as far as its row and its trace tell them."""
+    received = trace.received_at if trace is not None else 0.0
+    started = trace.started_at if trace is not None else 0.0
+    return Timings(
+        queued_s=_span(job.created_at, received),
+        waiting_s=_span(received, started),
+        generating_s=round(trace.generated_s, 3) if trace is not None and started else None,
+        applying_s=_span(job.finished_at, job.applied_at),
+        total_s=_span(job.created_at, job.applied_at),
+    )
+
+
+def explanation(job: Job, request: GenerationRequest | None, trace: Trace | None,
+                *, answer_id: str | None) -> Explanation:
+    """Everything ``job`` keeps about one answer, put together (no I/O)."""
+    dropped = trace.dropped if trace is not None else 0
+    chain = request.chain if request is not None else ()
+    return Explanation(
+        request_id=job.request_id, persona=job.persona, kind=job.kind, room=job.room,
+        thread_id=job.thread_id, answer_id=answer_id or job.result_id, state=job.state,
+        error=job.error, created_at=job.created_at, call=decode_call(job.call), trace=trace,
+        ancestors=tuple(Ancestor(author=c.author, text=c.text, dropped=i < dropped)
+                        for i, c in enumerate(chain)),
+        timings=timings_of(job, trace),
+    )

@@ -140,6 +140,12 @@ def fit_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES
     dropping them here first loses nothing the model would have seen. If the post
     header alone is too large its body is shortened.
     """
+    return fitted_request(request, limit)[1]
+
+
+def fitted_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES
+                   ) -> tuple[GenerationRequest, bytes]:
+    """:func:`fit_request`, and the request as it was fitted (its chain maybe shorter)."""
     data = encode(request)
     chain = list(request.chain)
     while len(data) > limit and chain:
@@ -150,7 +156,7 @@ def fit_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES
         data = _fit_body(request, request.post, limit)
     if len(data) > limit:
         raise InvalidInput(f"generation request is {len(data)} bytes, over the {limit} limit")
-    return data
+    return request, data
 
 
 def _fit_body(request: GenerationRequest, post: PostContext, limit: int) -> bytes:

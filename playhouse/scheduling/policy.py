@@ -420,6 +420,20 @@ class Policy:
             return "per_room_hour_cap"
         return ""
 
+    def recheck(self, persona: Persona, view: ThreadView, decision: ReplyDecision,
+                now: float, ledger: Ledger) -> ReplyDecision:
+        """``decision`` (a reply) checked against the caps again, just before it is asked
+        for: the replies asked since it was reached (to the same item, by other bots) may
+        have filled one."""
+        if decision.outcome != "reply":
+            return decision
+        reason = self.blocked(persona, view, decision.item, now, ledger)
+        if not reason:
+            return decision
+        return self._decided((decision.item.key, persona.name), ReplyDecision(
+            decision.persona, decision.item, "blocked", decision.probability, decision.draw,
+            decision.parts, reason))
+
     def _decided(self, key: tuple[str, str], decision: ReplyDecision) -> ReplyDecision:
         verdict = f"{decision.outcome}:{decision.reason}"
         if self._logged.get(key) == verdict:

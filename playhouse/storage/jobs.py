@@ -96,6 +96,11 @@ class JobRepo:
         await self.t.update(TABLE_JOBS, entity, f"job {request_id}", etag=None,
                             mode=UpdateMode.MERGE)
 
+    async def some(self, request_ids: list[str]) -> list[Job]:
+        """The jobs of ``request_ids`` that exist (one query per partition)."""
+        keys = [(job_partition(r), r) for r in request_ids]
+        return [from_entity(e, Job) for e in await self.t.rows(TABLE_JOBS, keys, "jobs")]
+
     async def get(self, request_id: str) -> Job:
         pk = job_partition(request_id)
         entity = await self.t.get(TABLE_JOBS, pk, request_id, f"job {request_id}")
@@ -166,6 +171,17 @@ class JobRepo:
         entities = await self.t.query(TABLE_JOBS, flt, "pending jobs", parameters=params,
                                       limit=limit)
         return [from_entity(e, Job) for e in entities]
+
+    async def of_persona(self, persona: str, *, since: float, limit: int = 50) -> list[Job]:
+        """``persona``'s jobs recorded at or after ``since``, oldest first (a scan of the
+        partitions since then: for the status page, not for a request's path)."""
+        flt = "PartitionKey ge @lo and persona eq @persona"
+        params: dict[str, object] = {"lo": f"{int(since * 1_000_000):016x}"[:BUCKET_CHARS],
+                                     "persona": persona}
+        entities = await self.t.query(TABLE_JOBS, flt, f"jobs of {persona}",
+                                      parameters=params, limit=1000)
+        jobs = sorted((from_entity(e, Job) for e in entities), key=lambda j: j.created_at)
+        return jobs[-limit:]
 
     async def called_before(self, cutoff: float, *, since: float, limit: int = 100) -> list[Job]:
         """Jobs still ``called`` (never queued) that were recorded before ``cutoff`` and

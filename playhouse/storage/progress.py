@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import structlog
 
-from playhouse.constants import PATH_MAX, TABLE_PROGRESS
+from playhouse.constants import TABLE_PROGRESS
 from playhouse.storage.jobs import BUCKET_CHARS, job_partition
 from playhouse.storage.models import JobProgress
 from playhouse.storage.tables import Tables, from_entity, to_entity
@@ -36,24 +36,10 @@ class ProgressRepo:
             await self.t.submit(TABLE_PROGRESS, operations, "progress")
 
     async def some(self, request_ids: Iterable[str]) -> builtins.list[JobProgress]:
-        """The rows of ``request_ids`` that exist: one query per partition (and per
-        :data:`PATH_MAX` ids)."""
-        by_partition: dict[str, list[str]] = {}
-        for request_id in dict.fromkeys(request_ids):
-            by_partition.setdefault(job_partition(request_id), []).append(request_id)
-        found: list[JobProgress] = []
-        for pk, wanted in by_partition.items():
-            for start in range(0, len(wanted), PATH_MAX):
-                chunk = wanted[start:start + PATH_MAX]
-                names = [f"r{i}" for i in range(len(chunk))]
-                flt = ("PartitionKey eq @pk and ( "
-                       + " or ".join(f"RowKey eq @{n}" for n in names) + " )")
-                entities = await self.t.query(
-                    TABLE_PROGRESS, flt, "progress",
-                    parameters={"pk": pk, **dict(zip(names, chunk, strict=True))},
-                )
-                found.extend(from_entity(e, JobProgress) for e in entities)
-        return found
+        """The rows of ``request_ids`` that exist (one query per partition)."""
+        keys = [(job_partition(r), r) for r in request_ids]
+        return [from_entity(e, JobProgress)
+                for e in await self.t.rows(TABLE_PROGRESS, keys, "progress")]
 
     async def prune(self, before: float, *, limit: int = 2000) -> int:
         """Delete up to ``limit`` rows of the partitions wholly before ``before``."""

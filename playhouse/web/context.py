@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from playhouse.web.counters import Counters
     from playhouse.web.limits import Limits
     from playhouse.web.sessions import SessionGuard
+    from playhouse.web.waiting import Waiting
 
 log = structlog.get_logger()
 
@@ -72,6 +73,8 @@ class WebContext:
     the results consumer then polls quickly until its answer comes."""
     watch_status: Callable[[], Awaitable[None]] = _nothing
     """Told when someone looks at the status page or ``/metrics``: the sampler samples."""
+    waiting: Waiting | None = None
+    """Where the bots' pending answers stand (:mod:`playhouse.web.waiting`)."""
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``work`` in the background, logging (never raising) a failure."""

@@ -23,9 +23,10 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+import msgspec
 import structlog
 
-from playhouse import asking, ids
+from playhouse import asking, availability, ids
 from playhouse.constants import (
     COMMENT_MAX_CHARS,
     PATH_MAX,
@@ -135,7 +136,7 @@ async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
         author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
     )
     called = _called(ctx, room, thread, None, None)
-    jobs = [asking.new_job(_request(p, thread, [], None), now=now) for p in called]
+    jobs = _jobs(ctx, called, room, thread, [], None, now)
     thread, recorded, unrecorded = await _write(ctx, ctx.storage.threads.create(thread), jobs)
     return Stored(room=room, thread=thread, comment=None, parent=None, calls=recorded,
                   unrecorded=unrecorded)
@@ -183,8 +184,7 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
 
     above, _ = await asyncio.gather(ancestors(), _may_post(ctx, room, user))
     chain = [*above, *([parent] if parent else []), comment]
-    jobs = [asking.new_job(_request(p, thread, chain, comment), depth=comment.depth + 1,
-                           now=now) for p in called]
+    jobs = _jobs(ctx, called, room, thread, chain, comment, now)
     comment, recorded, unrecorded = await _write(ctx, ctx.storage.comments.add(comment), jobs)
     return Stored(room=room, thread=thread, comment=comment, parent=parent, calls=recorded,
                   unrecorded=unrecorded)
@@ -209,13 +209,31 @@ async def _write(ctx: WebContext, post: Awaitable[P], jobs: list[Job]
 
 
 def _called(ctx: WebContext, room: Room, thread: Thread, comment: Comment | None,
-            parent: Comment | None) -> list[Persona]:
-    """The personas a post calls (``comment`` None: the thread itself is the post)."""
-    return asking.bots_to_call(
+            parent: Comment | None) -> list[asking.Call]:
+    """The personas a post calls, and why (``comment`` None: the thread itself is the
+    post)."""
+    return asking.calls_for(
         ctx.cast, default_bot=room.default_bot,
         text=comment.text if comment else f"{thread.title}\n{thread.body}", parent=parent,
         is_top_level_post=comment is None, author=comment.author if comment else thread.author,
+        answered=comment.comment_id if comment else thread.thread_id,
     )
+
+
+def _jobs(ctx: WebContext, calls: list[asking.Call], room: Room, thread: Thread,
+          chain: list[Comment], comment: Comment | None, now: float) -> list[Job]:
+    """The jobs of ``calls``; a call the bot declines (asleep, a cap reached, read off
+    the room's and thread's rows: no extra request) is recorded with why."""
+    hour_s = availability.HOUR_S / ctx.settings.scheduler.time_scale
+    jobs: list[Job] = []
+    for call in calls:
+        why = availability.decline(call.persona, now, thread=thread if comment else None,
+                                   room=room, hour_s=hour_s)
+        info = msgspec.structs.replace(call.info, declined=why, at=now)
+        jobs.append(asking.new_job(_request(call.persona, thread, chain, comment),
+                                   depth=comment.depth + 1 if comment else 0, now=now,
+                                   call=info))
+    return jobs
 
 
 def _request(persona: Persona, thread: Thread, chain: list[Comment],
