@@ -373,7 +373,8 @@ class Scheduler:
                         reason="scheduler", answered=item.key, answered_author=item.author,
                         at=now, probability=round(decision.probability, 6),
                         draw=round(decision.draw, 6),
-                        terms=tuple((k, round(v, 6)) for k, v in decision.parts.items()),
+                        terms=tuple((k, round(v, 6) + 0.0)  # + 0.0: no "-0.00"
+                                    for k, v in decision.parts.items()),
                         held_back=held, budget=budget - len(report.replies),
                     )
                     await self._reply(persona, view, decision, ledger, now, report, call)

@@ -23,6 +23,7 @@ from playhouse.personas import ROOM_NAME_PATTERN
 from playhouse.storage.models import Comment, Room
 from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.templating import page
+from playhouse.web.why import bots_now
 
 log = structlog.get_logger()
 
@@ -90,8 +91,9 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
     if member and user is not None:
         membership = await ctx.storage.members.get(found.name, user)
         owner = membership is not None and membership.role == "owner"
-    return page(request, "room.html", room=views.room_out(found, ctx.cast, member=member),
-                threads=threads.items, next_page=threads.next, owner=owner)
+    shown = views.room_out(found, ctx.cast, member=member)
+    return page(request, "room.html", room=shown, threads=threads.items,
+                next_page=threads.next, owner=owner, bots_now=await bots_now(ctx, shown.bots))
 
 
 @get("/r/{room:str}/t/{thread_id:str}", name="thread")

@@ -17,6 +17,7 @@ a thread's placeholders stand, ``/api/threads/<thread>/waiting?ids=…``; and a 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -147,16 +148,26 @@ async def _now_of(ctx: WebContext, persona: str) -> PersonaNow | None:
 
 async def persona_now(ctx: WebContext, name: str) -> PersonaNow:
     """A bot's "now", its hourly replies counted over every room's row (one query)."""
-    persona = next((p for n, p in ctx.cast.personas.items()
-                    if n.casefold() == name.strip().casefold()), None)
-    if persona is None:
+    found = await bots_now(ctx, [name])
+    if not found:
         raise NotFound(f"no bot u/{name}")
+    return found[0]
+
+
+async def bots_now(ctx: WebContext, names: Sequence[str]) -> list[PersonaNow]:
+    """The "now" of the bots ``names`` (those in the cast), their hourly replies counted
+    over every room's row: one query for them all."""
+    folded = {n.casefold(): p for n, p in ctx.cast.personas.items()}
+    personas = [folded[n.strip().casefold()] for n in names if n.strip().casefold() in folded]
+    if not personas:
+        return []
     at = time.time()
-    hour_s = availability.HOUR_S / ctx.settings.scheduler.time_scale
-    recent = availability.recent_answers(await ctx.storage.rooms.all(), persona.name,
-                                         at - hour_s)
-    return availability.persona_now(persona, at, replies_last_hour=len(recent),
-                                    time_scale=ctx.settings.scheduler.time_scale)
+    scale = ctx.settings.scheduler.time_scale
+    rooms = await ctx.storage.rooms.all()
+    since = at - availability.HOUR_S / scale
+    return [availability.persona_now(
+        p, at, replies_last_hour=len(availability.recent_answers(rooms, p.name, since)),
+        time_scale=scale) for p in personas]
 
 
 class WhyApi(Controller):

@@ -196,6 +196,12 @@ async def test_answers_count_towards_the_caps_and_a_bots_now_shows_them(
         assert now.replies_left == coop.per_hour_cap - 1
         assert now.next_post_at is not None
         assert (await jo.get("/api/personas/NoSuchBot/now")).status_code == 404
+        # The room's page shows each of its bots' "now" (Technology's: not CoopBot).
+        room_page = (await jo.get("/r/Technology", headers={"accept": "text/html"})).text
+        here = [p.name for p in cast.in_room("Technology")]
+        assert here and all(f'<p class="now" data-persona="{name}">' in room_page
+                            for name in here)
+        assert "replies left this hour" in room_page
 
 
 async def test_the_operator_sees_a_personas_decisions_and_rejection_rate(
