@@ -32,8 +32,8 @@ from playhouse.storage.models import Comment, Thread
 
 from .conftest import SHIPPED_PERSONAS
 from .test_browser import ARGS, BOT_WAIT_MS, CHROMIUM, WAIT_MS, register, shot
-from .why_support import WORKER
 from .web_support import build, ctx_of, serve
+from .why_support import WORKER
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -46,8 +46,9 @@ def eager_coop(folder: Path) -> Path:
     shutil.copytree(SHIPPED_PERSONAS, folder)
     path = folder / "coopbot.toml"
     text = path.read_text(encoding="utf-8")
+    budget = "[generation]\nmax_attempts = 8\nmax_prompt_tokens = 300\n"
     for old, new in (("[activity.weights]\n", "[activity.weights]\nbase = 10.0\n"),
-                     ("[generation]\n", "[generation]\nmax_attempts = 8\nmax_prompt_tokens = 300\n")):
+                     ("[generation]\n", budget)):
         assert old in text, old
         text = text.replace(old, new)
     path.write_text(text, encoding="utf-8")
