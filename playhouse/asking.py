@@ -188,21 +188,6 @@ def calls_for(
     return called
 
 
-def bots_to_call(
-    cast: Cast,
-    *,
-    default_bot: str | None,
-    text: str,
-    parent: Comment | None,
-    is_top_level_post: bool,
-    author: str,
-) -> list[Persona]:
-    """The personas of :func:`calls_for`, without the reasons."""
-    return [c.persona for c in calls_for(cast, default_bot=default_bot, text=text,
-                                         parent=parent, is_top_level_post=is_top_level_post,
-                                         author=author)]
-
-
 def new_job(request: GenerationRequest, *, depth: int = 0, now: float | None = None,
             call: CallInfo | None = None) -> Job:
     """The ``called`` row of ``request``: everything needed to send it again, and why it

@@ -312,8 +312,14 @@ class Scheduler:
             else:
                 request = asking.post_request(persona=persona, room=decision.room,
                                               queue=QUEUE_BACKGROUND)
+            call = CallInfo(reason="scheduler", at=now,
+                            probability=round(decision.probability, 6),
+                            draw=round(decision.draw, 6),
+                            terms=(("posts_in_day", float(decision.posts_in_day)),
+                                   ("cap", float(decision.cap))),
+                            budget=budget - len(report.posts))
             try:
-                await asking.submit(self.storage, request)
+                await asking.submit(self.storage, request, call=call)
             except PlayhouseError as exc:
                 log.warning("post.failed", persona=name, reason=str(exc)[:200])
                 continue

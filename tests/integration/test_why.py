@@ -261,3 +261,32 @@ async def test_an_answer_without_an_explanation_says_so(storage: Storage) -> Non
         answer = await anyone.get(
             f"/api/threads/{thread.thread_id}/comments/{person.comment_id}/why")
         assert answer.status_code == 404
+
+
+async def test_a_bots_own_thread_explains_the_schedulers_draw(
+    storage: Storage, tmp_path: Path,
+) -> None:
+    cast = cast_with(tmp_path / "personas", {
+        "poster.toml": persona_toml("Poster", activity="posts_per_day = 200").replace(
+            "posts_per_day = 0\n", "")})
+    model = CannedModel()
+    app = await build(storage, cast=cast, waiting_grace_s=3600)
+    scheduler = Scheduler(storage, cast, SchedulerSettings(time_scale=1000.0, seed=1))
+    report = await scheduler.run_round()
+    (posted,) = [r for r in report.posts if r.persona == "Poster"]
+    async with serve(app) as base, user_client(base, None) as anyone:
+        assert await answer_all(app, storage, cast, model) >= 1
+        thread = await storage.threads.get(asking.thread_id_for(posted.request_id))
+        assert thread.is_bot and thread.job_id == posted.request_id
+        answer = await anyone.get(f"/api/threads/{thread.thread_id}/why")
+        assert answer.status_code == 200, answer.text
+        x = msgspec.json.decode(answer.content, type=Explanation)
+        assert x.kind == "post" and x.call is not None and x.call.reason == "scheduler"
+        assert x.call.probability == 1.0 and dict(x.call.terms)["cap"] == 200
+        assert x.trace is not None and x.trace.prompt == "<|soss r/Technology|><|sot|>"
+        page = await anyone.get(f"/r/Technology/t/{thread.thread_id}", headers=HTML)
+        assert f"/t/{thread.thread_id}/why?part=1" in page.text
+        part = await anyone.get(f"/r/Technology/t/{thread.thread_id}/why",
+                                params={"part": "1"}, headers=HTML)
+        assert "start a thread in r/Technology" in part.text
+        assert 'data-term="posts_in_day"' in part.text

@@ -55,7 +55,12 @@ class CannedModel:
                 self.prompts.append(prompt)
                 tries = self._seen.get(prompt, 0)
                 self._seen[prompt] = tries + 1
-                out.append(REJECTED if tries == 0 else f"a canned answer, try {tries + 1}<|eor|>")
+                if tries == 0:
+                    out.append(REJECTED)
+                elif prompt.endswith("<|sot|>"):  # a new thread: its title and body
+                    out.append(f"A canned title {tries + 1}<|eot|><|sost|>a body<|eost|>")
+                else:
+                    out.append(f"a canned answer, try {tries + 1}<|eor|>")
         return out
 
     def close(self) -> None:
