@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from playhouse.storage.models import Room, Thread
 
 HOUR_S: Final = 3600.0
+"""An hour of the caps (the scheduler's too, shrunk by its ``time_scale``)."""
 
 
 def hour_utc(at: float) -> int:

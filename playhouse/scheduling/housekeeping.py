@@ -12,7 +12,7 @@ generation that was only slow; applying results is idempotent on the request id,
 playhouse shows one answer.
 
 Once an hour it also prunes the workers' progress rows and the scheduler's recorded
-decisions older than :data:`KEEP_S` (they serve the waiting placeholders and the status
+decisions older than :data:`TRAIL_KEEP_S` (they serve the waiting placeholders and the status
 page only).
 """
 
@@ -38,7 +38,7 @@ log = structlog.get_logger()
 
 LOOKBACK_S = 7 * 86400.0
 """Pending jobs older than this are not looked at (they were failed long ago or are junk)."""
-KEEP_S = 86400.0
+TRAIL_KEEP_S = 86400.0
 """Progress rows and recorded decisions are kept this long."""
 PRUNE_EVERY_S = 3600.0
 
@@ -72,8 +72,8 @@ class Housekeeper:
         await self.summarise_poison(now, report)
         if now - self._pruned_at >= PRUNE_EVERY_S:
             self._pruned_at = now
-            await self.storage.progress.prune(now - KEEP_S)
-            await self.storage.decisions.prune(now - KEEP_S)
+            await self.storage.progress.prune(now - TRAIL_KEEP_S)
+            await self.storage.decisions.prune(now - TRAIL_KEEP_S)
         return report
 
     async def stuck_jobs(self, now: float, report: HousekeepingReport) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from playhouse.availability import HOUR_S
 from playhouse.personas import Cast, Persona, mentions
 from playhouse.scheduling.scoring import ReplyFeatures, reply_probability
 from playhouse.storage.models import Comment, Thread
@@ -37,7 +38,6 @@ from playhouse.storage.models import Comment, Thread
 Clock = Callable[[], float]
 """Seconds since the epoch; ``time.time`` in production, a fake one in tests."""
 
-HOUR_S: Final = 3600.0
 DAY_S: Final = 86400.0
 
 ReplyOutcome = Literal["reply", "pass", "blocked"]

@@ -73,7 +73,7 @@ class Watched:
 
 
 @dataclass
-class Figures:
+class WaitFigures:
     """What the estimates are made of, read once per look."""
 
     workers: list[WorkerBeat] = field(default_factory=list)
@@ -112,7 +112,7 @@ def estimate_s(workers: Sequence[WorkerBeat], kind: str, ahead: int, now: float)
 
 
 def wait_state(entry: Watched, job: Job | None, progress: JobProgress | None,
-               figures: Figures, *, kind: str, ahead: int) -> WaitState | None:
+               figures: WaitFigures, *, kind: str, ahead: int) -> WaitState | None:
     """Where ``entry`` stands (no I/O); None when its job ended (its answer is on the way
     to the page) or is unknown."""
     now = figures.at
@@ -165,7 +165,7 @@ class Waiting:
         self.interval_s = interval_s
         self.clock = clock
         self.watched: dict[str, Watched] = {}
-        self._figures: Figures | None = None
+        self._figures: WaitFigures | None = None
 
     # -- what is watched ----------------------------------------------------------
     def observe(self, event: LiveEvent) -> None:
@@ -272,7 +272,7 @@ class Waiting:
                 out[entry.comment_id] = state
         return out
 
-    async def _read_figures(self, now: float, queues: set[str]) -> Figures:
+    async def _read_figures(self, now: float, queues: set[str]) -> WaitFigures:
         """Heartbeats and queue depths, read at most once per ``interval_s``."""
         cached = self._figures
         if cached is not None and now - cached.at < self.interval_s * 0.9 and \
@@ -280,5 +280,5 @@ class Waiting:
             return cached
         workers = await self.storage.workers.all()
         depths = {q: await self.storage.queues.depth(q) for q in sorted(queues)}
-        self._figures = Figures(workers=workers, depths=depths, at=now)
+        self._figures = WaitFigures(workers=workers, depths=depths, at=now)
         return self._figures

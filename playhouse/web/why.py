@@ -141,12 +141,12 @@ async def why_post_page(request: Request[Any, Any, Any], room: str, thread_id: s
 
 async def _now_of(ctx: WebContext, persona: str) -> PersonaNow | None:
     try:
-        return await persona_now(ctx, persona)
+        return await bot_now(ctx, persona)
     except NotFound:  # a persona no longer in the cast
         return None
 
 
-async def persona_now(ctx: WebContext, name: str) -> PersonaNow:
+async def bot_now(ctx: WebContext, name: str) -> PersonaNow:
     """A bot's "now", its hourly replies counted over every room's row (one query)."""
     found = await bots_now(ctx, [name])
     if not found:
@@ -213,7 +213,7 @@ class WhyApi(Controller):
     async def now(self, request: Request[Any, Any, Any], name: str) -> PersonaNow:
         """A bot right now: awake or asleep (and until when), its next expected thread,
         the replies its hourly cap leaves."""
-        return await persona_now(context_of(request), name)
+        return await bot_now(context_of(request), name)
 
 
 ROUTES: list[Any] = [why_comment_page, why_post_page, WhyApi]

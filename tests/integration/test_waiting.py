@@ -102,7 +102,7 @@ async def test_a_queued_placeholder_counts_whats_ahead_and_a_retry_is_told(
 
 def test_a_retrying_row_reads_as_retrying_with_its_reason() -> None:
     from playhouse.storage.models import Job, JobProgress
-    from playhouse.web.waiting import Figures
+    from playhouse.web.waiting import WaitFigures
 
     now = time.time()
     job = Job(request_id=ids.new_id(now), kind="reply", persona="CoopBot", room="r",
@@ -112,11 +112,11 @@ def test_a_retrying_row_reads_as_retrying_with_its_reason() -> None:
                     persona="CoopBot", created_at=now, seen_at=now)
     row = JobProgress(request_id=job.request_id, state="retrying", at=now, attempt=2,
                       max_attempts=3, reason="near_copy")
-    state = wait_state(entry, job, row, Figures(at=now), kind="text", ahead=0)
+    state = wait_state(entry, job, row, WaitFigures(at=now), kind="text", ahead=0)
     assert state is not None and state.state == "retrying"
     assert state.text == "retrying: attempt 2 of 3, the last sample was rejected (near copy)"
     done = msgspec_replace(job, state="done")
-    assert wait_state(entry, done, row, Figures(at=now), kind="text", ahead=0) is None
+    assert wait_state(entry, done, row, WaitFigures(at=now), kind="text", ahead=0) is None
 
 
 def msgspec_replace(job: object, **changes: object) -> object:

@@ -31,7 +31,7 @@ from playhouse.storage import Storage
 from playhouse.storage.models import Comment, Thread
 
 from .conftest import SHIPPED_PERSONAS
-from .test_browser import ARGS, BOT_WAIT_MS, CHROMIUM, WAIT_MS, register, shot
+from .test_browser import ARGS, ARTIFACTS, BOT_WAIT_MS, CHROMIUM, WAIT_MS, register, shot
 from .web_support import build, ctx_of, serve
 from .why_support import WORKER
 
@@ -163,6 +163,8 @@ async def test_why_this_reply_on_a_scheduled_and_a_mentioned_answer(
             await expect(panel.locator(".why-params")).to_contain_text("seed")
             await expect(panel.locator(".why-times")).to_contain_text("generating")
             await shot(page, "why-2-scheduled")
+            (ARTIFACTS / "why-scheduled.txt").write_text(await panel.inner_text(),
+                                                         encoding="utf-8")
 
             # Why the mentioned one: who called it, and its prompt with what was dropped.
             panel = await open_why(page.locator(f"#{slot_mention}"))
@@ -173,6 +175,8 @@ async def test_why_this_reply_on_a_scheduled_and_a_mentioned_answer(
             assert await panel.locator(".why-dropped li.dropped").count() >= 1
             await expect(panel.locator(".why-call table.why-terms")).to_have_count(0)
             await shot(page, "why-3-mentioned")
+            (ARTIFACTS / "why-mentioned.txt").write_text(await panel.inner_text(),
+                                                         encoding="utf-8")
 
             # After a reload, the disclosures are server-rendered the same way.
             await page.reload()
