@@ -4,6 +4,7 @@ consumer, explained by the pages and the API under the room's access rule."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -178,7 +179,11 @@ async def test_a_private_rooms_explanations_are_for_its_members_only(storage: St
         await storage.members.join("Secrets", "owner", role="owner")
         await live.subscribe("Secrets")
         ack = await live.post("Secrets", title="the plan", text="u/CoopBot keep it quiet")
-        await live.subscribe("Secrets", thread_id=ack.thread_id)
+        request_id = asking.request_id_for(ack.thread_id, "CoopBot")
+        deadline = time.monotonic() + 10
+        while (await storage.jobs.get(request_id)).state != "pending":  # queued after the ack
+            assert time.monotonic() < deadline, "the call was not queued"
+            await asyncio.sleep(0.05)
         assert await answer_all(app, storage, cast, model) == 1
         comments = (await storage.comments.list(ack.thread_id)).items
         (bot,) = [c for c in comments if c.is_bot]
@@ -198,7 +203,6 @@ async def test_a_private_rooms_explanations_are_for_its_members_only(storage: St
                 for leaked in ("the plan", secret, "CoopBot", "<|sor"):
                     assert leaked not in answer.text, (path, leaked)
         # The trace's blob has no address: the images route serves images only.
-        request_id = asking.request_id_for(ack.thread_id, "CoopBot")
         for client in (owner, eve):
             answer = await client.get(f"/images/Secrets/{request_id}.json")
             assert answer.status_code in (403, 404)
