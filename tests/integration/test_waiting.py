@@ -17,7 +17,6 @@ from playhouse.generation.heartbeat import Heartbeat
 from playhouse.storage import Storage
 from playhouse.storage.models import Comment, Thread
 from playhouse.views import PersonaNow
-from playhouse.web.waiting import Watched, wait_state
 
 from .web_support import build, ctx_of, serve, socket, the_cast, user_client
 from .why_support import CannedModel, answer_all, canned_worker, cast_with, persona_toml
@@ -98,31 +97,6 @@ async def test_a_queued_placeholder_counts_whats_ahead_and_a_retry_is_told(
         rows = await storage.progress.some([c.job_id or "" for c in comments])
         assert {r.state for r in rows} == {"retrying"}
         assert {(r.attempt, r.reason) for r in rows} == {(2, "no_end_tag")}
-
-
-def test_a_retrying_row_reads_as_retrying_with_its_reason() -> None:
-    from playhouse.storage.models import Job, JobProgress
-    from playhouse.web.waiting import WaitFigures
-
-    now = time.time()
-    job = Job(request_id=ids.new_id(now), kind="reply", persona="CoopBot", room="r",
-              thread_id="t", parent_id=None, queue=QUEUE_INTERACTIVE, state="pending",
-              attempts=0, created_at=now, updated_at=now)
-    entry = Watched(comment_id="c", thread_id="t", request_id=job.request_id,
-                    persona="CoopBot", created_at=now, seen_at=now)
-    row = JobProgress(request_id=job.request_id, state="retrying", at=now, attempt=2,
-                      max_attempts=3, reason="near_copy")
-    state = wait_state(entry, job, row, WaitFigures(at=now), kind="text", ahead=0)
-    assert state is not None and state.state == "retrying"
-    assert state.text == "retrying: attempt 2 of 3, the last sample was rejected (near copy)"
-    done = msgspec_replace(job, state="done")
-    assert wait_state(entry, done, row, WaitFigures(at=now), kind="text", ahead=0) is None
-
-
-def msgspec_replace(job: object, **changes: object) -> object:
-    import msgspec
-
-    return msgspec.structs.replace(job, **changes)  # type: ignore[type-var]
 
 
 def asleep_now() -> str:
