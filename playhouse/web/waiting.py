@@ -262,6 +262,7 @@ class Waiting:
             ahead = 0
             if job is not None:
                 later = sum(1 for j in jobs.values() if j.queue == job.queue
+                            and j.state in ("called", "pending")
                             and j.created_at > job.created_at and j.request_id not in progress)
                 ahead = max(0, figures.depths.get(job.queue, 0) - 1 - later)
                 if job.queue == QUEUE_BACKGROUND:
