@@ -232,6 +232,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "PLAYHOUSE_SCHEDULER_ENABLED": "false",
             "PLAYHOUSE_WEB_POSTS_PER_MINUTE": "1000",  # one person posting on a timer
             "PLAYHOUSE_WEB_BOT_CALLS_PER_MINUTE": "1000",  # every post calls CoopBot
+            "PLAYHOUSE_WEB_PEOPLE_MEET_CAPS": "false",  # ...and CoopBot answers every one
         })
         port = free_port()
         web = spawn("web", ["web", "--no-scheduler", "--port", str(port)], env, work)

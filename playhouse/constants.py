@@ -15,6 +15,12 @@ TABLE_WORKERS: Final = "workers"
 """Each worker's latest heartbeat: PK ``PK_WORKERS``, RK the worker id."""
 TABLE_METRICS: Final = "metrics"
 """Time series for the status page: PK the UTC hour, RK time and source."""
+TABLE_PROGRESS: Final = "progress"
+"""Where a worker says how far it got with a request (generating, retrying): PK and RK
+as the request's job row."""
+TABLE_DECISIONS: Final = "decisions"
+"""The scheduler's recent verdicts per persona (replied, passed, held back): PK the
+persona (lowercase), RK newest first."""
 
 TABLES: Final = (
     TABLE_USERS,
@@ -25,6 +31,8 @@ TABLES: Final = (
     TABLE_JOBS,
     TABLE_WORKERS,
     TABLE_METRICS,
+    TABLE_PROGRESS,
+    TABLE_DECISIONS,
 )
 
 # Queues
@@ -58,7 +66,12 @@ def poison_queue(queue: str) -> str:
 CONTAINER_IMAGES: Final = "images"
 CONTAINER_LEASES: Final = "leases"
 CONTAINER_PAYLOADS: Final = "payloads"
-CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS)
+CONTAINER_EXPLANATIONS: Final = "explanations"
+"""Generation traces too large for a queue message or a table property ("why this
+reply?"): ``<room>/<request id>.json``, never served as they are (only through the pages
+and the API, under the room's access rule)."""
+CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS,
+                     CONTAINER_EXPLANATIONS)
 
 SCHEDULER_LEASE_BLOB: Final = "scheduler"
 

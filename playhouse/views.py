@@ -30,6 +30,57 @@ class PersonaLook(msgspec.Struct, frozen=True):
     rooms: tuple[str, ...] = ()
 
 
+class WaitState(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a bot's answer stands while people wait for it (or why it will not come).
+
+    ``state`` is one of ``queued``, ``generating``, ``retrying``, ``no_worker``,
+    ``model_unavailable``, ``answered`` (on its way to the page) — the bot still answers —
+    or, ``final``, ``asleep``, ``thread_cap``, ``hour_cap``: it will not. ``text`` says it
+    in a sentence (times in UTC); pages rewrite the times in the viewer's own.
+    """
+
+    state: str
+    text: str
+    final: bool = False
+    position: int | None = None
+    """Requests ahead of it in its queue (about)."""
+    estimate_s: float | None = None
+    """Seconds until it is likely answered, from the workers' recent figures."""
+    attempt: int | None = None
+    max_attempts: int | None = None
+    reason: str = ""
+    """Why the last sample was rejected (retrying), or why the model does not load."""
+    active_hours: tuple[int, int] | None = None
+    """The bot's active hours, UTC (asleep)."""
+    wakes_at: str | None = None
+    """ISO 8601: when an asleep bot wakes."""
+    next_at: str | None = None
+    """ISO 8601: when a cap lets the bot answer again."""
+    since: str | None = None
+    """ISO 8601: since when it has been in this state."""
+
+
+class PersonaNow(msgspec.Struct, frozen=True, kw_only=True):
+    """A bot right now: awake or asleep, when it posts next, what its caps leave."""
+
+    name: str
+    awake: bool
+    active_hours: tuple[int, int]
+    """UTC, ``[start, end)``."""
+    wakes_at: str | None
+    """ISO 8601, when asleep."""
+    sleeps_at: str | None
+    """ISO 8601, when awake (None: awake all day)."""
+    posts_per_day: float
+    next_post_at: str | None
+    """ISO 8601: when its next thread is expected, on average (None: it never posts)."""
+    replies_last_hour: int
+    per_hour_cap: int
+    replies_left: int
+    """Replies its hourly cap still allows."""
+    at: str
+
+
 class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
     """A comment as pages, the API and the websocket show it."""
 
@@ -47,6 +98,8 @@ class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
     depth: int = 0
     persona: str | None = None
     image_url: str | None = None
+    notice: WaitState | None = None
+    """Why a bot declined to answer (``status`` ``declined``)."""
 
 
 class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,11 +141,25 @@ def image_url(blob: str | None) -> str | None:
     return None if not blob else IMAGE_PREFIX + blob
 
 
+_wait_decoder = msgspec.json.Decoder(WaitState)
+
+
+def decode_notice(text: str) -> WaitState | None:
+    """A comment's stored notice; None when it has none (or it does not decode)."""
+    if not text:
+        return None
+    try:
+        return _wait_decoder.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 def comment_out(c: Comment) -> CommentOut:
     return CommentOut(
         id=c.comment_id, thread_id=c.thread_id, room=c.room, parent_id=c.parent_id,
         author=c.author, is_bot=c.is_bot, text=c.text, created_at=iso(c.created_at),
         status=c.status, depth=c.depth, persona=c.persona, image_url=image_url(c.image_blob),
+        notice=decode_notice(c.notice),
     )
 
 

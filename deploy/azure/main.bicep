@@ -93,11 +93,14 @@ var tableNames = [
   'jobs'
   'workers'
   'metrics'
+  'progress'
+  'decisions'
 ]
 var containerNames = [
   'images'
   'leases'
   'payloads'
+  'explanations'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {

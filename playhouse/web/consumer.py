@@ -170,7 +170,7 @@ class ResultsConsumer:
             self.ctx.broadcast.replaced(applied.comment)
             if applied.counts:
                 self.ctx.counters.count(room=result.room, thread=applied.comment.thread_id,
-                                        comments=1, at=applied.at)
+                                        comments=1, at=applied.at, bot=result.persona)
         elif applied.thread is not None:
             self.ctx.broadcast.thread(applied.thread)
             self.ctx.counters.saw_thread(applied.thread)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from playhouse.web.counters import Counters
     from playhouse.web.limits import Limits
     from playhouse.web.sessions import SessionGuard
+    from playhouse.web.waiting import Waiting
 
 log = structlog.get_logger()
 
@@ -80,6 +81,8 @@ class WebContext:
     the results consumer then polls quickly until its answer comes."""
     watch_status: Callable[[], Awaitable[None]] = _nothing
     """Told when someone looks at the status page or ``/metrics``: the sampler samples."""
+    waiting: Waiting | None = None
+    """Where the bots' pending answers stand (:mod:`playhouse.web.waiting`)."""
     announcer: PresenceAnnouncer = field(init=False)
     """Publishes this instance's viewers of a room when they change (coalesced)."""
 

@@ -27,6 +27,7 @@ from playhouse.storage.threads import no_thread
 from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.forms import read_form
 from playhouse.web.templating import page
+from playhouse.web.why import bots_now
 
 log = structlog.get_logger()
 
@@ -99,8 +100,10 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
         if owner:
             members = sorted(await ctx.storage.members.of_room(found.name),
                              key=lambda m: (m.role != "owner", m.username))
-    return page(request, "room.html", room=views.room_out(found, ctx.cast, member=member),
-                threads=threads.items, next_page=threads.next, owner=owner, members=members)
+    shown = views.room_out(found, ctx.cast, member=member)
+    return page(request, "room.html", room=shown, threads=threads.items,
+                next_page=threads.next, owner=owner, members=members,
+                bots_now=await bots_now(ctx, shown.bots))
 
 
 @get("/r/{room:str}/t/{thread_id:str}", name="thread")

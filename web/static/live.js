@@ -159,6 +159,12 @@
   }
 
   function onEvent(ev) {
+    handle(ev);
+    // Other scripts of the page (why.js) follow the same events.
+    document.dispatchEvent(new CustomEvent("playhouse:event", { detail: ev }));
+  }
+
+  function handle(ev) {
     switch (ev.type) {
       case "subscribed": backoff = 500; setStatus(null, ""); break;
       case "history":
