@@ -19,6 +19,12 @@ TABLE_REPORTS: Final = "reports"
 """What people reported, and what the word filter held: PK the room, RK the report id."""
 TABLE_MODLOG: Final = "modlog"
 """Every moderator's action: PK the room (or ``MODLOG_ALL``), RK newest first."""
+TABLE_PROGRESS: Final = "progress"
+"""Where a worker says how far it got with a request (generating, retrying): PK and RK
+as the request's job row."""
+TABLE_DECISIONS: Final = "decisions"
+"""The scheduler's recent verdicts per persona (replied, passed, held back): PK the
+persona (lowercase), RK newest first."""
 
 TABLES: Final = (
     TABLE_USERS,
@@ -31,6 +37,8 @@ TABLES: Final = (
     TABLE_METRICS,
     TABLE_REPORTS,
     TABLE_MODLOG,
+    TABLE_PROGRESS,
+    TABLE_DECISIONS,
 )
 
 # Queues
@@ -64,7 +72,12 @@ def poison_queue(queue: str) -> str:
 CONTAINER_IMAGES: Final = "images"
 CONTAINER_LEASES: Final = "leases"
 CONTAINER_PAYLOADS: Final = "payloads"
-CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS)
+CONTAINER_EXPLANATIONS: Final = "explanations"
+"""Generation traces too large for a queue message or a table property ("why this
+reply?"): ``<room>/<request id>.json``, never served as they are (only through the pages
+and the API, under the room's access rule)."""
+CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS,
+                     CONTAINER_EXPLANATIONS)
 
 SCHEDULER_LEASE_BLOB: Final = "scheduler"
 

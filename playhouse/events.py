@@ -2,7 +2,8 @@
 
 Every event is a tagged msgspec struct (its ``type`` names it, as in the websocket
 protocol), encoded once by :meth:`Broadcaster.send` and published on the channel it
-belongs to: comments, placeholders and replacements on their thread's channel; new
+belongs to: comments, placeholders, where a placeholder's answer stands (``waiting``) and
+replacements on their thread's channel; new
 threads, thread activity and presence on their room's channel; a person's own events on
 their user channel. Channel names come from :mod:`playhouse.constants` under the storage
 namespace. A web instance publishes through Litestar Channels (memory, or Redis across
@@ -20,7 +21,7 @@ import msgspec
 import structlog
 
 from playhouse.constants import CHANNEL_ROOM, CHANNEL_THREAD, CHANNEL_USER, channel_name
-from playhouse.views import CommentOut, ThreadOut, comment_out, thread_out
+from playhouse.views import CommentOut, ThreadOut, WaitState, comment_out, thread_out
 
 if TYPE_CHECKING:
     from litestar.channels.backends.base import ChannelsBackend
@@ -46,6 +47,15 @@ class CommentReplaced(msgspec.Struct, frozen=True, tag="comment_replaced", kw_on
     """A placeholder became the bot's answer (or its visible failure note)."""
 
     comment: CommentOut
+
+
+class WaitUpdate(msgspec.Struct, frozen=True, tag="waiting", kw_only=True):
+    """Where a placeholder's answer stands now (queued, generating, retrying, no worker
+    running ...): the page shows it under the "thinking…"."""
+
+    thread_id: str
+    comment_id: str
+    wait: WaitState
 
 
 class ThreadEvent(msgspec.Struct, frozen=True, tag="thread", kw_only=True):
@@ -102,8 +112,8 @@ class LoggedOut(msgspec.Struct, frozen=True, tag="logged_out", kw_only=True):
         return self.session is None or self.session == session_id
 
 
-LiveEvent = (CommentEvent | Thinking | CommentReplaced | ThreadEvent | Presence | LoggedOut
-             | Moderated | BanNotice | AccessEnded)
+LiveEvent = (CommentEvent | Thinking | CommentReplaced | WaitUpdate | ThreadEvent | Presence
+             | LoggedOut | Moderated | BanNotice | AccessEnded)
 """Everything published on a channel."""
 
 _encoder = msgspec.json.Encoder()
@@ -143,6 +153,8 @@ class Channels:
         match event:
             case CommentEvent() | Thinking() | CommentReplaced():
                 return self.thread(event.comment.thread_id)
+            case WaitUpdate():
+                return self.thread(event.thread_id)
             case ThreadEvent():
                 return self.room(event.thread.room)
             case Presence():
@@ -166,6 +178,12 @@ class Broadcaster:
     def __init__(self, publish: Publish, namespace: str = "") -> None:
         self._publish = publish
         self.channels = Channels(namespace)
+        self._watchers: list[Callable[[LiveEvent], None]] = []
+
+    def watch(self, watcher: Callable[[LiveEvent], None]) -> None:
+        """Tell ``watcher`` of every event sent here (after it is published): the
+        placeholders' watch learns of the placeholders this process shows."""
+        self._watchers.append(watcher)
 
     def send(self, event: LiveEvent, *, user: str | None = None) -> None:
         """Publish ``event``; a fan-out that fails is logged (pages read storage, so only
@@ -175,15 +193,29 @@ class Broadcaster:
         except Exception as exc:
             log.warning("event.publish_failed", type=type(event).__name__,
                         reason=str(exc)[:200])
+        for watcher in self._watchers:
+            try:
+                watcher(event)
+            except Exception as exc:
+                log.warning("event.watcher_failed", type=type(event).__name__,
+                            reason=str(exc)[:200])
 
     def comment(self, comment: Comment) -> None:
         self.send(CommentEvent(comment=comment_out(comment)))
 
     def thinking(self, placeholder: Comment) -> None:
+        """A bot was asked: its placeholder (or, for a call it declined, the comment that
+        says why, shown as a new comment)."""
+        if placeholder.status == "declined":
+            self.send(CommentEvent(comment=comment_out(placeholder)))
+            return
         self.send(Thinking(comment=comment_out(placeholder)))
 
     def replaced(self, comment: Comment) -> None:
         self.send(CommentReplaced(comment=comment_out(comment)))
+
+    def waiting(self, thread_id: str, comment_id: str, wait: WaitState) -> None:
+        self.send(WaitUpdate(thread_id=thread_id, comment_id=comment_id, wait=wait))
 
     def thread(self, thread: Thread) -> None:
         self.send(ThreadEvent(thread=thread_out(thread)))

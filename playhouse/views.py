@@ -43,6 +43,57 @@ class PersonaLook(msgspec.Struct, frozen=True):
     rooms: tuple[str, ...] = ()
 
 
+class WaitState(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a bot's answer stands while people wait for it (or why it will not come).
+
+    ``state`` is one of ``queued``, ``generating``, ``retrying``, ``no_worker``,
+    ``model_unavailable``, ``answered`` (on its way to the page) — the bot still answers —
+    or, ``final``, ``asleep``, ``thread_cap``, ``hour_cap``: it will not. ``text`` says it
+    in a sentence (times in UTC); pages rewrite the times in the viewer's own.
+    """
+
+    state: str
+    text: str
+    final: bool = False
+    position: int | None = None
+    """Requests ahead of it in its queue (about)."""
+    estimate_s: float | None = None
+    """Seconds until it is likely answered, from the workers' recent figures."""
+    attempt: int | None = None
+    max_attempts: int | None = None
+    reason: str = ""
+    """Why the last sample was rejected (retrying), or why the model does not load."""
+    active_hours: tuple[int, int] | None = None
+    """The bot's active hours, UTC (asleep)."""
+    wakes_at: str | None = None
+    """ISO 8601: when an asleep bot wakes."""
+    next_at: str | None = None
+    """ISO 8601: when a cap lets the bot answer again."""
+    since: str | None = None
+    """ISO 8601: since when it has been in this state."""
+
+
+class PersonaNow(msgspec.Struct, frozen=True, kw_only=True):
+    """A bot right now: awake or asleep, when it posts next, what its caps leave."""
+
+    name: str
+    awake: bool
+    active_hours: tuple[int, int]
+    """UTC, ``[start, end)``."""
+    wakes_at: str | None
+    """ISO 8601, when asleep."""
+    sleeps_at: str | None
+    """ISO 8601, when awake (None: awake all day)."""
+    posts_per_day: float
+    next_post_at: str | None
+    """ISO 8601: when its next thread is expected, on average (None: it never posts)."""
+    replies_last_hour: int
+    per_hour_cap: int
+    replies_left: int
+    """Replies its hourly cap still allows."""
+    at: str
+
+
 class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
     """A comment as pages, the API and the websocket show it."""
 
@@ -66,6 +117,8 @@ class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
     """``deleted`` or ``removed``: a tombstone (``text`` and ``author`` say so)."""
     held: bool = False
     """Held by the word filter for a moderator (only its author and moderators see it)."""
+    notice: WaitState | None = None
+    """Why a bot declined to answer (``status`` ``declined``)."""
 
 
 class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -121,8 +174,9 @@ def visible_comment(c: Comment) -> Comment:
         return c
     mark = tombstone(c.gone)
     return msgspec.structs.replace(c, text=mark, author=mark, is_bot=False, persona=None,
-                                   image_blob=None,
-                                   status="ok" if c.status == "placeholder" else c.status)
+                                   image_blob=None, notice="",
+                                   status="ok" if c.status in ("placeholder", "declined")
+                                   else c.status)
 
 
 def visible_thread(t: Thread) -> Thread:
@@ -141,6 +195,19 @@ def sees_held(author: str, viewer: str | None, *, moderator: bool) -> bool:
     return moderator or (viewer is not None and viewer.casefold() == author.casefold())
 
 
+_wait_decoder = msgspec.json.Decoder(WaitState)
+
+
+def decode_notice(text: str) -> WaitState | None:
+    """A comment's stored notice; None when it has none (or it does not decode)."""
+    if not text:
+        return None
+    try:
+        return _wait_decoder.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 def comment_out(c: Comment) -> CommentOut:
     """``c`` as it is shown (:func:`visible_comment`)."""
     c = visible_comment(c)
@@ -149,6 +216,7 @@ def comment_out(c: Comment) -> CommentOut:
         author=c.author, is_bot=c.is_bot, text=c.text, created_at=iso(c.created_at),
         status=c.status, depth=c.depth, persona=c.persona, image_url=image_url(c.image_blob),
         edited_at=iso(c.edited_at) if c.edited_at else None, gone=c.gone, held=c.held,
+        notice=decode_notice(c.notice),
     )
 
 

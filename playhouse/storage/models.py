@@ -21,7 +21,10 @@ it (not a member: a public room is read-only to them, a private one closed); ``a
 JobState = Literal["called", "pending", "done", "failed"]
 """``called``: recorded before a person's post is acknowledged, not queued yet (the call
 recovery queues it if its web instance died); ``pending``: queued; then ``done``/``failed``."""
-CommentStatus = Literal["ok", "failed", "placeholder"]
+CommentStatus = Literal["ok", "failed", "placeholder", "declined"]
+"""``declined``: a bot that was called and will not answer (asleep, a cap reached); its
+``notice`` says why."""
+ProgressState = Literal["generating", "retrying", "answered"]
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,6 +57,9 @@ class Room(msgspec.Struct, frozen=True, kw_only=True):
     own_bots: bool = False
     """``bots`` is the whole list (its owner edited it); else the personas whose files
     name the room live here too."""
+    bot_recent: tuple[tuple[str, float], ...] = ()
+    """(persona, when) of the bots' answers here in the last hour, oldest first: the
+    hourly cap a person's call meets (moved with the counters)."""
     etag: str | None = None
     """Row version as read (the activity counters update it conditionally)."""
 
@@ -94,6 +100,9 @@ class Thread(msgspec.Struct, frozen=True, kw_only=True):
     """Held by the word filter: shown to its author and moderators only, until approved."""
     locked: bool = False
     """No new comments, by people or bots."""
+    bot_replies: tuple[tuple[str, int], ...] = ()
+    """Answers per bot in this thread: the per-thread cap a person's call meets (moved
+    with the counters)."""
     etag: str | None = None
     """Row version as read (the activity counters update it conditionally)."""
 
@@ -125,6 +134,8 @@ class Comment(msgspec.Struct, frozen=True, kw_only=True):
     a restore; the mod log has a copy), never shown nor put in a prompt."""
     held: bool = False
     """Held by the word filter: shown to its author and moderators only, until approved."""
+    notice: str = ""
+    """A declined call's reason, as :class:`~playhouse.views.WaitState` JSON."""
     etag: str | None = None
     """Row version as read; :meth:`CommentRepo.replace` makes it a precondition."""
 
@@ -147,6 +158,18 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     """The request JSON, kept so that a stuck job can be re-queued as it was."""
     depth: int = 0
     """Depth of the comment the answer will be (its placeholder's indentation)."""
+    call: str = ""
+    """Who or what called the bot, as :class:`~playhouse.explain.CallInfo` JSON (written
+    with the row)."""
+    trace: str = ""
+    """What the worker did, as :class:`~playhouse.explain.Trace` JSON (written with the
+    job's end), unless it is kept in ``trace_blob``."""
+    trace_blob: str | None = None
+    """The trace's blob in the explanations container, when it was too large for a row."""
+    finished_at: float = 0.0
+    """When the worker sent its answer."""
+    applied_at: float = 0.0
+    """When the answer was shown."""
     etag: str | None = None
 
 
@@ -197,6 +220,34 @@ class ModEntry(msgspec.Struct, frozen=True, kw_only=True):
     here so that nothing a person wrote is lost."""
     detail: str = ""
     """What changed, in words (a room edit's fields, a role given)."""
+class JobProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """How far a worker got with one request (the ``progress`` table; the job's keys)."""
+
+    request_id: str
+    state: ProgressState
+    at: float
+    attempt: int = 1
+    max_attempts: int = 1
+    reason: str = ""
+    """Why the last sample was rejected (``retrying``)."""
+    worker: str = ""
+    received_at: float = 0.0
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """One scheduling decision of one persona (the ``decisions`` table), for the status
+    page: replied, passed (the draw was over the chance) or held back by a cap."""
+
+    persona: str
+    at: float
+    outcome: Literal["reply", "pass", "blocked"]
+    reason: str = ""
+    room: str = ""
+    thread_id: str = ""
+    target: str = ""
+    target_author: str = ""
+    probability: float = 0.0
+    draw: float = 0.0
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):

@@ -27,7 +27,7 @@ from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 
 from playhouse.errors import PlayhouseError
-from playhouse.web import api, auth, errors, live, moderation, pages, status
+from playhouse.web import api, auth, errors, live, moderation, pages, status, why
 from playhouse.web.assets import static_dir
 from playhouse.web.context import SESSION_MAX_AGE_S, WebContext
 from playhouse.web.headers import add_security_headers
@@ -138,7 +138,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             *pages.ROUTES, *auth.ROUTES, *moderation.ROUTES, api.Api, live.live_socket,
-            *status.ROUTES,
+            *status.ROUTES, *why.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
         plugins=[ctx.channels, _Lifespan(lifespan)],

@@ -10,11 +10,15 @@ conditional write of the row lands first dispatches it; a slow first try racing 
 recovery may queue a request twice, and its answer is applied once.
 
 A job whose post was never stored (its write failed, so nobody was told it was accepted)
-is dropped once it is older than :data:`ORPHAN_AFTER_S`.
+is dropped once it is older than :data:`ORPHAN_AFTER_S`; one whose thread a moderator
+locked (or whose post or comment was removed or is held) since it was recorded is
+dropped at once: it is not made.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -26,7 +30,7 @@ from playhouse.errors import Conflict, NotFound, PlayhouseError
 if TYPE_CHECKING:
     from playhouse.events import Broadcaster
     from playhouse.storage import Storage
-    from playhouse.storage.models import Job
+    from playhouse.storage.models import Comment, Job
 
 log = structlog.get_logger()
 
@@ -62,7 +66,8 @@ class CallRecovery:
         return recovered
 
     async def _recover(self, job: Job, now: float) -> bool:
-        if not await self._post_stored(job):
+        answerable = await self._answerable(job)
+        if answerable == "missing":
             age = now - job.created_at
             if age < self.orphan_after_s:
                 log.info("bot_call.post_not_found_yet", request_id=job.request_id,
@@ -73,6 +78,12 @@ class CallRecovery:
             except (Conflict, NotFound):
                 return False
             log.info("bot_call.orphan_dropped", request_id=job.request_id, age_s=round(age))
+            return False
+        if answerable:  # a moderator closed it since the call was recorded
+            with contextlib.suppress(Conflict, NotFound):
+                await self.storage.jobs.advance(job, "failed", error=answerable)
+            log.info("bot_call.closed_dropped", request_id=job.request_id,
+                     thread_id=job.thread_id, reason=answerable)
             return False
         try:  # the claim: of several instances finding it, one goes on
             job = await self.storage.jobs.advance(job, "called")
@@ -85,13 +96,26 @@ class CallRecovery:
                  thread_id=job.thread_id, age_s=round(now - job.created_at))
         return True
 
-    async def _post_stored(self, job: Job) -> bool:
-        """Whether what the call answers is stored (a comment, or a thread's post)."""
+    async def _answerable(self, job: Job) -> str:
+        """Empty when what the call answers is stored and still takes answers; else why
+        not: ``missing`` (not stored), or the moderation that closed it since (a locked,
+        removed or held thread, a removed or held comment)."""
+        if job.thread_id is None:
+            return ""
+
+        async def comment() -> Comment | None:
+            if job.parent_id is None or job.thread_id is None:
+                return None
+            return await self.storage.comments.get(job.thread_id, job.parent_id)
+
         try:
-            if job.parent_id is not None and job.thread_id is not None:
-                await self.storage.comments.get(job.thread_id, job.parent_id)
-            elif job.thread_id is not None:
-                await self.storage.threads.get(job.thread_id)
+            thread, answered = await asyncio.gather(self.storage.threads.get(job.thread_id),
+                                                    comment())
         except NotFound:
-            return False
-        return True
+            return "missing"
+        if thread.locked:
+            return "its thread was locked"
+        if thread.gone or thread.held or (answered is not None
+                                          and (answered.gone or answered.held)):
+            return "what it answers was removed or is held for a moderator"
+        return ""

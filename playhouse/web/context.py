@@ -1,6 +1,6 @@
 """What every web handler works with: storage, the cast, settings, limits and channels.
 
-One :class:`WebContext` is built by the web entrypoint (:mod:`playhouse.web.compose`) and
+One :class:`WebContext` is built by the web entrypoint (:mod:`playhouse.commands.web`) and
 reaches handlers through the app's state (:func:`context_of`). The access rule for rooms
 lives here too, because pages, the REST API and the websocket must apply the same one.
 """
@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from playhouse import views
 from playhouse.errors import Forbidden
 from playhouse.moderation.actions import Moderation
 from playhouse.moderation.filter import WordFilter
+from playhouse.priority import PeopleFirst
 from playhouse.storage.models import Room, Thread
 from playhouse.storage.threads import no_thread
 from playhouse.web.metrics import WebMetrics
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from playhouse.web.counters import Counters
     from playhouse.web.limits import Limits
     from playhouse.web.sessions import SessionGuard
+    from playhouse.web.waiting import Waiting
 
 log = structlog.get_logger()
 
@@ -74,12 +77,17 @@ class WebContext:
     """``[moderation] blocked_words``, folded once."""
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
+    people: PeopleFirst = field(default_factory=PeopleFirst)
+    """The person's work in progress, which the bots' work yields to
+    (:mod:`playhouse.priority`)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     expecting: Callable[[str, bool], None] = lambda request_id, interactive: None
     """Told of every request this instance asks a bot for (request id, asked by a person):
     the results consumer then polls quickly until its answer comes."""
     watch_status: Callable[[], Awaitable[None]] = _nothing
     """Told when someone looks at the status page or ``/metrics``: the sampler samples."""
+    waiting: Waiting | None = None
+    """Where the bots' pending answers stand (:mod:`playhouse.web.waiting`)."""
     announcer: PresenceAnnouncer = field(init=False)
     """Publishes this instance's viewers of a room when they change (coalesced)."""
     moderation: Moderation = field(init=False)
@@ -136,6 +144,15 @@ class WebContext:
             room, _ = await self.readable_room(thread.room, user)
         except Forbidden:
             raise no_thread(thread_id) from None
+        return thread, room
+
+    async def shown_thread(self, thread_id: str, user: str | None) -> tuple[Thread, Room]:
+        """:meth:`readable_thread`, and a thread the word filter held is, to anyone but its
+        author and the room's moderators, one that does not exist (the same NotFound)."""
+        thread, room = await self.readable_thread(thread_id, user)
+        if thread.held and not views.sees_held(thread.author, user,
+                                               moderator=await self.sees_held(room.name, user)):
+            raise no_thread(thread_id)
         return thread, room
 
 

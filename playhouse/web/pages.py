@@ -29,6 +29,7 @@ from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.forms import read_form
 from playhouse.web.moderation import REPORT_REASONS, check_description
 from playhouse.web.templating import page
+from playhouse.web.why import bots_now
 
 log = structlog.get_logger()
 
@@ -96,18 +97,20 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
         ctx.moderation.powers(user, found.name) if user is not None else _nobody(),
     )
     moderates = powers is not None and powers.moderates
-    shown = [t for t in threads.items
-             if not t.held or views.sees_held(t.author, user, moderator=moderates)]
+    shown_threads = [t for t in threads.items
+                     if not t.held or views.sees_held(t.author, user, moderator=moderates)]
     members: list[Membership] = []
     if powers is not None and powers.owns:
         members = sorted(await ctx.storage.members.of_room(found.name),
                          key=lambda m: (ROLE_ORDER.get(m.role, 9), m.username))
-    return page(request, "room.html", room=views.room_out(found, ctx.cast, member=member),
-                threads=[views.visible_thread(t) for t in shown], next_page=threads.next,
+    shown = views.room_out(found, ctx.cast, member=member)
+    return page(request, "room.html", room=shown,
+                threads=[views.visible_thread(t) for t in shown_threads],
+                next_page=threads.next,
                 owner=powers is not None and powers.owns, moderates=moderates,
                 banned=powers is not None and powers.role == "banned",
                 moderators=sorted(m.username for m in staff),
-                members=members)
+                members=members, bots_now=await bots_now(ctx, shown.bots))
 
 
 ROLE_ORDER = {"owner": 0, "moderator": 1, "member": 2, "banned": 3}

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from math import ceil
 from typing import TYPE_CHECKING, TypeVar
 
+import msgspec
 import structlog
 
-from playhouse import asking, ids
+from playhouse import asking, availability, ids
 from playhouse.constants import (
     COMMENT_MAX_CHARS,
     FILTER_REPORTER,
@@ -100,7 +101,7 @@ class Stored:
 class Calls:
     """Which of the bots a post names it asks, and what the poster is told about the rest."""
 
-    called: tuple[Persona, ...]
+    called: tuple[asking.Call, ...]
     not_called: tuple[str, ...] = ()
     notice: str | None = None
 
@@ -110,34 +111,34 @@ def _names(personas: Sequence[str]) -> str:
     return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
-async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[Persona]) -> Calls:
+async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[asking.Call]) -> Calls:
     """Cap the bots one post asks (``web.bots_per_post``, in the order
-    :func:`~playhouse.asking.bots_to_call` gives) and the bot calls one user makes a minute
+    :func:`~playhouse.asking.calls_for` gives) and the bot calls one user makes a minute
     (``web.bot_calls_per_minute``); the post itself is never refused for it."""
     cap = ctx.settings.web.bots_per_post
-    called: list[Persona] = []
+    called: list[asking.Call] = []
     limited: list[str] = []
     wait = 0.0
-    for persona in wanted[:cap]:
+    for call in wanted[:cap]:
         waited = await ctx.limits.bot_calls_per_user.take(user)
         if waited:
-            limited.append(persona.name)
+            limited.append(call.persona.name)
         else:
-            called.append(persona)
+            called.append(call)
         wait = max(wait, waited)
-    over = [p.name for p in wanted[cap:]]
+    over = [c.persona.name for c in wanted[cap:]]
     if not over and not limited:
         return Calls(called=tuple(called))
     parts = []
     if called:
-        parts.append(f"{_names([p.name for p in called])} will answer")
+        parts.append(f"{_names([c.persona.name for c in called])} will answer")
     if over:
         parts.append(f"{_names(over)} not: one post calls at most {cap} bots")
     if limited:
         parts.append(f"{_names(limited)} not: you called bots too often; call them again "
                      f"in {max(1, ceil(wait))} s")
-    log.info("bot.calls_capped", user=user, called=[p.name for p in called], over=over,
-             limited=limited)
+    log.info("bot.calls_capped", user=user, called=[c.persona.name for c in called],
+             over=over, limited=limited)
     return Calls(called=tuple(called), not_called=tuple(over + limited),
                  notice="; ".join(parts))
 
@@ -223,10 +224,10 @@ async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
         return Stored(room=room, thread=thread, comment=None, parent=None, notice=held,
                       held=True)
     calls = await decide_calls(ctx, user, _called(ctx, room, thread, None, None))
-    jobs = [asking.new_job(_request(p, thread, [], None), now=now) for p in calls.called]
+    jobs = _jobs(ctx, list(calls.called), room, thread, [], None, now)
     thread, recorded, unrecorded = await _write(ctx, ctx.storage.threads.create(thread), jobs)
     return Stored(room=room, thread=thread, comment=None, parent=None, calls=recorded,
-                  unrecorded=unrecorded, called=tuple(p.name for p in calls.called),
+                  unrecorded=unrecorded, called=tuple(c.persona.name for c in calls.called),
                   not_called=calls.not_called, notice=calls.notice)
 
 
@@ -296,11 +297,10 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
     wanted = [] if thread.locked else _called(ctx, room, thread, comment, parent)
     calls = await decide_calls(ctx, user, wanted)
     chain = await _chain(ctx, calls, parent, comment)
-    jobs = [asking.new_job(_request(p, thread, chain, comment), depth=comment.depth + 1,
-                           now=now) for p in calls.called]
+    jobs = _jobs(ctx, list(calls.called), room, thread, chain, comment, now)
     comment, recorded, unrecorded = await _write(ctx, ctx.storage.comments.add(comment), jobs)
     return Stored(room=room, thread=thread, comment=comment, parent=parent, calls=recorded,
-                  unrecorded=unrecorded, called=tuple(p.name for p in calls.called),
+                  unrecorded=unrecorded, called=tuple(c.persona.name for c in calls.called),
                   not_called=calls.not_called, notice=calls.notice)
 
 
@@ -332,26 +332,34 @@ async def _chain(ctx: WebContext, calls: Calls, parent: Comment | None,
 async def approved(ctx: WebContext, room: Room, thread: Thread,
                    comment: Comment | None) -> None:
     """Show a post the word filter held, now approved, as if just posted: broadcast,
-    counted, and the bots it calls asked (on its author's budget)."""
-    parent = None
-    if comment is not None and comment.parent_id is not None:
-        try:
-            parent = await ctx.storage.comments.get(thread.thread_id, comment.parent_id)
-        except NotFound:
-            parent = None
+    counted, and the bots it calls asked (on its author's budget) — none when the thread
+    is locked, or its author may no longer call bots there (banned since it was held)."""
     author = comment.author if comment is not None else thread.author
-    wanted = [] if thread.locked else _called(ctx, room, thread, comment, parent)
+
+    async def parent_of() -> Comment | None:
+        if comment is None or comment.parent_id is None:
+            return None
+        try:
+            return await ctx.storage.comments.get(thread.thread_id, comment.parent_id)
+        except NotFound:
+            return None
+
+    parent, standing = await asyncio.gather(parent_of(),
+                                            ctx.storage.members.standing(room.name, author))
+    try:
+        refuse_post(room, standing)
+        may_call = not thread.locked
+    except Forbidden:
+        may_call = False
+    wanted = _called(ctx, room, thread, comment, parent) if may_call else []
     calls = await decide_calls(ctx, author, wanted)
     now = time.time()
-    if comment is None:
-        jobs = [asking.new_job(_request(p, thread, [], None), now=now) for p in calls.called]
-    else:
-        chain = await _chain(ctx, calls, parent, comment)
-        jobs = [asking.new_job(_request(p, thread, chain, comment), depth=comment.depth + 1,
-                               now=now) for p in calls.called]
+    chain = [] if comment is None else await _chain(ctx, calls, parent, comment)
+    jobs = _jobs(ctx, list(calls.called), room, thread, chain, comment, now)
     recorded = await asking.record(ctx.storage, jobs)
     announce(ctx, Stored(room=room, thread=thread, comment=comment, parent=parent,
-                         calls=tuple(recorded), called=tuple(p.name for p in calls.called)))
+                         calls=tuple(recorded),
+                         called=tuple(c.persona.name for c in calls.called)))
 
 
 async def _write(ctx: WebContext, post: Awaitable[P], jobs: list[Job]
@@ -373,15 +381,34 @@ async def _write(ctx: WebContext, post: Awaitable[P], jobs: list[Job]
 
 
 def _called(ctx: WebContext, room: Room, thread: Thread, comment: Comment | None,
-            parent: Comment | None) -> list[Persona]:
-    """The personas a post calls (``comment`` None: the thread itself is the post). A
-    removed comment answered calls nobody back (its bot would answer a tombstone)."""
-    return asking.bots_to_call(
+            parent: Comment | None) -> list[asking.Call]:
+    """The personas a post calls, and why (``comment`` None: the thread itself is the
+    post). A removed comment answered calls nobody back (its bot would answer a
+    tombstone)."""
+    return asking.calls_for(
         ctx.cast, default_bot=room.default_bot,
         text=comment.text if comment else f"{thread.title}\n{thread.body}",
         parent=parent if parent is not None and not parent.gone else None,
         is_top_level_post=comment is None, author=comment.author if comment else thread.author,
+        answered=comment.comment_id if comment else thread.thread_id,
     )
+
+
+def _jobs(ctx: WebContext, calls: list[asking.Call], room: Room, thread: Thread,
+          chain: list[Comment], comment: Comment | None, now: float) -> list[Job]:
+    """The jobs of ``calls``; a call the bot declines (asleep, a cap reached, read off
+    the room's and thread's rows: no extra request) is recorded with why."""
+    hour_s = availability.HOUR_S / ctx.settings.scheduler.time_scale
+    jobs: list[Job] = []
+    for call in calls:
+        why = availability.decline(call.persona, now, thread=thread if comment else None,
+                                   room=room, hour_s=hour_s,
+                                   caps=ctx.settings.web.people_meet_caps)
+        info = msgspec.structs.replace(call.info, declined=why, at=now)
+        jobs.append(asking.new_job(_request(call.persona, thread, chain, comment),
+                                   depth=comment.depth + 1 if comment else 0, now=now,
+                                   call=info))
+    return jobs
 
 
 def _request(persona: Persona, thread: Thread, chain: list[Comment],
@@ -427,8 +454,9 @@ async def call_bots(ctx: WebContext, stored: Stored) -> None:
     """
     for job in (*stored.calls, *stored.unrecorded):
         ctx.expecting(job.request_id, job.queue == QUEUE_INTERACTIVE)
-    await asyncio.gather(*(_call(ctx, job, recorded=True) for job in stored.calls),
-                         *(_call(ctx, job, recorded=False) for job in stored.unrecorded))
+    with ctx.people.working():  # until the requests are on their queues
+        await asyncio.gather(*(_call(ctx, job, recorded=True) for job in stored.calls),
+                             *(_call(ctx, job, recorded=False) for job in stored.unrecorded))
 
 
 async def _call(ctx: WebContext, job: Job, *, recorded: bool) -> None:

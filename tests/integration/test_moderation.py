@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from playhouse import asking, ids
 from playhouse.config import ModerationSettings
 from playhouse.constants import SITE_ROOM
+from playhouse.errors import NotFound
 from playhouse.events import Broadcaster
 from playhouse.moderation.actions import Moderation
 from playhouse.storage import Storage
@@ -619,3 +620,24 @@ async def test_a_held_thread_is_listed_for_nobody_else_until_approved_and_then_c
         job = await storage.jobs.get(asking.request_id_for(held.thread_id, "CoopBot"))
         assert job.persona == "CoopBot" and job.thread_id == held.thread_id
         assert "Darn fine oolong" in (await s["bob"].get("/r/Tea")).text
+
+
+async def test_a_held_post_approved_after_its_author_was_banned_calls_no_bot(
+    storage: Storage,
+) -> None:
+    hold = ModerationSettings(blocked_words=("darn",), filter_mode="hold")
+    async with site(storage, moderation=hold) as s:
+        async with socket(s.base, s["alice"]) as alice:
+            await alice.subscribe("Tea")
+            held = await alice.post("Tea", title="Darn fine oolong",
+                                    text="what do you think, u/CoopBot?")
+        assert held.called == ()
+        banned = await s.form("mia", "/mod/ban", {"room": "Tea", "username": "alice",
+                                                  "reason": "spam"})
+        assert banned.status_code in (302, 303), banned.text
+        approve = await s.form("olga", "/mod/approve", {"thread_id": held.thread_id})
+        assert approve.status_code in (302, 303), approve.text
+        assert "Darn fine oolong" in (await s["bob"].get("/r/Tea")).text  # shown
+        await ctx_of(s.app).drain()
+        with pytest.raises(NotFound):  # but a banned person calls no bot
+            await storage.jobs.get(asking.request_id_for(held.thread_id, "CoopBot"))

@@ -89,6 +89,26 @@ async def test_a_call_its_process_never_made_is_made_once_by_the_recovery(
         assert await storage.queues.receive(QUEUE_INTERACTIVE) == []
 
 
+async def test_a_call_whose_thread_was_locked_since_is_not_made_by_the_recovery(
+    storage: Storage,
+) -> None:
+    async with site(storage, admins=("root",)) as (app, _):
+        ctx = ctx_of(app)
+        thread = await store_post(ctx, "alice", PostMessage(room="Technology", client_id="t",
+                                                            title="phones", text="which one?"))
+        stored = await store_post(ctx, "alice", PostMessage(
+            room="Technology", client_id="c", thread_id=thread.thread.thread_id,
+            text="what do you think, u/coopbot?"))
+        (job,) = stored.calls  # recorded; its process dies before making it
+        await ctx.moderation.lock("root", thread.thread.thread_id, reason="heated")
+        assert await recovery(ctx).run_once(now=time.time() + 5) == 0
+        dropped = await storage.jobs.get(job.request_id)
+        assert dropped.state == "failed" and "locked" in dropped.error
+        assert await storage.queues.receive(QUEUE_INTERACTIVE) == []
+        comments = (await storage.comments.list(thread.thread.thread_id)).items
+        assert [(c.author, c.status) for c in comments] == [("alice", "ok")]  # no placeholder
+
+
 async def test_two_instances_recovering_together_make_the_call_once(storage: Storage) -> None:
     async with site(storage) as (app, _):
         ctx = ctx_of(app)

@@ -100,7 +100,7 @@
     const who = details.querySelector(":scope > summary > span");
     if (c.gone) {  // a tombstone: its author is hidden too, and there is nothing to report
       if (who && !who.classList.contains("gone")) who.replaceWith(el("span", "author gone", c.author));
-      details.querySelectorAll(":scope > .report-btn, :scope > img.generated").forEach((n) => n.remove());
+      details.querySelectorAll(":scope > .report-btn, :scope > img.generated, :scope > summary > .badge.bot").forEach((n) => n.remove());
     } else if (who && who.classList.contains("gone")) {  // restored by a moderator
       who.replaceWith(authorEl(c.author, c.is_bot));
     }
@@ -211,6 +211,12 @@
   }
 
   function onEvent(ev) {
+    handle(ev);
+    // Other scripts of the page (why.js) follow the same events.
+    document.dispatchEvent(new CustomEvent("playhouse:event", { detail: ev }));
+  }
+
+  function handle(ev) {
     switch (ev.type) {
       case "subscribed": backoff = 500; setStatus(null, ""); break;
       case "history":
