@@ -17,6 +17,14 @@ TABLE_WORKERS: Final = "workers"
 """Each worker's latest heartbeat: PK ``PK_WORKERS``, RK the worker id."""
 TABLE_METRICS: Final = "metrics"
 """Time series for the status page: PK the UTC hour, RK time and source."""
+TABLE_VOTES: Final = "votes"
+"""Votes and each item's tally (PK the thread id), and each voter's own votes (PK
+``u.<voter>``): see ``playhouse.storage.votes``."""
+TABLE_LISTINGS: Final = "listings"
+"""A room's threads in every order (PK the room, RK the rank): ``playhouse.storage.listings``."""
+TABLE_AUTHORED: Final = "authored"
+"""What each account wrote, newest first, and its karma (PK the author):
+``playhouse.storage.authored``."""
 
 TABLES: Final = (
     TABLE_USERS,
@@ -28,6 +36,9 @@ TABLES: Final = (
     TABLE_REPLIES,
     TABLE_WORKERS,
     TABLE_METRICS,
+    TABLE_VOTES,
+    TABLE_LISTINGS,
+    TABLE_AUTHORED,
 )
 
 # Queues
@@ -73,6 +84,10 @@ SCHEDULER_LEASE_BLOB: Final = "scheduler"
 PK_USERS: Final = "user"
 PK_ROOMS: Final = "room"
 PK_WORKERS: Final = "worker"
+PK_PREFS: Final = "pref"
+"""Partition of the ``users`` table holding each person's remembered sort orders."""
+PK_VOTER_PREFIX: Final = "u."
+"""``votes`` partitions of one voter's own votes start with this (thread ids never do)."""
 
 # Limits
 QUEUE_MESSAGE_MAX_BYTES: Final = 48 * 1024

@@ -8,6 +8,10 @@ Keys:
   thread is found by its id alone; the mapping never changes and is cached.
 * ``comments``: PK the thread id, RK the comment id: a thread's comments oldest-first.
   ``parent_id`` makes the tree; ``depth`` is stored so a page can indent without walking.
+* Every new thread is also written to its room's listings (``storage.listings``) and,
+  like every comment once it has its text, to its author's history (``storage.authored``).
+  Activity (:meth:`ThreadRepo.touch`) moves the listings too: at once, or through
+  ``ThreadRepo.defer_listing`` when a process (the web app) coalesces those writes.
 * ``replies``: PK a comment id, RK a persona name: that persona has answered (or been
   asked to answer) that comment. Inserting the row is the claim, so two schedulers, or
   one restarted, never ask twice.
@@ -15,18 +19,25 @@ Keys:
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
 
 from playhouse import ids
 from playhouse.constants import TABLE_COMMENTS, TABLE_REPLIES, TABLE_THREADS
-from playhouse.errors import Conflict, NotFound
+from playhouse.errors import Conflict, NotFound, PlayhouseError
 from playhouse.storage.accounts import room_key
 from playhouse.storage.models import Comment, Page, Thread
 from playhouse.storage.tables import Tables, check_key, etag_of, from_entity, to_entity
+
+if TYPE_CHECKING:
+    from playhouse.storage.authored import AuthorIndex
+    from playhouse.storage.listings import ListingIndex
 
 log = structlog.get_logger()
 
@@ -42,9 +53,14 @@ def _thread_id(value: str) -> str:
 
 
 class ThreadRepo:
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, *, listings: ListingIndex | None = None,
+                 authored: AuthorIndex | None = None) -> None:
         self.t = tables
         self._rooms: dict[str, str] = {}
+        self.listings = listings
+        self.authored = authored
+        self.defer_listing: Callable[[Thread], None] | None = None
+        """Set by a process that moves the listings of touched threads itself, later."""
 
     async def create(self, thread: Thread) -> Thread:
         """Store a new thread; Conflict when one with that id exists."""
@@ -60,7 +76,25 @@ class ThreadRepo:
         )
         self._rooms[tid] = room
         log.info("thread.created", thread_id=tid, room=thread.room, author=thread.author)
+        await self._index(thread)
         return thread
+
+    async def _index(self, thread: Thread) -> None:
+        """List a new thread and add it to its author's history; a failure is logged (the
+        thread itself is stored, and its next change lists it)."""
+        from playhouse.storage.authored import of_thread
+
+        steps = []
+        if self.listings is not None:
+            steps.append(self.listings.add(thread))
+        if self.authored is not None:
+            steps.append(self.authored.add(of_thread(thread)))
+        for outcome in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(outcome, PlayhouseError):
+                log.warning("thread.index_failed", thread_id=thread.thread_id,
+                            reason=str(outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     async def _room_of(self, thread_id: str) -> str:
         tid = _thread_id(thread_id)
@@ -117,24 +151,45 @@ class ThreadRepo:
         thread, _ = await self.t.modify(
             TABLE_THREADS, room, ids.invert(thread_id), Thread, change, f"thread {thread_id}"
         )
+        if self.defer_listing is not None:
+            self.defer_listing(thread)
+        elif self.listings is not None:
+            try:
+                await self.listings.apply(thread.room, thread_id, thread=thread)
+            except PlayhouseError as exc:
+                log.warning("thread.index_failed", thread_id=thread_id, reason=str(exc))
         return thread
 
 
 class CommentRepo:
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, *, authored: AuthorIndex | None = None) -> None:
         self.t = tables
+        self.authored = authored
+
+    async def _index(self, comment: Comment) -> None:
+        """Add a comment that has its text to its author's history (logged on failure)."""
+        if self.authored is None or comment.status != "ok":
+            return
+        from playhouse.storage.authored import of_comment
+
+        try:
+            await self.authored.add(of_comment(comment))
+        except PlayhouseError as exc:
+            log.warning("comment.index_failed", comment_id=comment.comment_id, reason=str(exc))
 
     async def add(self, comment: Comment) -> Comment:
         """Store a new comment; Conflict when its id exists in the thread."""
         tid = _thread_id(comment.thread_id)
         cid = check_key("comment id", comment.comment_id)
         etag = await self.t.insert(TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}")
+        await self._index(comment)
         return msgspec.structs.replace(comment, etag=etag)
 
     async def upsert(self, comment: Comment) -> Comment:
         tid = _thread_id(comment.thread_id)
         cid = check_key("comment id", comment.comment_id)
         etag = await self.t.upsert(TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}")
+        await self._index(comment)
         return msgspec.structs.replace(comment, etag=etag)
 
     async def replace(self, comment: Comment) -> Comment:
