@@ -22,7 +22,7 @@ from litestar.static_files import create_static_files_router
 from playhouse.errors import PlayhouseError
 from playhouse.scheduling.scheduler import Scheduler
 from playhouse.storage.models import Comment
-from playhouse.web import api, auth, errors, live, pages, status, views
+from playhouse.web import api, auth, errors, live, pages, status, views, votes
 from playhouse.web.assets import static_dir
 from playhouse.web.calls import CallRecovery
 from playhouse.web.consumer import ResultsConsumer
@@ -31,6 +31,7 @@ from playhouse.web.limits import Limits
 from playhouse.web.posting import recover_call
 from playhouse.web.presence import PresenceRefresh
 from playhouse.web.protocol import Thinking, encode
+from playhouse.web.scores import ScoreFeed
 from playhouse.web.sessions import SessionGuard
 from playhouse.web.templating import template_config
 
@@ -96,6 +97,9 @@ def create_app(
                      channels=channels, instance=instance or os.urandom(4).hex(),
                      sessions=guard)
     consumer = ResultsConsumer(ctx)
+    feed = ScoreFeed(storage, ctx.publish)
+    voting = votes.VoteService(ctx, votes.vote_limiter(settings.web.votes_per_minute, redis),
+                               feed)
     recovery = CallRecovery(storage, partial(recover_call, ctx))
     presence = PresenceRefresh(ctx.presence, ctx.instance,
                                lambda text, room: ctx.publish(text, room_channel(room)))
@@ -111,6 +115,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        storage.threads.defer_listing = feed.touched
         presence.start()
         if consume:
             consumer.start()
@@ -130,6 +135,9 @@ def create_app(
             await consumer.stop()
             await presence.stop()
             await ctx.drain()
+            await feed.close()
+            if storage.threads.defer_listing == feed.touched:
+                storage.threads.defer_listing = None
             if redis is not None:
                 await redis.aclose()
 
@@ -140,6 +148,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket, *status.ROUTES,
+            *votes.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
         plugins=[channels],
@@ -152,5 +161,5 @@ def create_app(
         after_exception=[_log_crash],
         lifespan=[lifespan],
         logging_config=None,  # logging is structlog's, configured once by the CLI
-        state=State({"playhouse": ctx, "consumer": consumer}),
+        state=State({"playhouse": ctx, "consumer": consumer, votes.STATE_KEY: voting}),
     )

@@ -59,6 +59,7 @@ from playhouse.web.protocol import (
     Subscribed,
     Thinking,
     Unsubscribe,
+    Vote,
     decode_client,
     encode,
 )
@@ -187,7 +188,7 @@ class Session:
             return
         # A failed post is answered with its client id, so the page settles that post
         # (shows the reason, keeps the text) instead of waiting for an ack that never comes.
-        client_id = msg.client_id if isinstance(msg, Post) else None
+        client_id = msg.client_id if isinstance(msg, Post | Vote) else None
         try:
             await self.dispatch(msg)
         except StorageUnavailable as exc:
@@ -211,6 +212,10 @@ class Session:
             await self.unsubscribe()
         elif isinstance(msg, Ping):
             await self.send(Pong())
+        elif isinstance(msg, Vote):
+            from playhouse.web.votes import on_socket_vote
+
+            await on_socket_vote(self, msg)
 
     # ------------------------------------------------------------ subscriptions
     async def subscribe(self, msg: Subscribe) -> None:

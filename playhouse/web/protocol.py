@@ -5,9 +5,13 @@ unions). The browser sends :data:`ClientMessage`; the server answers and pushes
 :data:`ServerEvent`. Events meant for many sockets are encoded once by :func:`encode`
 and published through Litestar Channels as text.
 
-Client → server: ``subscribe``, ``history``, ``post``, ``unsubscribe``, ``ping``.
-Server → client: ``hello``, ``subscribed``, ``history``, ``ack``, ``comment``,
-``thinking``, ``comment_replaced``, ``thread``, ``presence``, ``error``, ``pong``.
+Client → server: ``subscribe``, ``history``, ``post``, ``vote``, ``unsubscribe``, ``ping``.
+Server → client: ``hello``, ``subscribed``, ``history``, ``ack``, ``voted``, ``comment``,
+``thinking``, ``comment_replaced``, ``thread``, ``score``, ``presence``, ``error``, ``pong``.
+
+Texts travel twice: raw (``text``, ``title``, ``body``) and as the server's safe HTML
+(``html``, ``title_html``, ``body_html``, see :mod:`playhouse.web.markdown`), which is
+what pages show: a browser never turns text into HTML itself.
 """
 
 from __future__ import annotations
@@ -70,6 +74,8 @@ class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
     depth: int = 0
     persona: str | None = None
     image_url: str | None = None
+    html: str = ""
+    """``text`` rendered (safe Markdown); empty while the bot is thinking."""
 
 
 class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +93,9 @@ class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
     url: str | None = None
     persona: str | None = None
     image_url: str | None = None
+    title_html: str = ""
+    """``title`` rendered inline, without links (listings show it inside a link)."""
+    body_html: str = ""
 
 
 class RoomOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,6 +146,18 @@ class Post(msgspec.Struct, frozen=True, tag="post", forbid_unknown_fields=True):
     parent_id: Id | None = None
 
 
+class Vote(msgspec.Struct, frozen=True, tag="vote", forbid_unknown_fields=True):
+    """Vote on a thread's post (``comment_id`` null) or one of its comments: +1 up, -1
+    down, 0 withdraws. The voter is the session's user; ``room`` must be the socket's
+    subscription. Answered by ``voted`` (or an ``error`` with the same ``client_id``)."""
+
+    room: RoomName
+    thread_id: Id
+    value: Literal[-1, 0, 1]
+    comment_id: Id | None = None
+    client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX)] | None = None
+
+
 class Unsubscribe(msgspec.Struct, frozen=True, tag="unsubscribe", forbid_unknown_fields=True):
     pass
 
@@ -145,7 +166,7 @@ class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
     pass
 
 
-ClientMessage = Subscribe | HistoryRequest | Post | Unsubscribe | Ping
+ClientMessage = Subscribe | HistoryRequest | Post | Vote | Unsubscribe | Ping
 
 
 # --------------------------------------------------------------------- server → client
@@ -175,6 +196,33 @@ class Ack(msgspec.Struct, frozen=True, tag="ack", kw_only=True):
     client_id: str
     thread_id: str
     comment_id: str | None = None
+
+
+class Voted(msgspec.Struct, frozen=True, tag="voted", kw_only=True):
+    """The vote with this ``client_id`` is stored: the voter's vote now and the item's."""
+
+    client_id: str | None
+    thread_id: str
+    item_id: str
+    """The thread id itself for the post, else the comment id."""
+    value: int
+    ups: int
+    downs: int
+    score: int
+    version: int
+
+
+class ScoreEvent(msgspec.Struct, frozen=True, tag="score", kw_only=True):
+    """An item's votes changed (at most about one event per item per second: a burst of
+    votes is coalesced). ``version`` grows with every vote: keep the highest seen."""
+
+    room: str
+    thread_id: str
+    item_id: str
+    ups: int
+    downs: int
+    score: int
+    version: int
 
 
 class CommentEvent(msgspec.Struct, frozen=True, tag="comment", kw_only=True):
@@ -226,6 +274,8 @@ ServerEvent = (
     | Subscribed
     | History
     | Ack
+    | Voted
+    | ScoreEvent
     | CommentEvent
     | Thinking
     | CommentReplaced

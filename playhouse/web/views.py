@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from playhouse.web.markdown import render, render_title
 from playhouse.web.protocol import CommentOut, PersonaLook, RoomOut, ThreadOut
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ def comment_out(c: Comment) -> CommentOut:
         id=c.comment_id, thread_id=c.thread_id, room=c.room, parent_id=c.parent_id,
         author=c.author, is_bot=c.is_bot, text=c.text, created_at=iso(c.created_at),
         status=c.status, depth=c.depth, persona=c.persona, image_url=image_url(c.image_blob),
+        html="" if c.status == "placeholder" else str(render(c.text)),
     )
 
 
@@ -37,7 +39,8 @@ def thread_out(t: Thread) -> ThreadOut:
         id=t.thread_id, room=t.room, title=t.title, body=t.body, author=t.author,
         is_bot=t.is_bot, created_at=iso(t.created_at), last_activity=iso(t.last_activity),
         comment_count=t.comment_count, url=t.url, persona=t.persona,
-        image_url=image_url(t.image_blob),
+        image_url=image_url(t.image_blob), title_html=str(render_title(t.title, links=False)),
+        body_html=str(render(t.body)),
     )
 
 
