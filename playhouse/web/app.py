@@ -22,7 +22,18 @@ from litestar.static_files import create_static_files_router
 from playhouse.errors import PlayhouseError
 from playhouse.scheduling.scheduler import Scheduler
 from playhouse.storage.models import Comment
-from playhouse.web import api, auth, errors, live, pages, status, views, votes
+from playhouse.web import (
+    api,
+    auth,
+    errors,
+    leaderboard,
+    live,
+    pages,
+    profiles,
+    status,
+    views,
+    votes,
+)
 from playhouse.web.assets import static_dir
 from playhouse.web.calls import CallRecovery
 from playhouse.web.consumer import ResultsConsumer
@@ -148,7 +159,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket, *status.ROUTES,
-            *votes.ROUTES,
+            *votes.ROUTES, *profiles.ROUTES, *leaderboard.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
         plugins=[channels],
@@ -161,5 +172,6 @@ def create_app(
         after_exception=[_log_crash],
         lifespan=[lifespan],
         logging_config=None,  # logging is structlog's, configured once by the CLI
-        state=State({"playhouse": ctx, "consumer": consumer, votes.STATE_KEY: voting}),
+        state=State({"playhouse": ctx, "consumer": consumer, votes.STATE_KEY: voting,
+                     leaderboard.STATE_KEY: leaderboard.Boards()}),
     )

@@ -136,7 +136,10 @@ class ScoreFeed:
             return
         target, tally, failures = held
         if failures == 0:
-            self._publish(target, tally)
+            try:
+                self._publish(target, tally)
+            except Exception:  # the indexes still follow the vote
+                log.exception("score.publish_failed", item_id=item_id)
         try:
             await self._index(target, tally)
         except PlayhouseError as exc:

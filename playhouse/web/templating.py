@@ -13,6 +13,7 @@ from litestar.template.config import TemplateConfig
 
 from playhouse.web.assets import templates_dir
 from playhouse.web.context import context_of, current_user
+from playhouse.web.markdown import render, render_title
 
 
 def _ago(ts: float) -> str:
@@ -35,6 +36,9 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     )
     env.filters["ago"] = _ago
     env.filters["utc"] = _utc
+    env.filters["md"] = render
+    env.filters["md_title"] = render_title
+    env.filters["md_title_plain"] = lambda text: render_title(text, links=False)
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
 
 
