@@ -95,6 +95,9 @@ var tableNames = [
   'jobs'
   'replies'
   'workers'
+  'votes'
+  'listings'
+  'authored'
   'metrics'
 ]
 var containerNames = [

@@ -36,7 +36,7 @@
     a.href = "/u/" + encodeURIComponent(name);
     const look = isBot ? looks[name] : null;
     if (look) {
-      a.style.color = look.colour;
+      a.style.setProperty("--name", look.colour);
       a.appendChild(el("span", "avatar", look.avatar));
       a.appendChild(document.createTextNode(" "));
     }
