@@ -28,7 +28,7 @@ from azure.data.tables import UpdateMode
 
 from playhouse import ids, ranking
 from playhouse.constants import TABLE_AUTHORED
-from playhouse.errors import Conflict
+from playhouse.errors import Conflict, NotFound
 from playhouse.storage.accounts import user_key
 from playhouse.storage.models import Authored, Comment, Karma, Page, Tally, Thread
 from playhouse.storage.tables import (
@@ -106,6 +106,7 @@ class AuthorIndex:
 
     async def _apply(self, pk: str, item_id: str, tally: Tally) -> Authored | None:
         what = f"history of {pk}"
+        gone: set[str] = set()
         for attempt in range(RETRIES):
             item_row, karma_row = await asyncio.gather(
                 self.t.get(TABLE_AUTHORED, pk, item_key(item_id), what),
@@ -129,8 +130,9 @@ class AuthorIndex:
                                                 comment_downs=karma.comment_downs + down)
             ops: list[Operation] = [("update", to_entity(updated, pk, item_key(item_id)),
                                      {"mode": UpdateMode.REPLACE, **if_match(etag_of(item_row))})]
-            if item.kind == "comment" and best_key(item) != best_key(updated):
-                ops.append(("delete", {"PartitionKey": pk, "RowKey": best_key(item)}))
+            old_best = best_key(item)
+            if item.kind == "comment" and old_best != best_key(updated) and old_best not in gone:
+                ops.append(("delete", {"PartitionKey": pk, "RowKey": old_best}))
             if item.kind == "comment":
                 ops.append(("upsert", to_entity(updated, pk, best_key(updated)),
                             {"mode": UpdateMode.REPLACE}))
@@ -139,6 +141,9 @@ class AuthorIndex:
                 await self.t.transact(TABLE_AUTHORED, ops, what)
             except Conflict:
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * 1.5**attempt)))
+                continue
+            except NotFound:  # its best-first row is missing: write without removing it
+                gone.add(old_best)
                 continue
             return updated
         raise Conflict(f"{what}: still contended after {RETRIES} attempts")

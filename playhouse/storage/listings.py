@@ -175,6 +175,8 @@ class ListingIndex:
                      tally: Tally | None, load: Loader | None) -> ListingRow:
         what = f"listing of {thread_id}"
         rk = STATE_PREFIX + thread_id
+        gone: set[str] = set()
+        """Rank rows found missing and deleted one by one (left out of the transaction)."""
         for attempt in range(RETRIES):
             entity = await self.t.get(TABLE_LISTINGS, pk, rk, what)
             stored = None if entity is None else from_entity(entity, ListingRow)
@@ -189,7 +191,7 @@ class ListingIndex:
             new = keys(merged)
             ops: list[Operation] = [
                 ("delete", {"PartitionKey": pk, "RowKey": key})
-                for order, key in old.items() if new[order] != key
+                for order, key in old.items() if new[order] != key and key not in gone
             ]
             ops += [("upsert", to_entity(merged, pk, key), {"mode": UpdateMode.REPLACE})
                     for key in new.values()]
@@ -203,10 +205,11 @@ class ListingIndex:
                 continue
             except NotFound:
                 # A rank row the state names is missing (written by an older version, or
-                # by hand): drop the others one by one, then rewrite them all.
+                # by hand): drop the others one by one, then write without those steps.
                 for order, key in old.items():
-                    if new[order] != key:
+                    if new[order] != key and key not in gone:
                         await self.t.delete(TABLE_LISTINGS, pk, key, what)
+                        gone.add(key)
                 continue
             return merged
         raise Conflict(f"{what}: still contended after {RETRIES} attempts")

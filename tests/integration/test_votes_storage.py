@@ -236,3 +236,20 @@ async def test_karma_is_the_sum_of_an_authors_items(storage: Storage,
     best = await storage.authored.best("coopbot", limit=4)
     assert [b.score for b in best] == sorted((t.score for t in tallies.values()), reverse=True)
     assert not await storage.authored.add(of_comment(comments[0]))  # recorded once
+
+
+async def test_a_listing_with_a_missing_rank_row_heals_on_its_next_change(
+    storage: Storage,
+) -> None:
+    t = thread("Art")
+    await storage.threads.create(t)
+    row = await storage.listings.get("Art", t.thread_id)
+    assert row is not None
+    await storage.tables.delete(TABLE_LISTINGS, "art", keys(row)["hot"], "by hand")
+    tally = Tally(thread_id=t.thread_id, item_id=t.thread_id, ups=3, version=3)
+    healed = await storage.listings.apply("Art", t.thread_id, tally=tally)
+    rows = await storage.tables.query(TABLE_LISTINGS, "PartitionKey eq @pk", "all",
+                                      parameters={"pk": "art"})
+    assert sorted(r["RowKey"] for r in rows) == sorted(
+        ["i." + t.thread_id, *keys(healed).values()])
+    assert all(r["ups"] == 3 for r in rows)

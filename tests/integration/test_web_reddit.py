@@ -221,3 +221,7 @@ async def test_live_events_carry_the_servers_html(storage: Storage) -> None:
         assert "javascript" not in event.comment.html.split("<a ")[1]
         page = (await client.get(f"/r/Sports/t/{ack.thread_id}", headers=HTML)).text
         assert event.comment.html in page  # the same HTML on the page as live
+        # The comment moved the thread's listings too, off the post's path.
+        await app.state["votes"].feed.drain()
+        listed = await storage.listings.get("Sports", ack.thread_id)
+        assert listed is not None and listed.comment_count == 1
