@@ -22,6 +22,7 @@ from litestar.static_files import create_static_files_router
 from playhouse.errors import PlayhouseError
 from playhouse.scheduling.scheduler import Scheduler
 from playhouse.storage.models import Comment
+from playhouse.storage.reindex import index_all
 from playhouse.web import (
     api,
     auth,
@@ -127,6 +128,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         storage.threads.defer_listing = feed.touched
+        ctx.spawn(index_all(storage), "index_all")  # what was stored before the indexes
         presence.start()
         if consume:
             consumer.start()

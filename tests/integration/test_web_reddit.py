@@ -9,7 +9,7 @@ import pytest
 
 from playhouse import ids
 from playhouse.storage import Storage
-from playhouse.storage.models import Comment, Room, Thread
+from playhouse.storage.models import Comment, Room, Thread, User
 from playhouse.web.scores import ScoreFeed, Target
 from tests.integration.web_support import build, ctx_of, serve, socket, user_client
 
@@ -225,3 +225,30 @@ async def test_live_events_carry_the_servers_html(storage: Storage) -> None:
         await app.state["votes"].feed.drain()
         listed = await storage.listings.get("Sports", ack.thread_id)
         assert listed is not None and listed.comment_count == 1
+
+
+async def test_threads_stored_before_the_indexes_are_listed_at_start_up(
+    storage: Storage,
+) -> None:
+    from playhouse.storage.reindex import indexed
+    from playhouse.storage.threads import CommentRepo, ThreadRepo
+
+    # Written as the code before this change wrote them: no listings, no histories.
+    old_threads, old_comments = ThreadRepo(storage.tables), CommentRepo(storage.tables)
+    now = time.time()
+    thread = await old_threads.create(Thread(
+        thread_id=ids.new_id(now), room="Candles", title="an old thread", body="", url=None,
+        author="WickBot", is_bot=True, persona="WickBot", created_at=now, last_activity=now))
+    await old_comments.add(Comment(
+        comment_id=ids.new_id(), thread_id=thread.thread_id, room="Candles", parent_id=None,
+        author="olga", is_bot=False, persona=None, text="an old comment", created_at=now))
+    assert (await storage.listings.page("Candles", "new")).items == []
+    await storage.users.create(User(username="olga", display_name="olga", password_hash="x",
+                                    created_at=now))
+    app = await build(storage)
+    async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
+        await ctx_of(app).drain()  # the start-up indexing
+        assert await indexed(storage, "Candles")
+        room = (await client.get("/r/Candles?sort=new", headers=HTML)).text
+        assert "an old thread" in room
+        assert "an old comment" in (await client.get("/u/olga", headers=HTML)).text
