@@ -192,9 +192,22 @@ def _bounded(tokens: list[Token], env: dict[str, Any], source: str) -> Markup | 
     return Markup(out)
 
 
-@lru_cache(maxsize=4096)
+CACHED_CHARS = 2000
+"""Texts up to this long are cached (most comments); longer ones are rendered each time,
+so the cache stays small whatever people post."""
+
+
 def render(text: str) -> Markup:
     """A post's or comment's text as safe HTML (block Markdown)."""
+    return _render_cached(text) if len(text) <= CACHED_CHARS else _render(text)
+
+
+@lru_cache(maxsize=4096)
+def _render_cached(text: str) -> Markup:
+    return _render(text)
+
+
+def _render(text: str) -> Markup:
     if not text.strip():
         return Markup("")
     source = reddit_unescape(text)

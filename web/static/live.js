@@ -106,10 +106,14 @@
   const votes = new Map(); // client_id -> item id
 
   // ---------------------------------------------------------------- threads (room page)
+  const newestAtLoad = body.dataset.lastId || "";
+  // A thread the page does not show is added on top only where a new thread belongs:
+  // the first page of new (newer than what it showed) or of hot and active (made since
+  // the page was loaded). Top lists by votes: a new thread is not a top one yet.
   function shouldInsert(t) {
-    if (sort === "new" || !sort) return firstPage;
-    if (sort === "top") return false;  // a new thread is not a top one yet
-    return Date.parse(t.created_at) / 1000 >= loadedAt - 1;  // hot, active: made since
+    if (!firstPage || sort === "top") return false;
+    if (sort === "new") return t.id > newestAtLoad;
+    return Date.parse(t.created_at) / 1000 >= loadedAt - 1;
   }
 
   function upsertThread(t) {
