@@ -18,7 +18,7 @@ The script starts its own Azurite (disk mode, in a temporary folder), then
 
 Why the big room holds its hot rows only: Azurite's table store (LokiJS) looks a row up
 by scanning its partition on every insert, so building a partition costs time squared in
-its size: 100,000 rows take about 45 minutes on this machine, the 700,000 rows of a
+its size: 100,000 rows take about 50 minutes on this machine, the 700,000 rows of a
 100,000-thread room's full index would take most of a day. Azure Table Storage keys
 rows by (PartitionKey, RowKey); a range query's cost there does not grow with the
 partition (Azurite's does, which makes this benchmark pessimistic for the index).
@@ -26,7 +26,7 @@ partition (Azurite's does, which makes this benchmark pessimistic for the index)
 Prints a table with the ratio and writes it to ``bench/results/listing.md`` (``--out``).
 ``--quick`` (5,000 threads) writes under ``var/bench`` unless ``--out`` says otherwise.
 
-    .venv/bin/python bench/listing.py            # 100,000 threads, ~45 minutes
+    .venv/bin/python bench/listing.py            # 100,000 threads, ~50 minutes
     .venv/bin/python bench/listing.py --quick    # smoke check, ~1 minute
 """
 
