@@ -68,7 +68,7 @@ bench-latency: install ## a person's wait for a bot, idle vs saturated (bench/re
 bench-listing: install ## first page of a 100,000-thread room: index vs scan (bench/results/listing.md)
 	$(PY) bench/listing.py
 
-bench-gpu: install demo-models ## on a CUDA machine: batch 1 vs padded vs continuous (bench/results/gpu_generation.md)
+bench-gpu: install demo-models ## on a CUDA machine: batch 1 vs padded vs continuous vs CUDA graphs vs CTranslate2 (bench/results/gpu_generation.md)
 	$(PY) bench/gpu_generation.py --device cuda --tokenizer var/models/demo/.base --out bench/results/gpu_generation.md
 
 bench-dataset: install ## peak memory of `dataset build` on a generated 1 GB dump

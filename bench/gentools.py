@@ -1,8 +1,9 @@
 """What the generation benchmarks share: ``bench/worker.py`` and ``bench/gpu_generation.py``.
 
 Counting what ``generate()`` really did: :func:`instrument` wraps a loaded
-:class:`~playhouse.generation.text.TextModel`'s ``model.generate`` (padded batches) and
-:func:`instrument_continuous` its continuous batcher, adding every call's rows, prompt tokens
+:class:`~playhouse.generation.text.TextModel`'s ``model.generate`` (padded batches),
+:func:`instrument_continuous` its continuous batcher and :func:`instrument_ct2` a
+CTranslate2 model's ``generate_batch``, adding every call's rows, prompt tokens
 and generated tokens to a :class:`Counter`. Generated tokens are counted exactly, not by
 re-tokenizing the returned strings: for ``generate()`` each row up to its last non-pad token
 (finished rows are right-padded, so a row that stopped early at its end tag counts only what
@@ -42,9 +43,13 @@ class Counter:
     batch_sizes: list[int] = field(default_factory=list)
     continuous: bool = False
     """Counted from continuous batching (no padding, no idle decode slots)."""
+    ct2: bool = False
+    """Counted from CTranslate2 (``prompt_padded`` is then the prompt tokens computed)."""
+    shared_calls: int = 0
+    """CTranslate2 calls that computed a shared prefix once for all their rows."""
 
     def reset(self) -> None:
-        self.__init__(continuous=self.continuous)  # type: ignore[misc]
+        self.__init__(continuous=self.continuous, ct2=self.ct2)  # type: ignore[misc]
 
 
 def quiet_logs() -> None:
@@ -123,4 +128,46 @@ def instrument_continuous(model: TextModel, counter: Counter,
         return rows
 
     batcher.generate = generate  # type: ignore[method-assign]
+    return model
+
+
+def instrument_ct2(model: Any, counter: Counter, max_new: int | None = None) -> Any:
+    """Count the rows, prompt tokens and generated tokens of every CTranslate2 call of a
+    :class:`~playhouse.generation.ct2.Ct2Model`: ``prompt_tokens`` as the prompts hold them,
+    ``prompt_padded`` as computed (a shared prefix once per call), ``slots`` rows x the
+    call's longest generation."""
+    inner = model.generator.generate_batch
+    counter.ct2 = True
+
+    class Counted:
+        """The generator, with generate_batch counted (its own attributes are read-only)."""
+
+        def __init__(self, generator: Any) -> None:
+            self._generator = generator
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._generator, name)
+
+        def generate_batch(self, start_tokens: Sequence[Sequence[str]], **kw: Any) -> Any:
+            return generate_batch(start_tokens, **kw)
+
+    def generate_batch(start_tokens: Sequence[Sequence[str]], **kw: Any) -> Any:
+        out = inner(start_tokens, **kw)
+        static = len(kw.get("static_prompt") or ())
+        lengths = [len(r.sequences_ids[0]) for r in out]
+        rows = len(start_tokens)
+        counter.calls += 1
+        counter.rows += rows
+        counter.batch_sizes.append(rows)
+        counter.tokens += sum(lengths)
+        if max_new is not None:
+            counter.early += sum(n < max_new for n in lengths)
+        counter.slots += rows * max(lengths, default=0)
+        own = sum(len(s) for s in start_tokens)
+        counter.prompt_tokens += own + static * rows
+        counter.prompt_padded += own + static
+        counter.shared_calls += bool(static)
+        return out
+
+    model.generator = Counted(model.generator)
     return model

@@ -2,9 +2,10 @@
 
 A self-contained, one-shot run for a rented GPU machine. From this project it imports only
 :mod:`playhouse.generation.text` (and what that imports: ``playhouse.errors``,
-``playhouse.generation.continuous``, ``structlog``) and ``bench/gentools.py`` (stdlib
-and torch), so it needs no Azure SDK, no msgspec and no network: torch, transformers,
-tokenizers and structlog are enough.
+``playhouse.generation.continuous``, ``.grouping``, ``.interrupt``, ``.graphs``,
+``structlog``), for G :mod:`playhouse.generation.ct2` (``.convert``, ``playhouse.grammar``)
+and ``bench/gentools.py`` (stdlib and torch), so it needs no Azure SDK, no msgspec and no
+network: torch, transformers, tokenizers, structlog (and ctranslate2 for G) are enough.
 
 The model is GPT-2 medium's shape (24 layers x 1024, 16 heads, 1024 positions) with random
 weights, built at run time in a temporary folder with the project's byte-level BPE
@@ -18,10 +19,10 @@ them); ``--stops eos`` makes every row run to ``max_new_tokens``: pure decoding.
 has 304 M parameters rather than GPT-2 medium's 355 M because its vocabulary is the demo
 tokenizer's, not GPT-2's 50,257 (no hub here to fetch that tokenizer from).
 
-Requests are ssi-bot reply prompts written in the tag grammar (``playhouse.grammar``: a post
-header, a chain of comments, the bot's open tag) of about 30-300 tokens, one fixed seed;
+Requests are reply prompts written in the playhouse tag grammar (``playhouse.grammar``: a
+post header, a chain of comments, the bot's open tag) of about 30-300 tokens, one fixed seed;
 sampling is the persona defaults (``SamplingParams()``, max_new_tokens 96) and generation
-stops on the worker's stop set (``playhouse.generation.completion.STOPS``, copied below).
+stops on the worker's stop set (``playhouse.grammar.PLAYHOUSE.stop_strings``, copied below).
 Each variant gets one warm-up call first (not timed) and is timed between two
 ``torch.cuda.synchronize()``:
 
@@ -31,7 +32,20 @@ B  the model loaded once, one request at a time (``TextModel.generate([p])``), a
    ``--b-requests`` requests or ``--b-max-s`` seconds;
 D  padded batches: ``TextModel.generate(chunk)`` over all requests in chunks of 8, 32, 64;
 E  transformers' continuous batching: ``TextModel.load(..., continuous=True)``, all requests
-   in one ``generate`` call (its warm-up is the same call: the manager is sized for it).
+   in one ``generate`` call (its warm-up is the same call: the manager is sized for it);
+F  the launch-free path (issue 15): ``TextModel.load(..., launch_free=True)``, a static KV
+   cache and the decode step captured in CUDA graphs (``playhouse.generation.graphs``,
+   warmed up at load), batch 1 (F1) and padded batches of each size (F8, F32, F64); CUDA
+   only (reported as skipped on a CPU);
+G  CTranslate2 on the device (``playhouse.generation.ct2.Ct2Model``: float16 on CUDA, int8
+   on a CPU), converted into a temporary cache first (its seconds are G's warm-up), batch 1
+   (G1) and batches of each size. Needs the ``ctranslate2`` package (and, on CUDA, the CUDA
+   libraries it loads); a variant that cannot run is reported as failed with the reason.
+
+A, B, D and E run with ``launch_free=False``: today's eager path, whatever the device. The
+ratios include F and G against D64 (today's best batch) and their batch-1 milliseconds per
+token against B's (issue 15's targets: <= 3 ms a token at batch 1, >= 12,000 tokens/s at
+batch 64, on GPT-2 medium in fp16).
 
 Generated tokens are counted exactly, not by re-tokenizing the returned strings (which are
 decoded without special tokens and would re-merge differently): ``model.generate`` is
@@ -71,7 +85,13 @@ from typing import TYPE_CHECKING, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from bench.gentools import Counter, instrument, instrument_continuous, quiet_logs  # noqa: E402
+from bench.gentools import (  # noqa: E402
+    Counter,
+    instrument,
+    instrument_continuous,
+    instrument_ct2,
+    quiet_logs,
+)
 
 if TYPE_CHECKING:
     from playhouse.generation.text import SamplingParams, TextModel
@@ -81,9 +101,9 @@ if TYPE_CHECKING:
 STOPS: tuple[str, ...] = (
     "<|eost|>", "<|eol|>",  # grammar.POST_END_TAGS
     "<|eor|>", "<|eoopr|>", "<|eoocr|>",  # grammar.REPLY_END_TAGS
-    "<|sor", "<|soopr", "<|soocr", "<|soss", "<|sols",  # completion.OPEN_TAG_STARTS
+    "<|sor", "<|soopr", "<|soocr", "<|soss", "<|sols",  # the open tags' starts
 )
-"""``playhouse.generation.completion.STOPS``: what the worker passes as ``stop``."""
+"""``playhouse.grammar.PLAYHOUSE.stop_strings``: what the worker passes as ``stop``."""
 ALL_TAGS: tuple[str, ...] = (
     "<|sot|>", "<|eot|>", "<|sost|>", "<|eost|>", "<|sol|>", "<|eol|>",
     "<|eor|>", "<|eoopr|>", "<|eoocr|>",
@@ -196,14 +216,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=None, help="96 (16 with --quick)")
     p.add_argument("--batch-sizes", default=None, help="D's batch sizes (8,32,64; 2,4,8 quick)")
     p.add_argument("--loads", type=int, default=3, help="timed TextModel.load calls for A")
-    p.add_argument("--variants", default="A,B,D,E", help="which variants to run")
+    p.add_argument("--variants", default="A,B,D,E,F,G", help="which variants to run")
     p.add_argument("--stops", default="worker", choices=("worker", "eos"),
                    help="stop on the worker's tags (default) or on eos only (every row runs "
                         "to max_new_tokens but for a sampled eos: pure decode)")
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--budget-s", type=float, default=200.0,
+    p.add_argument("--budget-s", type=float, default=400.0,
                    help="skip the variants not started when this much time has passed")
-    p.add_argument("--hard-limit-s", type=float, default=225.0,
+    p.add_argument("--hard-limit-s", type=float, default=450.0,
                    help="watchdog: write what was measured and exit after this long")
     p.add_argument("--out", type=Path, default=None,
                    help="markdown report ($OUT/gpu_generation.md, else var/bench/...)")
@@ -331,8 +351,27 @@ class Bench:
         sizes = self.args.sizes
         lines = [ratio(f"D{bs}", "B") for bs in sizes]
         if sizes:
-            lines.append(ratio("E", f"D{sizes[0]}"))
+            top = f"D{sizes[0]}"
+            lines.append(ratio("E", top))
+            lines += [ratio(f"{v}{sizes[0]}", top) for v in "FG"]
         lines.append(ratio("A", "B"))
+
+        def ms_per_token(name: str) -> str:
+            r = res.get(name)
+            if r is None or not r.ok or not r.tokens:
+                return f"{name} n/a"
+            return f"{name} {1000 * r.seconds / r.tokens:.2f}"
+
+        lines.append("batch 1, ms per token: " + ", ".join(
+            ms_per_token(n) for n in ("B", "F1", "G1")) + " (target <= 3; limit ~0.16)")
+        if sizes:
+            def tok_s(name: str) -> str:
+                r = res.get(name)
+                return f"{name} {r.tok_s:.0f}" if r is not None and r.ok else f"{name} n/a"
+
+            lines.append(f"batch {sizes[0]}, tokens/s: " + ", ".join(
+                tok_s(f"{v}{sizes[0]}") for v in "DFG")
+                + " (target >= 12,000 at 64; limit ~78,000)")
         return lines
 
     def write(self, partial: str = "") -> None:
@@ -471,10 +510,11 @@ def build_model_dir(folder: Path, tokenizer: Any, shape: Shape, device: str,
 # --- the variants ----------------------------------------------------------------------------
 
 
-def run_b(bench: Bench, tm: TextModel, counter: Counter, prompts: Sequence[str],
-          params: SamplingParams, warm: SamplingParams) -> Result:
+def run_b(bench: Bench, tm: Any, counter: Counter, prompts: Sequence[str],
+          params: SamplingParams, warm: SamplingParams, name: str = "B",
+          what: str = "loaded once, batch 1: generate([p])") -> Result:
     a, dev = bench.args, tm.device
-    r = Result("B", "loaded once, batch 1: generate([p])")
+    r = Result(name, what)
     t0 = time.perf_counter()
     tm.generate([prompts[0]], warm, stop=a.stop, seed=a.seed)
     sync(dev)
@@ -495,10 +535,11 @@ def run_b(bench: Bench, tm: TextModel, counter: Counter, prompts: Sequence[str],
     return r
 
 
-def run_d(bench: Bench, tm: TextModel, counter: Counter, prompts: Sequence[str],
-          params: SamplingParams, warm: SamplingParams, bs: int) -> Result:
+def run_d(bench: Bench, tm: Any, counter: Counter, prompts: Sequence[str],
+          params: SamplingParams, warm: SamplingParams, bs: int, name: str = "D",
+          what: str = "padded batches of {bs}: generate(chunk)") -> Result:
     a, dev = bench.args, tm.device
-    r = Result(f"D{bs}", f"padded batches of {bs}: generate(chunk)")
+    r = Result(f"{name}{bs}", what.format(bs=bs))
     t0 = time.perf_counter()
     tm.generate(list(prompts[:bs]), warm, stop=a.stop, seed=a.seed)
     sync(dev)
@@ -514,10 +555,45 @@ def run_d(bench: Bench, tm: TextModel, counter: Counter, prompts: Sequence[str],
     r.requests = len(prompts)
     r.peak_mib = peak_mib(dev)
     r.take(counter)
+    computed = "computed" if counter.ct2 else "with padding"
     r.notes.append(f"decode slots {counter.slots} for {counter.tokens} tokens "
                    f"({counter.tokens / max(1, counter.slots):.0%} useful); prompt tokens "
-                   f"{counter.prompt_tokens} real / {counter.prompt_padded} with padding")
+                   f"{counter.prompt_tokens} real / {counter.prompt_padded} {computed}")
     return r
+
+
+def run_engine(bench: Bench, name: str, what: str, load: Callable[[Counter], Any],
+               prompts: Sequence[str], params: SamplingParams, warm: SamplingParams) -> None:
+    """One new engine (F or G): loaded by ``load`` (timed as the warm-up of its batch-1
+    variant), then batch 1 (``{name}1``) and every batch size (``{name}{bs}``)."""
+    a = bench.args
+    counter = Counter()
+    model: Any = None
+    try:
+        t0 = time.perf_counter()
+        model = load(counter)
+        load_s = time.perf_counter() - t0
+        bench.log(f"{name}: loaded in {load_s:.1f} s")
+        one = guarded(bench, f"{name}1", f"{what}, batch 1", lambda: run_b(
+            bench, model, counter, prompts, params, warm, name=f"{name}1",
+            what=f"{what}, batch 1"))
+        if one is not None and one.ok:
+            one.notes.append(f"load (and for F the graph capture, for G the conversion) "
+                             f"{load_s:.1f} s before the warm-up call")
+        for bs in a.sizes:
+            guarded(bench, f"{name}{bs}", f"{what}, batches of {bs}",
+                    partial(run_d, bench, model, counter, prompts, params, warm, bs,
+                            name=name, what=f"{what}, batches of {{bs}}"))
+    except Exception as exc:  # the load itself
+        traceback.print_exc()
+        for label in (f"{name}1", *(f"{name}{bs}" for bs in a.sizes)):
+            if label not in bench.results:
+                bench.add(Result(label, what, failed=f"load: {one_line(exc)}"))
+    finally:
+        if model is not None:
+            model.close()
+        model = None
+        free(a.device_name)
 
 
 def run_a(bench: Bench, model_dir: Path, device: str, b: Result | None) -> Result:
@@ -526,7 +602,7 @@ def run_a(bench: Bench, model_dir: Path, device: str, b: Result | None) -> Resul
     a = bench.args
     r = Result("A", "load per request + B's per-request generate", estimated=True)
     t0 = time.perf_counter()
-    TextModel.load(str(model_dir), device=device).close()
+    TextModel.load(str(model_dir), device=device, launch_free=False).close()
     free(device)
     r.warmup_s = time.perf_counter() - t0
     loads = []
@@ -534,7 +610,7 @@ def run_a(bench: Bench, model_dir: Path, device: str, b: Result | None) -> Resul
     for _ in range(max(1, a.loads)):
         reset_peak(device)
         t = time.perf_counter()
-        tm = TextModel.load(str(model_dir), device=device)
+        tm = TextModel.load(str(model_dir), device=device, launch_free=False)
         sync(device)
         loads.append(time.perf_counter() - t)
         peaks.append(peak_mib(device))
@@ -561,7 +637,7 @@ def run_e(bench: Bench, model_dir: Path, device: str, prompts: Sequence[str],
     a = bench.args
     r = Result("E", "continuous batching: TextModel.load(continuous=True), one call")
     counter = Counter()
-    tm = TextModel.load(str(model_dir), device=device, continuous=True)
+    tm = TextModel.load(str(model_dir), device=device, continuous=True, launch_free=False)
     try:
         instrument_continuous(tm, counter, a.max_new_tokens)
         reset_peak(device)
@@ -713,7 +789,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             counter = Counter()
             tm: TextModel | None = None
             try:
-                tm = TextModel.load(str(model_dir), device=device)
+                tm = TextModel.load(str(model_dir), device=device, launch_free=False)
                 instrument(tm, counter, args.max_new_tokens)
                 loaded = tm
                 if "B" in args.variants:
@@ -741,7 +817,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "E" in args.variants:
             guarded(bench, "E", "continuous batching",
                     lambda: run_e(bench, model_dir, device, prompts, params))
-        order = ["A", "B", *(f"D{bs}" for bs in sorted(args.sizes)), "E"]
+        args.device_name = device
+        if "F" in args.variants:
+            if not is_cuda(device):
+                for label in ("F1", *(f"F{bs}" for bs in args.sizes)):
+                    bench.add(Result(label, "launch-free (static cache + CUDA graphs)",
+                                     skipped="CUDA only (never selected on a CPU)"))
+            else:
+                def load_f(counter: Counter) -> Any:
+                    tm = TextModel.load(str(model_dir), device=device, launch_free=True)
+                    if not tm.launch_free:
+                        bench.log("F: the launch-free warm-up failed; F runs eager "
+                                  "(see model.launch_free_failed)")
+                    return instrument(tm, counter, args.max_new_tokens)
+
+                run_engine(bench, "F", "launch-free: static cache + CUDA graphs", load_f,
+                           prompts, params, warm)
+        if "G" in args.variants:
+            def load_g(counter: Counter) -> Any:
+                from playhouse.generation.ct2 import Ct2Model
+
+                model = Ct2Model.load(
+                    str(model_dir), cache_dir=tmp / "ct2", device=device.split(":")[0],
+                    quantization="float16" if is_cuda(device) else "auto",
+                )
+                bench.log(f"G: CTranslate2 {model.quantization} on {device}")
+                return instrument_ct2(model, counter, args.max_new_tokens)
+
+            run_engine(bench, "G", "CTranslate2", load_g, prompts, params, warm)
+        order = ["A", "B", *(f"D{bs}" for bs in sorted(args.sizes)),
+                 "F1", *(f"F{bs}" for bs in sorted(args.sizes)),
+                 "G1", *(f"G{bs}" for bs in sorted(args.sizes)), "E"]
         bench.order = [n for n in order if n in bench.results]
         bench.header.append("")
         bench.header.append(f"Total run {bench.elapsed():.0f} s.")

@@ -13,7 +13,7 @@ settings, on the offline demo models (built under ``var/models`` when missing, a
    to their slowest poll), and time each from sending the frame to the
    ``comment_replaced`` event that turns the bot's placeholder into its answer;
 3. **loaded**: fill ``gen-background`` with bot-to-bot reply requests for every text
-   persona (``jobs.submit``, as the scheduler does, so their results go through the same
+   persona (``asking.submit``, as the scheduler does, so their results go through the same
    consumer and broadcasts) and keep it topped up, so the worker is always busy on a
    batch of mixed personas; then the same posts again.
 
@@ -39,10 +39,7 @@ import contextlib
 import itertools
 import os
 import random
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,27 +50,23 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import httpx  # noqa: E402
-import msgspec  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+from sitetools import Child, Socket, ensure_models, pct, register, spawn, wait_up  # noqa: E402
+from websockets.asyncio.client import connect  # noqa: E402
 
-from playhouse import ids, jobs  # noqa: E402
+from playhouse import asking, ids  # noqa: E402
 from playhouse.constants import QUEUE_BACKGROUND, QUEUE_RESULTS  # noqa: E402
 from playhouse.emulator import Azurite, free_port  # noqa: E402
-from playhouse.logconfig import read_json_log  # noqa: E402
 from playhouse.personas import Cast, load_cast_strict  # noqa: E402
 from playhouse.storage import Storage  # noqa: E402
 from playhouse.storage.models import Thread  # noqa: E402
-from playhouse.web.protocol import decode_server  # noqa: E402
 
-PYTHON = sys.executable
 ROOM = "Technology"
 BOT = "CoopBot"
-PASSWORD = "correct horse battery staple"
-_CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 QUESTIONS = [
     "what do you make of the new chips?", "is the coffee machine still broken?",
     "why does my code only work on Fridays?", "how do you keep the playhouse running?",
@@ -105,114 +98,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-# --------------------------------------------------------------------------- processes
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def events(self) -> list[dict[str, Any]]:
-        return read_json_log(self.log)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-
-def spawn(name: str, argv: list[str], env: dict[str, str], folder: Path) -> Child:
-    log = folder / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([PYTHON, "-m", "playhouse", "--config", "/dev/null", *argv],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return Child(name, proc, log)
-
-
-def ensure_models(models: Path, cast: Cast) -> None:
-    from playhouse.generation.demo import build_demo, demo_ready
-
-    missing = demo_ready(models, cast)
-    if missing:
-        print(f"building demo models for {', '.join(missing)} under {models} ...", flush=True)
-        build_demo(models, cast, names=missing, progress=False)
-
-
-# --------------------------------------------------------------------------- the client
-class Socket:
-    """A logged-in websocket that records when each event arrived."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.events: list[tuple[float, Any]] = []
-
-    async def send(self, message: dict[str, Any]) -> float:
-        sent = time.perf_counter()
-        await self.ws.send(msgspec.json.encode(message).decode())
-        return sent
-
-    async def wait(self, tag: str, match: Any = lambda e: True, within: float = 120.0,
-                   ) -> tuple[float, Any]:
-        deadline = time.perf_counter() + within
-        while True:
-            for item in self.events:
-                if _tag(item[1]) == tag and match(item[1]):
-                    self.events.remove(item)
-                    return item
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                raise TimeoutError(f"no {tag} event within {within} s")
-            with contextlib.suppress(TimeoutError):
-                frame = await asyncio.wait_for(self.ws.recv(), remaining)
-                self.events.append((time.perf_counter(), decode_server(frame)))
-            # Drop what nothing waits for (room activity, presence): the list stays small.
-            self.events = [e for e in self.events
-                           if _tag(e[1]) not in _NOISE or _tag(e[1]) == tag][-500:]
-
-
-_NOISE = ("thread", "presence", "comment", "history", "subscribed", "pong")
-
-
-def _tag(event: Any) -> str:
-    return str(type(event).__struct_config__.tag)
-
-
-async def register(client: httpx.AsyncClient, name: str) -> None:
-    page = await client.get("/register")
-    match = _CSRF.search(page.text)
-    assert match, "no CSRF token on /register"
-    answer = await client.post("/register", data={
-        "username": name, "password": PASSWORD, "password2": PASSWORD,
-        "_csrf_token": match.group(1)})
-    assert answer.status_code in (302, 303), answer.text[:300]
-
-
-async def wait_up(base: str, web: Child, within: float = 90.0) -> None:
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient(base_url=base) as client:
-        while True:
-            if web.proc.poll() is not None:
-                raise SystemExit(f"the web app exited: see {web.log}")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/api/rooms")).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the web app did not answer within {within} s")
-            await asyncio.sleep(0.3)
-
-
 @dataclass
 class Trial:
     phase: str
     latency_ms: float
     placeholder: str
     status: str
+    sent_at: float = 0.0
     generation_ms: float | None = None
+    stages: dict[str, float] = field(default_factory=dict)
+    """Milliseconds per stage of the path (:data:`STAGES`), from the children's log lines."""
 
     @property
     def overhead_ms(self) -> float | None:
@@ -233,7 +128,46 @@ async def one_post(sock: Socket, thread_id: str, n: int, rng: random.Random,
     placeholder = thinking.comment.id
     at, replaced = await sock.wait("comment_replaced",
                                    lambda e: e.comment.id == placeholder, within=300)
-    return Trial(phase, (at - sent) * 1000, placeholder, replaced.comment.status)
+    return Trial(phase, (at - sent) * 1000, placeholder, replaced.comment.status,
+                 sent_at=time.time() - (time.perf_counter() - sent))
+
+
+STAGES = ("accept", "queued", "generate", "results", "show")
+"""Where a person's wait goes: accept = the frame sent to the request on its queue (web:
+``job.submitted``); queued = on the queue until the worker starts the group (the worker's
+``request.answered`` less its batch's generation time); generate = that batch's generation
+time; results = the result on its queue until the web app applied it (``result.applied``);
+show = applied until the bench saw ``comment_replaced``."""
+
+
+def _at(event: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
+
+
+def attribute(trials: Sequence[Trial], web: Sequence[dict[str, Any]],
+              worker: Sequence[dict[str, Any]]) -> None:
+    """Fill each trial's generation time and :data:`STAGES` from the children's logs."""
+    applied = {e["comment_id"]: e for e in web
+               if e.get("event") == "result.applied" and e.get("comment_id")}
+    submitted = {e["request_id"]: _at(e) for e in web if e.get("event") == "job.submitted"}
+    answered = {e["request_id"]: _at(e) for e in worker
+                if e.get("event") == "request.answered" and e.get("request_id")}
+    for trial in trials:
+        event = applied.get(trial.placeholder)
+        if event is None:
+            continue
+        trial.generation_ms = float(event["elapsed_ms"])
+        request_id = str(event["request_id"])
+        if request_id not in submitted or request_id not in answered:
+            continue
+        done_at = trial.sent_at + trial.latency_ms / 1000
+        marks = [trial.sent_at, submitted[request_id],
+                 answered[request_id] - trial.generation_ms / 1000, answered[request_id],
+                 _at(event), done_at]
+        trial.stages = {name: (b - a) * 1000 for name, a, b in zip(STAGES, marks, marks[1:],
+                                                                    strict=False)}
 
 
 # --------------------------------------------------------------------------- background
@@ -252,7 +186,7 @@ class Load:
 
     async def _submit(self, request: Any) -> None:
         async with self.limit:
-            await jobs.submit(self.storage, request)
+            await asking.submit(self.storage, request)
 
     async def top_up(self) -> None:
         """Keep ``gen-background`` at least ``target`` deep until stopped."""
@@ -268,8 +202,9 @@ class Load:
             # wait behind that backlog. Keep the pipeline full, not overflowing.
             missing = self.target - depth if backlog < self.target else 0
             if missing > 0:
-                batch = [jobs.reply_request(persona=next(personas), thread=self.thread, chain=[],
-                                            parent_id=None, queue=QUEUE_BACKGROUND)
+                batch = [asking.reply_request(persona=next(personas), thread=self.thread,
+                                              chain=[], parent_id=None, queue=QUEUE_BACKGROUND,
+                                              request_id=ids.new_id())
                          for _ in range(missing)]
                 await asyncio.gather(*(self._submit(r) for r in batch))
                 self.submitted += len(batch)
@@ -279,15 +214,6 @@ class Load:
 
 
 # --------------------------------------------------------------------------- the run
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     cast = load_cast_strict(ROOT / "personas")
     ensure_models(args.models, cast)
@@ -305,6 +231,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "PLAYHOUSE_PERSONAS_DIR": str(ROOT / "personas"), "PLAYHOUSE_LOG_FORMAT": "json",
             "PLAYHOUSE_SCHEDULER_ENABLED": "false",
             "PLAYHOUSE_WEB_POSTS_PER_MINUTE": "1000",  # one person posting on a timer
+            "PLAYHOUSE_WEB_BOT_CALLS_PER_MINUTE": "1000",  # every post calls CoopBot
+            "PLAYHOUSE_WEB_PEOPLE_MEET_CAPS": "false",  # ...and CoopBot answers every one
         })
         port = free_port()
         web = spawn("web", ["web", "--no-scheduler", "--port", str(port)], env, work)
@@ -364,10 +292,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                   if e.get("event") == "request.answered") - answered_before
 
         await asyncio.sleep(1)  # the last result.applied lines reach the web log
-        elapsed = {e["comment_id"]: float(e["elapsed_ms"]) for e in web.events()
-                   if e.get("event") == "result.applied" and e.get("comment_id")}
-        for trial in trials:
-            trial.generation_ms = elapsed.get(trial.placeholder)
+        attribute(trials, web.events(), worker.events())
         return {"trials": trials, "load": load, "answered_during": answered_during,
                 "codes": {c.name: c.stop() for c in children}}
     finally:
@@ -396,6 +321,11 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> str:
             f"| {pct(gen, 0.5):.0f} | {pct(over, 0.5):.0f} | {pct(over, 0.95):.0f} |"
         )
     ratio = summary["loaded"]["p50"] / summary["idle"]["p50"]
+    stage_rows = []
+    for phase in ("idle", "loaded"):
+        staged = [t.stages for t in trials if t.phase == phase and t.stages]
+        cells = " | ".join(f"{pct([s[name] for s in staged], 0.5):.0f}" for name in STAGES)
+        stage_rows.append(f"| {phase} | {len(staged)} | {cells} |")
     depths = load.depths or [0]
     lines = [
         "# Latency: a person's post to the bot's reply on screen",
@@ -414,6 +344,15 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> str:
         "| generation p50 ms | overhead p50 ms | overhead p95 ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
+        "",
+        "Where the wait goes (p50 ms per stage; the stages are from the web app's and the "
+        "worker's log lines: accept = the frame to the request on its queue, queued = on the "
+        "queue until its group started, generate, results = the result on its queue until "
+        "applied, show = applied to on screen):",
+        "",
+        "| phase | traced | " + " | ".join(STAGES) + " |",
+        "|---|---:|" + "---:|" * len(STAGES),
+        *stage_rows,
         "",
         f"Loaded: `gen-background` kept >= {load.target} deep with bot-to-bot reply requests "
         f"for every other text persona ({load.submitted} submitted; depth seen "

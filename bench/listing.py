@@ -96,7 +96,7 @@ async def build(storage: Storage, rows: list[ListingRow], parallel: int,
         if order is None:
             return await storage.listings.bulk(part)
         ops = [("upsert", to_entity(r, r.room.lower(), keys(r)[order])) for r in part]
-        return await storage.tables.submit(TABLE_LISTINGS, ops, "bench rows")
+        return len(await storage.tables.submit(TABLE_LISTINGS, ops, "bench rows"))
 
     async def writer() -> None:
         nonlocal written

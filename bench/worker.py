@@ -1,45 +1,62 @@
-"""Worker benchmark: the old one-request-at-a-time design against the batching worker.
+"""Worker benchmark: the old one-request-at-a-time design against the batching worker, on
+transformers and on CTranslate2.
 
-Two workloads, one after the other in one run, each answered five ways (A-E below):
+Four workloads, one after the other in one run (models and requests in
+``bench/worker_models.py``, built once and cached under ``var/bench``):
 
-primary       one GPT-2-shaped model (6 layers x 512 by default, the project's byte-level BPE
-              tokenizer, a short CPU training run so that it learns to close its tags; cached
-              under ``var/bench``) answers reply requests of mixed prompt lengths (chains of
-              0-16 comments, about 25-300 tokens). Its replies close their tag after ~10
-              tokens, so the prompt pass dominates: on a CPU that pass is compute-bound and
-              barely cheaper per token in a batch, so batching cannot win much here.
+primary       a GPT-2-shaped model (6 layers x 512 by default, the project's byte-level BPE
+              tokenizer, a short CPU training run so that it learns to close its tags)
+              answers reply requests of mixed prompt lengths (chains of 0-16 comments, about
+              25-300 tokens). Its replies close their tag after ~10 tokens, so the prompt pass
+              dominates: on a CPU that pass is compute-bound and barely cheaper per token in a
+              batch, so batching alone cannot win much here.
 decode-heavy  the same shape and tokenizer with random-init weights (it closes a tag only by
               chance, so nearly every reply runs to ``max_new_tokens``) on short prompts
-              (chains of 0-2 comments). Decode steps dominate: a step streams all the
-              weights for one token per row, so one step of 32 rows costs far less than
-              32 steps of one row.
+              (chains of 0-2 comments). Decode steps dominate.
+gpt2-small    a random-init GPT-2 small (12 x 768, 124 M parameters with a 50,257-token
+              vocabulary), the size of real personas, on prompts of ~100-250 tokens.
+thread-heavy  the trained model answering 8 replies in each of 8 threads with long posts
+              (replies to the post's comments, interleaved as a scheduler round sends
+              them): prompts that share the post header, for the shared-prefix saving.
 
-Both use the same seeds and ``max_new_tokens`` (48); the variants are:
+Every workload uses the same seeds and ``max_new_tokens`` (48); the variants are:
 
 A  the old design: load the model from disk for every request, one request at a time;
-B  the model loaded once, one request at a time;
+B  the model loaded once, one request at a time (transformers);
 C  the real :class:`~playhouse.generation.worker.Worker` through Azurite queues (started
-   here in a temporary folder): the requests are sent to ``gen-interactive``, the worker runs
-   in burst mode (batched), the results are read back from ``gen-results-interactive``;
+   here in a temporary folder), transformers engine: the requests are sent to
+   ``gen-interactive``, the worker runs in burst mode (batched), the results are read back
+   from ``gen-results-interactive``;
 D  the very batches C generated, called in-process with no queue (the ceiling for C);
-E  C with transformers' continuous batching: the same Worker through Azurite, its engine
-   from ``make_engine(..., continuous_batching=True)``. The manager it keeps per model costs
-   seconds to build, so E's engine is built and warmed up with one batch before any timing
-   (the warm-up seconds are reported on their own line) and reused by every round.
+E  C with transformers' continuous batching (``make_engine(..., continuous_batching=True)``;
+   its manager is built and warmed up with one batch before any timing, the warm-up seconds
+   on their own line);
+F  the same Worker through Azurite with ``worker.engine = "ctranslate2"`` (what ``auto``
+   picks here): the model converted to CTranslate2 int8 once (cached under
+   ``var/bench/ctranslate2``; the conversion and load seconds on their own line), shared
+   prompt prefixes computed once, calls grouped by length;
+G  the very batches F generated, in-process with no queue (the ceiling for F);
+H  G with shared prefixes off (thread-heavy only: the saving).
 
-A, B and D go through the same engine code as C (``TextEngine.run``: prompt building, one
-``generate()``, parsing), so the only differences are model loading, batching and queues.
-Every variant samples each request once (the persona's ``max_attempts`` is 1 unless
+The primary and decode-heavy workloads run A-D, F and G, and E with ``--with-e`` (off by
+default: transformers sizes E's paged cache from the free memory, about 14 GB of RAM on a
+CPU, which a shared 24 GB machine cannot spare; an earlier run was killed for it);
+gpt2-small runs B, C, D, F and G (A is load-dominated), thread-heavy F, G and H.
+All variants go through the same engine code (``TextEngine.run``: prompt building,
+generation, parsing), so the only differences are the engine, model loading, batching and
+queues. Every variant samples each request once (the persona's ``max_attempts`` is 1 unless
 ``--attempts`` says otherwise) and counts the tokens it really generated: for ``generate()``
 each row up to its last non-pad token (finished rows are right-padded by ``generate()``, so
 a row that stopped early at its end tag counts only what it wrote, not the padded steps it
-sat through in a batch); for continuous batching the length of each returned sequence.
+sat through in a batch); for continuous batching and CTranslate2 the length of each returned
+sequence. The primary workload also prints issue 15's int8 quality gate on the benchmark
+model (perplexity on held-out tag-format text, valid replies int8 against float32).
 
-Prints two tables and writes them to ``bench/results/worker.md`` (``--out``). ``--quick`` is
-a smoke run (tiny models, a few requests, about a minute, most of it the two continuous-
+Prints the tables and writes them to ``bench/results/worker.md`` (``--out``). ``--quick`` is
+a smoke run (tiny models, a few requests, a couple of minutes, most of it the continuous-
 batching warm-ups) that writes under var/bench.
 
-    .venv/bin/python bench/worker.py            # the full run, <= 10 min on 2 CPU cores
+    .venv/bin/python bench/worker.py            # the full run, ~15 min on 2 CPU cores
     .venv/bin/python bench/worker.py --quick    # smoke check
 """
 
@@ -47,9 +64,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import random
 import sys
 import tempfile
 import threading
@@ -62,7 +77,30 @@ from typing import TYPE_CHECKING, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from bench.gentools import Counter, instrument, instrument_continuous, quiet_logs  # noqa: E402
+from bench.gentools import (  # noqa: E402
+    Counter,
+    instrument,
+    instrument_continuous,
+    instrument_ct2,
+    quiet_logs,
+)
+from bench.worker_models import (  # noqa: E402
+    BOT,
+    DECODE_DEPTHS,
+    DEPTHS,
+    FULL,
+    GPT2_SMALL,
+    NEVER,
+    QUICK,
+    SMALL_DEPTHS,
+    corpus,
+    ensure_model,
+    ensure_random_model,
+    ensure_small_model,
+    make_requests,
+    make_thread_requests,
+)
+from bench.worker_report import report, version_of  # noqa: E402
 
 if TYPE_CHECKING:
     from playhouse.generation.completion import Outcome
@@ -70,35 +108,7 @@ if TYPE_CHECKING:
     from playhouse.messages import GenerationRequest
     from playhouse.personas import Cast, Persona
 
-MODEL_VERSION = 1
-"""Bump when the way the benchmark model is built changes (invalidates the cache)."""
-BOT = "CoopBot"
-
-NEVER = threading.Event()
-"""An abort event no one sets: the bench runs engines outside a worker."""
-"""The persona whose sampling parameters the benchmark uses (its model is replaced)."""
-DEPTHS = (0, 1, 2, 3, 4, 6, 8, 10, 13, 16)
-"""Chain depths the primary requests cycle through: prompts from ~25 to ~400 tokens."""
-DECODE_DEPTHS = (0, 1, 2)
-"""Chain depths of the decode-heavy requests: short prompts (~25-60 tokens)."""
-
-
 # --- options -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Shape:
-    n_layer: int
-    n_embd: int
-    n_head: int
-    train_steps: int
-    train_s: float
-    corpus_threads: int
-
-
-FULL = Shape(n_layer=6, n_embd=512, n_head=8, train_steps=150, train_s=150.0,
-             corpus_threads=300)
-QUICK = Shape(n_layer=2, n_embd=128, n_head=4, train_steps=40, train_s=10.0, corpus_threads=60)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -120,7 +130,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--decode-rounds", type=int, default=None,
                    help="rounds of the decode-heavy workload (default 2, 1 with --quick; "
                         "0 skips it)")
-    p.add_argument("--quick", action="store_true", help="tiny smoke run (< 1 min)")
+    p.add_argument("--small-requests", type=int, default=None,
+                   help="requests of the GPT-2-small workload (default 32; 4 with --quick)")
+    p.add_argument("--small-rounds", type=int, default=1,
+                   help="rounds of the GPT-2-small workload (0 skips it)")
+    p.add_argument("--thread-rounds", type=int, default=None,
+                   help="rounds of the thread-heavy workload (default 3, 1 with --quick; "
+                        "0 skips it)")
+    p.add_argument("--quality-requests", type=int, default=None,
+                   help="seeded requests of the int8 quality line (default 512; 32 quick)")
+    p.add_argument("--with-e", action="store_true",
+                   help="also run E (transformers' continuous batching): its paged cache takes "
+                        "~14 GB of RAM on a CPU, sized from the free memory")
+    p.add_argument("--held-out-lines", type=int, default=48,
+                   help="held-out corpus threads the quality line's perplexity is taken on")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (a few minutes)")
     p.add_argument("--out", type=Path, default=None,
                    help="markdown table (default bench/results/worker.md; "
                         "var/bench/worker-quick.md with --quick)")
@@ -130,6 +154,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch threads (keep 1 here)")
     args = p.parse_args(argv)
     args.shape = QUICK if args.quick else FULL
+    args.small_shape = (2, 128, 4) if args.quick else GPT2_SMALL
+    if args.small_requests is None:
+        args.small_requests = 4 if args.quick else 32
+    args.small_rounds = max(0, args.small_rounds)
+    if args.thread_rounds is None:
+        args.thread_rounds = 1 if args.quick else 3
+    args.thread_rounds = max(0, args.thread_rounds)
+    if args.quality_requests is None:
+        args.quality_requests = 32 if args.quick else 512
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     args.rounds = max(1, args.rounds)
@@ -148,211 +181,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             ROOT / "bench" / "results" / "worker.md"
         )
     return args
-
-
-# --- the model ---------------------------------------------------------------------------
-
-
-def corpus(cast: Cast, shape: Shape, seed: int) -> list[str]:
-    """Training lines in the tag grammar for every text persona (deterministic)."""
-    from playhouse.generation.corpus import persona_corpus, union_corpus
-
-    text = [p for _, p in sorted(cast.personas.items()) if p.kind == "text"]
-    corpora = []
-    for persona in text:
-        others = [p.name for p in text if p.name != persona.name][:4]
-        corpora.append(
-            persona_corpus(persona.name, persona.rooms, persona.keywords.positive,
-                           others=others, n_threads=shape.corpus_threads, seed=seed)
-        )
-    return union_corpus(corpora, seed=seed)
-
-
-def model_dir(args: argparse.Namespace) -> Path:
-    s = args.shape
-    return args.cache / (
-        f"gpt2-{s.n_layer}x{s.n_embd}-v{MODEL_VERSION}-seed{args.seed}-steps{s.train_steps}"
-    )
-
-
-def build_model(path: Path, lines: Sequence[str], shape: Shape, seed: int) -> dict[str, Any]:
-    """Tokenizer + GPT-2 trained for a few steps (bounded by ``shape.train_s``), saved."""
-    import torch
-    import torch.nn.functional as F
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from playhouse.generation.demo import build_tokenizer
-
-    started = time.perf_counter()
-    staging = path.with_name(path.name + f".staging-{os.getpid()}")
-    tokenizer = build_tokenizer(lines, staging)
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=1024, n_embd=shape.n_embd,
-        n_layer=shape.n_layer, n_head=shape.n_head,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = GPT2LMHeadModel(config)
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    samples = [[*ids[:127], eos] for ids in
-               tokenizer(list(lines), add_special_tokens=False)["input_ids"] if ids]
-    rng = random.Random(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
-    warmup = max(1, shape.train_steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1 - s / shape.train_steps),
-    )
-    model.train()
-    losses: list[float] = []
-    steps = 0
-    while steps < shape.train_steps and time.perf_counter() - started < shape.train_s:
-        batch = rng.sample(samples, 8)
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
-        logits = model(input_ids=input_ids, attention_mask=mask).logits
-        labels = input_ids.masked_fill(mask == 0, -100)
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
-                               labels[:, 1:].reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(float(loss.detach()))
-        steps += 1
-    model.eval()
-    model.save_pretrained(str(staging))
-    tail = losses[-10:]
-    meta = {
-        "layers": shape.n_layer, "width": shape.n_embd, "heads": shape.n_head,
-        "params": model.num_parameters(), "vocab": len(tokenizer), "steps": steps,
-        "final_loss": round(sum(tail) / len(tail), 3) if tail else None,
-        "build_s": round(time.perf_counter() - started, 1),
-    }
-    (staging / "bench-model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    staging.rename(path)
-    return meta
-
-
-def random_model_dir(args: argparse.Namespace) -> Path:
-    s = args.shape
-    return args.cache / f"gpt2-{s.n_layer}x{s.n_embd}-v{MODEL_VERSION}-seed{args.seed}-random"
-
-
-def build_random_model(path: Path, tokenizer_from: Path, shape: Shape,
-                       seed: int) -> dict[str, Any]:
-    """The trained model's tokenizer and a random-init GPT-2 of the same shape, saved."""
-    import torch
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    started = time.perf_counter()
-    staging = path.with_name(path.name + f".staging-{os.getpid()}")
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_from))
-    tokenizer.save_pretrained(str(staging))
-    torch.manual_seed(seed + 1)
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=1024, n_embd=shape.n_embd,
-        n_layer=shape.n_layer, n_head=shape.n_head,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = GPT2LMHeadModel(config)
-    model.eval()
-    model.save_pretrained(str(staging))
-    meta = {
-        "layers": shape.n_layer, "width": shape.n_embd, "heads": shape.n_head,
-        "params": model.num_parameters(), "vocab": len(tokenizer), "steps": 0,
-        "final_loss": None, "random_init": True,
-        "build_s": round(time.perf_counter() - started, 1),
-    }
-    (staging / "bench-model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    if path.exists():
-        import shutil
-
-        shutil.rmtree(path)
-    staging.rename(path)
-    return meta
-
-
-def ensure_random_model(args: argparse.Namespace, trained: Path,
-                        rebuild: bool) -> tuple[Path, dict[str, Any]]:
-    path = random_model_dir(args)
-    meta_file = path / "bench-model.json"
-    if meta_file.is_file() and not rebuild:
-        return path, {**json.loads(meta_file.read_text(encoding="utf-8")), "cached": True}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"building the random-init model under {path} (once; cached) ...", flush=True)
-    return path, {**build_random_model(path, trained, args.shape, args.seed), "cached": False}
-
-
-def ensure_model(args: argparse.Namespace, lines: Sequence[str]) -> tuple[Path, dict[str, Any]]:
-    path = model_dir(args)
-    meta_file = path / "bench-model.json"
-    if meta_file.is_file() and not args.rebuild:
-        return path, {**json.loads(meta_file.read_text(encoding="utf-8")), "cached": True}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    print(f"building the benchmark model under {path} (once; cached) ...", flush=True)
-    return path, {**build_model(path, lines, args.shape, args.seed), "cached": False}
-
-
-# --- the requests ------------------------------------------------------------------------
-
-
-def make_requests(
-    lines: Sequence[str], persona: Persona, n: int, seed: int,
-    depths: Sequence[int] = DEPTHS,
-) -> list[GenerationRequest]:
-    """``n`` reply requests for ``persona``: corpus threads whose chains are stretched to
-    the ``depths`` (:data:`DEPTHS`: mixed prompt lengths), each with its own seed."""
-    import msgspec
-
-    from playhouse import grammar
-    from playhouse.constants import QUEUE_INTERACTIVE
-    from playhouse.jobs import reply_request
-    from playhouse.storage.models import Comment, Thread
-
-    rng = random.Random(seed)
-    parsed = [grammar.parse_training_line(line) for line in lines[:400]]
-    pool = [c for t in parsed for c in t.comments]
-    requests = []
-    now = time.time()
-    for i in range(n):
-        src = parsed[rng.randrange(len(parsed))]
-        post = src.post
-        depth = depths[i % len(depths)]
-        comments = list(src.comments[:-1])  # the persona's own last comment is the answer
-        while len(comments) < depth:
-            comments.append(pool[rng.randrange(len(pool))])
-        comments = comments[:depth]
-        thread = Thread(
-            thread_id=f"t{i:04d}", room=post.room, title=post.title, body=post.body,
-            url=post.url, author=post.author or "Visitor", is_bot=False, persona=None,
-            created_at=now, last_activity=now,
-        )
-        chain = [
-            Comment(comment_id=f"c{i:04d}-{j:02d}", thread_id=thread.thread_id, room=post.room,
-                    parent_id=None, author=c.author, is_bot=False, persona=None, text=c.text,
-                    created_at=now)
-            for j, c in enumerate(comments)
-        ]
-        request = reply_request(
-            persona=persona, thread=thread, chain=chain,
-            parent_id=chain[-1].comment_id if chain else None,
-            queue=QUEUE_INTERACTIVE, request_id=f"bench-{i:04d}",
-        )
-        requests.append(msgspec.structs.replace(request, seed=seed * 1000 + i))
-    return requests
 
 
 # --- the variants ------------------------------------------------------------------------
@@ -515,12 +343,11 @@ async def run_c_async(
     return run, engine.batches
 
 
-def run_d(model: TextModel, counter: Counter, batches: Sequence[Batch]) -> Run:
-    """C's batches again, in-process, no queue: the ceiling."""
-    from playhouse.generation.engines import TextEngine
-
-    engine = TextEngine(lambda _p: "bench", device="cpu", loader=lambda _p: model)
-    engine.models.get("bench")
+def run_replay(engine: Any, counter: Counter, batches: Sequence[Batch], name: str,
+               what: str) -> Run:
+    """Batches a worker generated, again, in-process with no queue (its ceiling): D for C's
+    batches on the transformers engine, G for F's on CTranslate2, H for F's without shared
+    prefixes."""
     counter.reset()
     ok = 0
     n = 0
@@ -532,19 +359,15 @@ def run_d(model: TextModel, counter: Counter, batches: Sequence[Batch]) -> Run:
         n += len(entries)
         latencies += [time.perf_counter() - started] * len(entries)
     seconds = time.perf_counter() - started
-    return Run("D", "C's batches in-process, no queue", n, seconds, _copy(counter), ok,
-               latencies)
+    return Run(name, what, n, seconds, _copy(counter), ok, latencies)
 
 
 def _copy(counter: Counter) -> Counter:
     return Counter(**{**counter.__dict__, "batch_sizes": list(counter.batch_sizes)})
 
 
-def warm_up(model: TextModel, persona: Persona, requests: Sequence[GenerationRequest]) -> None:
-    """One small batch and one single request, so no variant pays torch's first calls."""
-    from playhouse.generation.engines import TextEngine
-
-    engine = TextEngine(lambda _p: "bench", device="cpu", loader=lambda _p: model)
+def warm_up(engine: Any, persona: Persona, requests: Sequence[GenerationRequest]) -> None:
+    """One small batch and one single request, so no variant pays its engine's first calls."""
     engine.run(persona, _entries(requests[:4]), 1, NEVER)
     engine.run(persona, _entries(requests[4:5]), 2, NEVER)
 
@@ -568,13 +391,35 @@ def continuous_engine(
     return engine, time.perf_counter() - started, len(longest)
 
 
+def ct2_engine(persona: Persona, counter: Counter, args: argparse.Namespace, *,
+               share: bool = True, quantization: str = "auto") -> tuple[Any, Any, float]:
+    """F's engine, built as ``playhouse worker`` builds it with ``worker.engine =
+    "ctranslate2"`` (what ``auto`` picks here): the model converted (once, cached under
+    ``var/bench/ctranslate2``) and loaded. Returns the engine, its model (instrumented) and
+    the seconds the conversion (or the cache hit) and load took."""
+    from playhouse.generation.ct2 import Ct2Model
+    from playhouse.generation.engines import make_engine
+
+    engine: Any = make_engine(
+        "text", args.cache, device="cpu", max_models=1, max_bytes=4 << 30,
+        engine="ctranslate2", convert_dir=args.cache / "ctranslate2", threads=args.threads,
+        share_prefixes=share, quantization=quantization,
+    )
+    started = time.perf_counter()
+    model = engine.models.get(persona.model)
+    seconds = time.perf_counter() - started
+    assert isinstance(model, Ct2Model)
+    instrument_ct2(model, counter, args.max_new_tokens)
+    return engine, model, seconds
+
+
 # --- the workloads -----------------------------------------------------------------------
 
 
 @dataclass
 class Workload:
     key: str
-    """"primary" or "decode-heavy"."""
+    """"primary", "decode-heavy", "gpt2-small" or "thread-heavy"."""
     ns: str
     """Azurite namespace letter."""
     title: str
@@ -585,12 +430,16 @@ class Workload:
     requests: list[GenerationRequest]
     rounds: int
     a_requests: int
+    variants: str = "ABCDEFG"
     prompt_lens: list[int] = field(default_factory=list)
     runs: dict[str, Run] = field(default_factory=dict)
     all_seconds: dict[str, list[float]] = field(default_factory=dict)
     load_s: float = 0.0
     e_warm_s: float = 0.0
     e_warm_rows: int = 0
+    f_load_s: float = 0.0
+    f_quantization: str = ""
+    quality: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prefix(self) -> str:
@@ -598,259 +447,154 @@ class Workload:
         return "" if self.key == "primary" else f"{self.key} "
 
 
+WHAT = {
+    "A": "load per request, batch 1",
+    "B": "loaded once, batch 1",
+    "C": "Worker via Azurite queues, batched",
+    "D": "C's batches in-process, no queue",
+    "E": "C with transformers' continuous batching",
+    "F": "Worker via Azurite, CTranslate2 engine",
+    "G": "F's batches in-process, no queue",
+    "H": "F's batches in-process, shared prefixes off",
+}
+
+
 def run_workload(wl: Workload, conn: str, args: argparse.Namespace,
                  step: Callable[[str, int, Run], None]) -> None:
-    """Every round of B, C, D, E, A on ``wl``; keeps the figures the table shows."""
+    """Every round of the workload's variants (B, C, D, E, F, G, A in that order when
+    present); keeps the figures the table shows."""
     from playhouse.generation.completion import build_prompt
+    from playhouse.generation.engines import TextEngine
     from playhouse.generation.text import TextModel
 
-    TextModel.load(str(wl.path), device="cpu").close()  # imports and page cache, not timed
-    load_started = time.perf_counter()
+    v = wl.variants
     counter = Counter()
-    model = instrument(TextModel.load(str(wl.path), device="cpu"), counter)
-    wl.load_s = time.perf_counter() - load_started
-    wl.prompt_lens = [model.count_tokens(build_prompt(r, wl.persona, model))
-                      for r in wl.requests]
-    warm_up(model, wl.persona, wl.requests)
+    model: TextModel | None = None
+    if "B" in v or "C" in v:
+        TextModel.load(str(wl.path), device="cpu").close()  # imports and page cache
+        load_started = time.perf_counter()
+        model = instrument(TextModel.load(str(wl.path), device="cpu"), counter)
+        wl.load_s = time.perf_counter() - load_started
+        wl.prompt_lens = [model.count_tokens(build_prompt(r, wl.persona, model))
+                          for r in wl.requests]
+        warm_up(TextEngine(lambda _p: "bench", loader=lambda _p: model), wl.persona,
+                wl.requests)
     e_counter = Counter()
-    print(f"[{wl.key}] warming up continuous batching (builds its manager) ...", flush=True)
-    e_engine, wl.e_warm_s, wl.e_warm_rows = continuous_engine(
-        wl.path, wl.persona, wl.requests, wl.prompt_lens, e_counter, args
-    )
-    print(f"[{wl.key}] E warm-up {wl.e_warm_s:.1f} s", flush=True)
-    c_engine = padded_engine(model)
+    e_engine = None
+    if "E" in v:
+        print(f"[{wl.key}] warming up continuous batching (builds its manager) ...", flush=True)
+        e_engine, wl.e_warm_s, wl.e_warm_rows = continuous_engine(
+            wl.path, wl.persona, wl.requests, wl.prompt_lens, e_counter, args
+        )
+        print(f"[{wl.key}] E warm-up {wl.e_warm_s:.1f} s", flush=True)
+    f_counter = Counter()
+    h_counter = Counter()
+    f_engine = h_engine = g_engine = None
+    if "F" in v:
+        print(f"[{wl.key}] CTranslate2: converting (once, cached) and loading ...", flush=True)
+        f_engine, f_model, wl.f_load_s = ct2_engine(wl.persona, f_counter, args)
+        wl.f_quantization = f_model.quantization
+        print(f"[{wl.key}] F conversion + load {wl.f_load_s:.1f} s ({wl.f_quantization})",
+              flush=True)
+        if not wl.prompt_lens:
+            wl.prompt_lens = [f_model.count_tokens(build_prompt(r, wl.persona, f_model))
+                              for r in wl.requests]
+        g_engine = TextEngine(lambda _p: "g", loader=lambda _p: f_model)
+        warm_up(g_engine, wl.persona, wl.requests)
+        if "H" in v:
+            h_engine, _, _ = ct2_engine(wl.persona, h_counter, args, share=False)
+            warm_up(h_engine, wl.persona, wl.requests)
+    c_engine = padded_engine(model) if model is not None and "C" in v else None
     rounds: list[dict[str, Run]] = []
     try:
         for n in range(wl.rounds):
             runs: dict[str, Run] = {}
-            runs["B"] = run_b(model, counter, wl.persona, wl.requests)
-            step(wl.key, n, runs["B"])
-            runs["C"], batches = asyncio.run(
-                run_c_async(conn, f"b{wl.ns}{n}c", c_engine, counter, wl.cast, wl.requests,
-                            args)
-            )
-            step(wl.key, n, runs["C"])
-            runs["D"] = run_d(model, counter, batches)
-            step(wl.key, n, runs["D"])
-            runs["E"], _ = asyncio.run(
-                run_c_async(conn, f"b{wl.ns}{n}e", e_engine, e_counter, wl.cast, wl.requests,
-                            args, name="E",
-                            what="C with transformers' continuous batching")
-            )
-            step(wl.key, n, runs["E"])
-            runs["A"] = run_a(wl.path, wl.persona, wl.requests[: wl.a_requests])
-            step(wl.key, n, runs["A"])
+            if "B" in v:
+                assert model is not None
+                runs["B"] = run_b(model, counter, wl.persona, wl.requests)
+                step(wl.key, n, runs["B"])
+            if "C" in v:
+                runs["C"], batches = asyncio.run(
+                    run_c_async(conn, f"b{wl.ns}{n}c", c_engine, counter, wl.cast,
+                                wl.requests, args)
+                )
+                step(wl.key, n, runs["C"])
+                runs["D"] = run_replay(c_engine, counter, batches, "D", WHAT["D"])
+                step(wl.key, n, runs["D"])
+            if "E" in v:
+                runs["E"], _ = asyncio.run(
+                    run_c_async(conn, f"b{wl.ns}{n}e", e_engine, e_counter, wl.cast,
+                                wl.requests, args, name="E", what=WHAT["E"])
+                )
+                step(wl.key, n, runs["E"])
+            if "F" in v:
+                runs["F"], batches = asyncio.run(
+                    run_c_async(conn, f"b{wl.ns}{n}f", f_engine, f_counter, wl.cast,
+                                wl.requests, args, name="F", what=WHAT["F"])
+                )
+                step(wl.key, n, runs["F"])
+                runs["G"] = run_replay(g_engine, f_counter, batches, "G", WHAT["G"])
+                step(wl.key, n, runs["G"])
+                if "H" in v:
+                    runs["H"] = run_replay(h_engine, h_counter, batches, "H", WHAT["H"])
+                    step(wl.key, n, runs["H"])
+            if "A" in v:
+                runs["A"] = run_a(wl.path, wl.persona, wl.requests[: wl.a_requests])
+                step(wl.key, n, runs["A"])
             rounds.append(runs)
+        if "F" in v and wl.key == "primary":
+            wl.quality = quality(wl, g_engine, f_counter, args)
     finally:
-        e_engine.close()
-        model.close()
-    # A, B and E: each one's fastest round. C and D: the pair from one round (D replays that
-    # round's batches of C), the round where the two together were fastest.
-    wl.runs = {k: min((r[k] for r in rounds), key=lambda run: run.seconds) for k in "ABE"}
-    pair = min(rounds, key=lambda r: r["C"].seconds + r["D"].seconds)
-    wl.runs["C"], wl.runs["D"] = pair["C"], pair["D"]
-    wl.all_seconds = {k: [round(r[k].seconds, 2) for r in rounds] for k in "ABCDE"}
+        for engine in (e_engine, f_engine, h_engine):
+            if engine is not None:
+                engine.close()
+        if model is not None:
+            model.close()
+    # A, B, E, H: each one's fastest round. C+D and F+G: the pair from one round (the second
+    # replays that round's batches of the first), the round where the two were fastest.
+    wl.runs = {k: min((r[k] for r in rounds), key=lambda run: run.seconds)
+               for k in "ABEH" if k in v}
+    for first, second in ("CD", "FG"):
+        if first in v:
+            pair = min(rounds, key=lambda r: r[first].seconds + r[second].seconds)
+            wl.runs[first], wl.runs[second] = pair[first], pair[second]
+    wl.all_seconds = {k: [round(r[k].seconds, 2) for r in rounds] for k in sorted(wl.runs)}
 
 
-# --- the report --------------------------------------------------------------------------
+def quality(wl: Workload, int8_engine: Any, counter: Counter,
+            args: argparse.Namespace) -> dict[str, Any]:
+    """Issue 15's int8 quality gate on the benchmark model: perplexity on held-out text in
+    the tag grammar (corpus threads of another seed, none of them trained on) of the int8
+    and float32 conversions against the fp32 original, and the share of valid replies for
+    the same seeded requests, int8 against float32 (both CTranslate2)."""
+    from playhouse.generation.convert import ensure_converted, quality_gate
 
-
-def pct(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-def _model_line(meta: dict[str, Any]) -> str:
-    trained = (f"{meta['steps']} training steps, final loss {meta['final_loss']}"
-               if not meta.get("random_init") else "random init, untrained")
-    return (f"GPT-2 shape {meta['layers']} layers x {meta['width']} "
-            f"({meta['params'] / 1e6:.1f} M parameters, vocab {meta['vocab']}, {trained}), fp32")
-
-
-def workload_section(wl: Workload, ctx: dict[str, Any], number: int) -> list[str]:
-    a, b, c, d, e = (wl.runs[k] for k in "ABCDE")
-    lens = sorted(wl.prompt_lens)
-    g = wl.persona.generation
-    bk = b.counter
-    out = [
-        f"## {number}. {wl.title}",
-        "",
-        f"Model: {_model_line(wl.meta)}; {'reused from' if wl.meta['cached'] else 'built in'} "
-        f"{ctx['rel'](wl.path)}.",
-        f"Requests: {b.requests} replies for {BOT} (temperature {g.temperature}, top_k "
-        f"{g.top_k}, top_p {g.top_p}, repetition_penalty {g.repetition_penalty}), "
-        f"max_new_tokens {g.max_new_tokens}, {g.max_attempts} attempt(s) each, prompts of "
-        f"{lens[0]}-{lens[-1]} tokens (median {lens[len(lens) // 2]}), one seed per request "
-        "shared by all variants.",
-        f"Shape of the work (B's counts): {bk.prompt_tokens} prompt tokens and {bk.tokens} "
-        f"generated tokens ({bk.tokens / max(1, bk.rows):.1f} per reply, "
-        f"{bk.tokens / max(1, bk.rows * g.max_new_tokens):.0%} of max_new_tokens).",
-        f"Rounds: {wl.rounds}, all seconds: "
-        + ", ".join(f"{k} {v}" for k, v in wl.all_seconds.items()) + ".",
-        "",
-        "| variant | what | requests | ok | tokens generated | seconds | tokens/s | requests/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in (a, b, c, d, e):
-        what = r.what
-        if r is a and a.requests < b.requests:
-            what += f" (only the first {a.requests} requests: A is load-dominated)"
-        out.append(
-            f"| {r.name} | {what} | {r.requests} | {r.ok} | {r.tokens} | {r.seconds:.2f} | "
-            f"{r.tok_s:.1f} | {r.req_s:.2f} |"
-        )
-    p = wl.prefix
-    e_batch_s = e.notes["generate_s"] / max(1, len(e.notes["worker_batches"]))
-    out += [
-        "",
-        "Ratios are of throughput in requests/s (the tokens/s ratios follow them):",
-        "",
-        "```",
-        f"{p}ratio C/B = {c.req_s / b.req_s:.2f}",
-        f"{p}ratio C/A = {c.req_s / a.req_s:.2f}",
-        f"{p}ratio C/D = {c.req_s / d.req_s:.2f}",
-        f"{p}ratio E/C = {e.req_s / c.req_s:.2f}",
-        f"{p}tokens/s ratios: C/B = {c.tok_s / b.tok_s:.2f}, C/A = {c.tok_s / a.tok_s:.2f}, "
-        f"C/D = {c.tok_s / d.tok_s:.2f}, E/C = {e.tok_s / c.tok_s:.2f}",
-        f"{p}E warm-up = {wl.e_warm_s:.1f} s (continuous-batching manager build + one batch of "
-        f"the {wl.e_warm_rows} longest prompts, once per model, before any timing; "
-        f"{wl.e_warm_s - e_batch_s:.1f} s more than a timed E batch, {e_batch_s:.2f} s)",
-        f"{p}C request latency (all {c.requests} queued at t0, "
-        f"t0 -> result on gen-results-interactive): "
-        f"p50 = {pct(c.latencies, 50):.2f} s, p95 = {pct(c.latencies, 95):.2f} s",
-        f"{p}E request latency (same): p50 = {pct(e.latencies, 50):.2f} s, "
-        f"p95 = {pct(e.latencies, 95):.2f} s",
-        f"{p}B request latency (same burst, one at a time): p50 = "
-        f"{pct(b.latencies, 50):.2f} s, p95 = {pct(b.latencies, 95):.2f} s",
-        "```",
-        "",
-        "Details:",
-        "",
-    ]
-    for r in (c, e):
-        out.append(
-            f"- {r.name}: worker batches {r.notes['worker_batches']} (batch_size "
-            f"{ctx['batch_size']}, gather_ms {r.notes['gather_ms']}); generation "
-            f"{r.notes['generate_s']:.2f} s of {r.seconds:.2f} s, queues and the rest "
-            f"{r.seconds - r.notes['generate_s']:.2f} s; {r.notes['results']} results read, "
-            f"{r.notes['left_in_queue']} requests left, {r.notes['poisoned']} in the poison "
-            f"queue (invalid outputs, {g.max_attempts} attempt(s))."
-        )
-    for r in (a, b, c, d, e):
-        k = r.counter
-        if k.continuous:
-            out.append(
-                f"- {r.name}: {k.calls} generate_batch() calls, {k.rows} rows, prompt tokens "
-                f"{k.prompt_tokens} (no padding), {k.tokens} tokens generated (finished rows "
-                "leave the batch at once: no idle decode slots)."
-            )
-        else:
-            out.append(
-                f"- {r.name}: {k.calls} generate() calls, {k.rows} rows, prompt tokens "
-                f"{k.prompt_tokens} real / {k.prompt_padded} with padding, decode slots "
-                f"{k.slots} for {k.tokens} tokens ({k.tokens / max(1, k.slots):.0%} useful)."
-            )
-    out += [
-        f"- Model load (A, per request): {wl.load_s:.2f} s measured once before the runs.",
-        "",
-    ]
-    return out
-
-
-def report(workloads: Sequence[Workload], ctx: dict[str, Any]) -> str:
-    out = [
-        "# Worker benchmark",
-        "",
-        f"Run {ctx['when']} by `{ctx['command']}` on {ctx['machine']}; load average "
-        f"(1/5/15 min) {ctx['load_start']} at the start and {ctx['load_end']} at the end "
-        f"({ctx['seconds']:.0f} s in all). torch {ctx['torch']} / transformers "
-        f"{ctx['transformers']}, {ctx['threads']} torch thread(s).",
-        "",
-        "Two workloads, each answered five ways on the same requests and seeds: A (load per "
-        "request, batch 1: the old design), B (loaded once, batch 1), C (`playhouse worker` "
-        "through Azurite, padded batches), D (C's batches in-process: C's ceiling), E (C with "
-        "`make_engine(..., continuous_batching=True)`: transformers' continuous batching). "
-        "Each round runs B, C, D, E, A in turn on a shared machine; the tables keep A's, B's "
-        "and E's fastest rounds and the C+D pair of the round where C and D together were "
-        "fastest (D replays that round's batches of C). Tokens are the ones really generated: "
-        "per row up to its last non-pad token for `generate()`, the returned sequence for "
-        "continuous batching.",
-        "",
-    ]
-    for n, wl in enumerate(workloads, 1):
-        out += workload_section(wl, ctx, n)
-    out += notes(workloads)
-    return "\n".join(out).rstrip("\n") + "\n"
-
-
-def notes(workloads: Sequence[Workload]) -> list[str]:
-    by = {wl.key: wl for wl in workloads}
-    out = ["## Notes", ""]
-    prim = by.get("primary")
-    dec = by.get("decode-heavy")
-
-    def shape(wl: Workload) -> str:
-        k = wl.runs["B"].counter
-        return (f"{k.prompt_tokens} prompt tokens against {k.tokens} generated "
-                f"({k.prompt_tokens / max(1, k.tokens):.1f} : 1)")
-
-    if prim is not None:
-        b, c = prim.runs["B"], prim.runs["C"]
-        out.append(
-            f"- **Primary = prompt-pass-bound.** The trained model closes its tag after a few "
-            f"tokens, so the work is {shape(prim)}. On a CPU the prompt pass is compute-bound: "
-            "a prompt token costs about the same alone or in a batch of 32, so batching can "
-            "only save on the short decode part, and padding mixed-length prompts (even "
-            "split into length buckets) adds prompt tokens. Hence C/B = "
-            f"{c.req_s / b.req_s:.2f} here (target 4)."
-        )
-    if dec is not None:
-        b, c = dec.runs["B"], dec.runs["C"]
-        against = (f" against {prim.runs['C'].req_s / prim.runs['B'].req_s:.2f} on the "
-                   "primary workload" if prim is not None else "")
-        out.append(
-            f"- **Decode-heavy = decode-bound.** The random-init model (same shape and "
-            "tokenizer) closes a tag only by chance, so replies run to max_new_tokens, on "
-            f"short prompts: {shape(dec)}. A decode step streams all the weights for one "
-            "token per row, so one step of 32 rows costs far less than 32 steps of one: this is "
-            f"where batching can pay on a CPU, C/B = {c.req_s / b.req_s:.2f}{against}. "
-            "Its outputs are "
-            "noise, so nearly every request fails validation (the `ok` column); each failure "
-            "is still a result (and, in C and E, a poison-queue entry), so every variant "
-            "answers all requests."
-        )
-    def winner(ratio: float) -> str:
-        if ratio > 1.05:
-            return "continuous batching wins"
-        return "padded batches win" if ratio < 0.95 else "a tie"
-
-    ratios = [wl.runs["E"].req_s / wl.runs["C"].req_s for wl in workloads]
-    verdict = "; ".join(f"{wl.key} E/C = {r:.2f} ({winner(r)})"
-                        for wl, r in zip(workloads, ratios, strict=True))
-    default = (
-        "so the worker keeps padded batches as its default on CPU (`worker.continuous_batching` "
-        "off)" if max(ratios) < 1.0 else
-        "so continuous batching is worth turning on (`worker.continuous_batching`) for the "
-        "workloads where it wins"
-    )
-    out.append(
-        f"- **Continuous batching (E) against padded batches (C) on this CPU:** {verdict}; "
-        f"{default}. E also pays a one-off manager build per model (the warm-up lines above; "
-        "mostly zeroing the manager's static tensors), which the worker keeps alive per "
-        "loaded model, and, in transformers "
-        f"{_version('transformers')}, every `generate_batch` call restarts the manager's "
-        "generation loop and re-zeroes those tensors (about 0.5 s of a 0.65-0.8 s call with "
-        "the --quick model, seen with a sampling profiler), a fixed cost per worker batch. "
-        "Transformers' "
-        "continuous batching also drops the repetition penalty "
-        "(`RepetitionPenaltyLogitsProcessor isn't supported by CB`), so E samples without "
-        "the persona's repetition_penalty."
-    )
-    out.append("")
-    return out
+    cache = args.cache / "ctranslate2"
+    int8 = ensure_converted(wl.path, cache, "int8")
+    fp32 = ensure_converted(wl.path, cache, "float32")
+    trained = set(args.lines)
+    held_out = [line for line in corpus(args.cast, args.shape, args.seed + 1)
+                if line not in trained][: args.held_out_lines]
+    gate = quality_gate(wl.path, [(int8.path, "int8"), (fp32.path, "float32")],
+                        device="cpu", lines=held_out)
+    requests = make_requests(args.lines, wl.persona, args.quality_requests, args.seed + 99)
+    shares: dict[str, float] = {}
+    fp32_counter = Counter()
+    fp32_engine, _, _ = ct2_engine(wl.persona, fp32_counter, args, quantization="float32")
+    try:
+        for name, engine in (("int8", int8_engine), ("float32", fp32_engine)):
+            ok = 0
+            for k in range(0, len(requests), args.batch_size):
+                chunk = requests[k : k + args.batch_size]
+                ok += sum(o.ok for o in engine.run(wl.persona, _entries(chunk), 4242, NEVER))
+            shares[name] = ok / len(requests)
+    finally:
+        fp32_engine.close()
+    return {
+        "reference": gate["reference"], "int8": gate["int8"], "float32": gate["float32"],
+        "tokens": int(gate["tokens"]), "lines": len(held_out), "requests": len(requests),
+        "shares": shares,
+    }
 
 
 # --- main --------------------------------------------------------------------------------
@@ -884,14 +628,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     cast = load_cast_strict(ROOT / "personas")
     base = cast.personas[BOT]
     lines = corpus(cast, args.shape, args.seed)
+    args.lines = lines
+    args.cast = cast
     path, meta = ensure_model(args, lines)
     rpath, rmeta = ensure_random_model(args, path, rebuild=args.rebuild or not meta["cached"])
 
     def workload(key: str, ns: str, title: str, model_path: Path, model_meta: dict[str, Any],
-                 depths: Sequence[int], rounds: int) -> Workload:
+                 requests: Callable[[Persona], list[GenerationRequest]], rounds: int,
+                 variants: str) -> Workload:
         persona = msgspec.structs.replace(
             base,
-            model=str(model_path.resolve()),  # what make_engine resolves (E)
+            model=str(model_path.resolve()),  # what make_engine resolves (E, F)
             generation=msgspec.structs.replace(
                 base.generation, max_new_tokens=args.max_new_tokens,
                 max_attempts=args.attempts,
@@ -900,22 +647,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return Workload(
             key=key, ns=ns, title=title, path=model_path, meta=model_meta, persona=persona,
             cast=Cast(personas={persona.name: persona}, rooms=cast.rooms),
-            requests=make_requests(lines, persona, args.requests, args.seed, depths),
-            rounds=rounds, a_requests=args.a_requests,
+            requests=requests(persona), rounds=rounds, a_requests=args.a_requests,
+            variants=variants,
         )
 
     workloads = [workload(
         "primary", "p",
         "Primary workload: trained model, mixed prompts, short replies (prompt-pass-bound)",
-        path, meta, DEPTHS, args.rounds,
+        path, meta, lambda p: make_requests(lines, p, args.requests, args.seed, DEPTHS),
+        args.rounds, "ABCDEFG" if args.with_e else "ABCDFG",
     )]
     if args.decode_rounds:
         workloads.append(workload(
             "decode-heavy", "d",
             "Decode-heavy workload: random-init model, short prompts, replies run to "
             "max_new_tokens (decode-bound)",
-            rpath, rmeta, DECODE_DEPTHS, args.decode_rounds,
+            rpath, rmeta,
+            lambda p: make_requests(lines, p, args.requests, args.seed, DECODE_DEPTHS),
+            args.decode_rounds, "ABCDEFG" if args.with_e else "ABCDFG",
         ))
+    if args.small_rounds:
+        spath, smeta = ensure_small_model(args, path, rebuild=args.rebuild)
+        workloads.append(workload(
+            "gpt2-small", "s",
+            "GPT-2-small workload: random-init 124 M model, prompts of ~100-250 tokens",
+            spath, smeta,
+            lambda p: make_requests(lines, p, args.small_requests, args.seed, SMALL_DEPTHS),
+            args.small_rounds, "BCDFG",
+        ))
+    if args.thread_rounds:
+        per_thread = 8
+        n_threads = max(1, args.requests // per_thread)
+        for key, ns, body, what in (("thread-heavy", "t", 24, "long posts"),
+                                    ("thread-heavy-short", "u", 6, "short posts")):
+            workloads.append(workload(
+                key, ns,
+                f"Thread-heavy workload, {what}: trained model, {per_thread} replies in "
+                f"each of {n_threads} threads (shared prefixes)",
+                path, meta,
+                lambda p, body=body: make_thread_requests(lines, p, n_threads, per_thread,
+                                                          args.seed, body_comments=body),
+                args.thread_rounds, "FGH",
+            ))
 
     step = _progress(began)
     with tempfile.TemporaryDirectory(prefix="bench-azurite-") as tmp:
@@ -935,6 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "python bench/worker.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": f"{os.cpu_count()} CPU cores (shared), no GPU",
         "torch": torch.__version__, "transformers": transformers.__version__,
+        "ctranslate2": version_of("ctranslate2"),
         "threads": torch.get_num_threads(), "batch_size": args.batch_size, "rel": rel,
         "load_start": load_start, "load_end": _loadavg(),
         "seconds": time.perf_counter() - began,
@@ -946,15 +720,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(text, encoding="utf-8")
     print(f"written to {args.out} in {time.perf_counter() - began:.0f} s total")
     return 0
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "?"
 
 
 def _loadavg() -> str:

@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
@@ -34,6 +34,11 @@ class StorageSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     emulator_dir: Annotated[
         str, _doc("Folder for Azurite's data when the emulator is used.")
     ] = "var/azurite"
+    emulator_file: Annotated[
+        str,
+        _doc("Where `playhouse run` writes its emulator's connection string while it runs "
+             "(every other command finds the emulator there when no connection string is set)."),
+    ] = "var/storage.conn"
     namespace: Annotated[
         str,
         _doc("Prefix of every table, queue and container name (several playhouses, one account)."),
@@ -58,7 +63,35 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     votes_per_minute: Annotated[
         int, _doc("Votes (and changes of a vote) one person may make per minute.")
     ] = 60
+    login_failures_per_minute: Annotated[
+        int,
+        _doc("Wrong passwords for one user name from one address per minute; past it that "
+             "address waits (the name's owner elsewhere is not locked out)."),
+    ] = 5
+    login_failures_per_user_per_minute: Annotated[
+        int,
+        _doc("Wrong passwords for one user name from all addresses per minute; past it only "
+             "an address with no recent failures for that name may try (a correct password "
+             "from the owner's device still gets in)."),
+    ] = 30
     history_page: Annotated[int, _doc("Items sent per page of history.")] = 50
+    ws_messages_per_s: Annotated[
+        float, _doc("Messages one websocket may send per second, on average (then too_fast).")
+    ] = 10.0
+    ws_message_burst: Annotated[
+        float, _doc("Messages one websocket may send at once before its rate applies.")
+    ] = 40.0
+    ws_patience: Annotated[
+        float,
+        _doc("Messages past its budget a websocket may send in a row (one forgiven per "
+             "second) before it is closed with 1008 (policy violation)."),
+    ] = 20.0
+    ws_sockets_per_address: Annotated[
+        int, _doc("Websockets open at once from one address (all instances together).")
+    ] = 64
+    ws_sockets_per_user: Annotated[
+        int, _doc("Websockets open at once for one logged-in user (all instances together).")
+    ] = 16
     admins: Annotated[
         tuple[str, ...],
         _doc("User names that may open the status page (comma-separated in the environment)."),
@@ -70,11 +103,58 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     sample_interval_s: Annotated[
         float, _doc("Seconds between the queue-depth samples the status page charts.")
     ] = 15.0
+    sample_watch_s: Annotated[
+        float,
+        _doc("Queue depths are sampled only this long after someone last opened the status "
+             "page or scraped /metrics (nobody watching costs no storage request)."),
+    ] = 600.0
+    bots_per_post: Annotated[
+        int, _doc("Bots one post may call (mentions, reply, default bot); the rest are not "
+                  "asked, and the poster is told which.")
+    ] = 3
+    bot_calls_per_minute: Annotated[
+        int, _doc("Bot calls one user may make per minute (each bot asked counts one).")
+    ] = 10
+    people_meet_caps: Annotated[
+        bool,
+        _doc("A person's call to a bot at its per-thread or hourly room cap is declined, "
+             "saying why and when the cap lifts (false: people's calls are answered whenever "
+             "the bot is awake; the caps then hold the scheduler only)."),
+    ] = True
+    rooms_per_hour: Annotated[
+        int, _doc("Rooms one user may create per hour (all at once, or spread out).")
+    ] = 10
     bot_call_grace_s: Annotated[
         int,
-        _doc("Seconds a post's bot call waits before any instance makes it in place of the "
-             "posting one (which may have died)."),
+        _doc("Seconds a recorded bot call waits before any instance makes it in place of "
+             "the one that recorded it (which may have died)."),
     ] = 30
+    max_deliveries: Annotated[
+        int, _doc("Deliveries of one result whose application fails before it is parked.")
+    ] = 5
+    results_poll_max_s: Annotated[
+        float, _doc("Longest wait between polls of a result queue while no answer is awaited.")
+    ] = 5.0
+    expect_s: Annotated[
+        float,
+        _doc("Poll a result queue quickly at most this long for an answer this instance asked "
+             "for (the wait grows with the time already waited)."),
+    ] = 120.0
+    activity_window_s: Annotated[
+        float,
+        _doc("Room and thread counters are written this long after what they count, one "
+             "write per row for everything counted meanwhile."),
+    ] = 1.0
+    waiting_interval_s: Annotated[
+        float,
+        _doc("Seconds between looks at where the bots' pending answers stand (queued, "
+             "generating, retrying, no worker running): their placeholders change live."),
+    ] = 2.0
+    waiting_grace_s: Annotated[
+        float,
+        _doc("A placeholder is looked after once it has waited this long: an answer that "
+             "comes sooner costs no storage request."),
+    ] = 2.0
 
     secret_fields: ClassVar[tuple[str, ...]] = ("secret_key", "redis_url", "metrics_token")
 
@@ -89,9 +169,14 @@ class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     visibility_timeout_s: Annotated[
         int, _doc("Seconds a received message stays hidden from other workers.")
     ] = 120
-    max_attempts: Annotated[
-        int, _doc("Deliveries (and re-samples) before a request fails.")
+    max_deliveries: Annotated[
+        int, _doc("Deliveries of one request at most; then it fails visibly (poison).")
     ] = 3
+    preempt_poll_s: Annotated[
+        float,
+        _doc("While a group of bots' requests generates, look for a person's this often and "
+             "stop the group for it (the group runs again right after; 0: never stop one)."),
+    ] = 0.25
     poll_min_s: Annotated[float, _doc("Shortest wait between empty polls.")] = 0.05
     poll_max_s: Annotated[float, _doc("Longest wait between empty polls.")] = 2.0
     poll_linger_s: Annotated[
@@ -102,6 +187,31 @@ class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     continuous_batching: Annotated[
         bool, _doc("Use transformers' continuous batching instead of padded generate().")
     ] = False
+    engine: Annotated[
+        Literal["auto", "transformers", "ctranslate2"],
+        _doc("Text generation engine: auto (CTranslate2 when installed and the model converts "
+             "and passes the int8 quality gate, else transformers), transformers or "
+             "ctranslate2."),
+    ] = "auto"
+    quantization: Annotated[
+        Literal["auto", "int8", "int8_float32", "int16", "float32", "float16", "bfloat16",
+                "int8_float16", "int8_bfloat16"],
+        _doc("CTranslate2 weights: auto is int8 on a CPU and float16 on CUDA (float32 when "
+             "the quality gate rejects them)."),
+    ] = "auto"
+    convert_dir: Annotated[
+        str, _doc("Folder of CTranslate2 conversions (empty: ctranslate2/ under models_dir).")
+    ] = ""
+    share_prefixes: Annotated[
+        bool,
+        _doc("CTranslate2: compute a prompt prefix shared by requests of one batch (a thread's "
+             "post and common ancestors) once."),
+    ] = True
+    launch_free: Annotated[
+        bool,
+        _doc("transformers on CUDA: static KV cache and the decode step as CUDA graphs "
+             "(warmed up per model; eager when capture fails). Never used on a CPU."),
+    ] = True
     heartbeat_s: Annotated[
         float, _doc("Seconds between heartbeats written to storage (status page, /metrics).")
     ] = 15.0
@@ -139,7 +249,7 @@ class SchedulerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     reply_delay_s: Annotated[
         float, _doc("Longest pause before a bot notices a comment (each bot draws its own).")
     ] = 60.0
-    requeue_max_attempts: Annotated[
+    max_queued: Annotated[
         int, _doc("Times a stuck job is queued in all before it is failed visibly.")
     ] = 3
     poison_age_s: Annotated[

@@ -11,12 +11,16 @@ TABLE_MEMBERS: Final = "members"
 TABLE_THREADS: Final = "threads"
 TABLE_COMMENTS: Final = "comments"
 TABLE_JOBS: Final = "jobs"
-TABLE_REPLIES: Final = "replies"
-"""Which persona answered which comment: PK comment id, RK persona (the scheduler's memory)."""
 TABLE_WORKERS: Final = "workers"
 """Each worker's latest heartbeat: PK ``PK_WORKERS``, RK the worker id."""
 TABLE_METRICS: Final = "metrics"
 """Time series for the status page: PK the UTC hour, RK time and source."""
+TABLE_PROGRESS: Final = "progress"
+"""Where a worker says how far it got with a request (generating, retrying): PK and RK
+as the request's job row."""
+TABLE_DECISIONS: Final = "decisions"
+"""The scheduler's recent verdicts per persona (replied, passed, held back): PK the
+persona (lowercase), RK newest first."""
 TABLE_VOTES: Final = "votes"
 """Votes and each item's tally (PK the thread id), and each voter's own votes (PK
 ``u.<voter>``): see ``playhouse.storage.votes``."""
@@ -33,9 +37,10 @@ TABLES: Final = (
     TABLE_THREADS,
     TABLE_COMMENTS,
     TABLE_JOBS,
-    TABLE_REPLIES,
     TABLE_WORKERS,
     TABLE_METRICS,
+    TABLE_PROGRESS,
+    TABLE_DECISIONS,
     TABLE_VOTES,
     TABLE_LISTINGS,
     TABLE_AUTHORED,
@@ -49,16 +54,12 @@ QUEUE_RESULTS: Final = "gen-results"
 QUEUE_RESULTS_INTERACTIVE: Final = "gen-results-interactive"
 """Results of what people asked for (gen-interactive): applied before the bots' results,
 so a person's answer never waits behind a backlog of bot traffic."""
-QUEUE_BOT_CALLS: Final = "bot-calls"
-"""Bot calls of people's posts, written before the post is acknowledged and deleted once
-the bots are asked: the web instance that finds one surfaced makes the call its poster's
-instance did not (``playhouse.web.calls``)."""
 POISON_SUFFIX: Final = "-poison"
 
 WORK_QUEUES: Final = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND, QUEUE_IMAGE)
 RESULT_QUEUES: Final = (QUEUE_RESULTS_INTERACTIVE, QUEUE_RESULTS)
 """Result queues in the order a consumer drains them."""
-QUEUES: Final = (*WORK_QUEUES, *RESULT_QUEUES, QUEUE_BOT_CALLS)
+QUEUES: Final = (*WORK_QUEUES, *RESULT_QUEUES)
 ALL_QUEUES: Final = (*QUEUES, *(q + POISON_SUFFIX for q in QUEUES))
 
 
@@ -76,9 +77,42 @@ def poison_queue(queue: str) -> str:
 CONTAINER_IMAGES: Final = "images"
 CONTAINER_LEASES: Final = "leases"
 CONTAINER_PAYLOADS: Final = "payloads"
-CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS)
+CONTAINER_EXPLANATIONS: Final = "explanations"
+"""Generation traces too large for a queue message or a table property ("why this
+reply?"): ``<room>/<request id>.json``, never served as they are (only through the pages
+and the API, under the room's access rule)."""
+CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS,
+                     CONTAINER_EXPLANATIONS)
 
 SCHEDULER_LEASE_BLOB: Final = "scheduler"
+
+STAGING_PREFIX: Final = ".staging-"
+"""Folders being built beside where they will be published (demo models, converted
+models): renamed into place when complete, removed when left by a process that died."""
+
+# Live channels (Litestar Channels: memory in one instance, Redis pub/sub across several)
+CHANNEL_ROOM: Final = "room"
+"""A room's events: new threads, thread activity, presence."""
+CHANNEL_THREAD: Final = "thread"
+"""One thread's comments, placeholders and replacements."""
+CHANNEL_USER: Final = "user"
+"""One person's own events on any instance (logged out: close the sockets)."""
+RATE_LIMIT_PREFIX: Final = "ratelimit"
+"""Redis keys of the shared rate limits: ``[namespace:]ratelimit:<limit>:<key>``."""
+SOCKETS_PREFIX: Final = "sockets"
+"""Redis keys of the open live sockets, one sorted set per address or user:
+``[namespace:]sockets:a:<ip>`` / ``[namespace:]sockets:u:<name>``."""
+
+
+def channel_name(namespace: str, kind: str, key: str) -> str:
+    """A live channel's name, under the storage namespace like every other external name
+    (two playhouses sharing one Redis never hear each other)."""
+    return f"{namespace}.{kind}.{key}" if namespace else f"{kind}.{key}"
+
+
+def redis_key(namespace: str, *parts: str) -> str:
+    """A Redis key under the storage namespace."""
+    return ":".join((namespace, *parts) if namespace else parts)
 
 # Table partition keys for single-partition tables
 PK_USERS: Final = "user"
@@ -97,7 +131,14 @@ TABLE_PROPERTY_MAX_CHARS: Final = 32_000
 COMMENT_MAX_CHARS: Final = 10_000
 TITLE_MAX_CHARS: Final = 300
 RECEIVE_MAX: Final = 32
+FILTER_COMPARISONS_MAX: Final = 15
+"""Azure Tables allows at most this many comparisons in one $filter."""
+PATH_MAX: Final = FILTER_COMPARISONS_MAX - 1
+"""Ancestor ids a comment keeps (its chain is one query: PartitionKey plus one RowKey
+comparison each); older ancestors fall outside any GPT-2 prompt's budget anyway."""
 
+SEED_CREATOR: Final = "playhouse"
+"""``created_by`` of the rooms the playhouse seeds from the cast (not a person's)."""
 DEFAULT_ROOM: Final = "CoopAndPabloPlayHouse"
 DEFAULT_BOT: Final = "ImageBot"
 

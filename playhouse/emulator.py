@@ -23,6 +23,7 @@ import structlog
 
 from playhouse.constants import AZURITE_ACCOUNT, AZURITE_KEY
 from playhouse.errors import PlayhouseError
+from playhouse.runner import dies_with_parent
 
 log = structlog.get_logger()
 
@@ -161,6 +162,7 @@ class Azurite:
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
                 start_new_session=True,
+                preexec_fn=dies_with_parent(),  # never outlives whoever started it
             )
         log.info("azurite.starting", pid=self._proc.pid, ports=self._ports, dir=str(self.data_dir))
         try:

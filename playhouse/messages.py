@@ -6,12 +6,14 @@ reads tables: it may run on another machine with nothing but queue access.
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import msgspec
 
 from playhouse.constants import QUEUE_MESSAGE_MAX_BYTES
 from playhouse.errors import InvalidInput
+from playhouse.explain import Trace
 
 RequestKind = Literal["post", "reply", "image"]
 
@@ -45,8 +47,15 @@ class GenerationRequest(msgspec.Struct, kw_only=True, frozen=True):
     post: PostContext | None = None
     chain: tuple[ChainComment, ...] = ()
     image_prompt: str = ""
+    caption: str = ""
+    """What an image persona's answer says (its thread's title, for a post): the prompt as
+    the words of whoever wrote them (:func:`playhouse.asking.image_caption`); empty: the
+    prompt is the persona's own."""
     created_at: float = 0.0
     seed: int | None = None
+    comment_id: str | None = None
+    """The comment row a reply's answer fills (its placeholder's id, time-ordered like
+    every comment id); None in requests from before it was carried."""
     v: int = 1
 
 
@@ -68,7 +77,40 @@ class GenerationResult(msgspec.Struct, kw_only=True, frozen=True):
     model: str = ""
     elapsed_ms: float = 0.0
     finished_at: float = 0.0
+    comment_id: str | None = None
+    """The request's ``comment_id``, handed back."""
+    trace: Trace | None = None
+    """What the worker did ("why this reply?"); None when it is in ``trace_blob``."""
+    trace_blob: str | None = None
+    """The trace's blob (in the explanations container) when it was too large to carry."""
     v: int = 1
+
+    @classmethod
+    def success(cls, request: GenerationRequest, *, title: str = "", text: str = "",
+                image_blob: str | None = None, attempts: int = 1, model: str = "",
+                elapsed_ms: float = 0.0, trace: Trace | None = None,
+                trace_blob: str | None = None) -> GenerationResult:
+        """What a worker answers when ``request`` was generated."""
+        return cls(
+            request_id=request.request_id, kind=request.kind, persona=request.persona,
+            room=request.room, ok=True, thread_id=request.thread_id,
+            parent_id=request.parent_id, title=title, text=text, image_blob=image_blob,
+            attempts=attempts, model=model, elapsed_ms=elapsed_ms, finished_at=time.time(),
+            comment_id=request.comment_id, trace=trace, trace_blob=trace_blob,
+        )
+
+    @classmethod
+    def failure(cls, request: GenerationRequest, error: str, *, attempts: int = 1,
+                model: str = "", trace: Trace | None = None,
+                trace_blob: str | None = None) -> GenerationResult:
+        """A visible failure for ``request``: its placeholder becomes "… could not answer"."""
+        return cls(
+            request_id=request.request_id, kind=request.kind, persona=request.persona,
+            room=request.room, ok=False, thread_id=request.thread_id,
+            parent_id=request.parent_id, error=error, attempts=attempts, model=model,
+            finished_at=time.time(), comment_id=request.comment_id, trace=trace,
+            trace_blob=trace_blob,
+        )
 
 
 _request_decoder = msgspec.json.Decoder(GenerationRequest)
@@ -102,6 +144,12 @@ def fit_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES
     dropping them here first loses nothing the model would have seen. If the post
     header alone is too large its body is shortened.
     """
+    return fitted_request(request, limit)[1]
+
+
+def fitted_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES
+                   ) -> tuple[GenerationRequest, bytes]:
+    """:func:`fit_request`, and the request as it was fitted (its chain maybe shorter)."""
     data = encode(request)
     chain = list(request.chain)
     while len(data) > limit and chain:
@@ -112,7 +160,7 @@ def fit_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES
         data = _fit_body(request, request.post, limit)
     if len(data) > limit:
         raise InvalidInput(f"generation request is {len(data)} bytes, over the {limit} limit")
-    return data
+    return request, data
 
 
 def _fit_body(request: GenerationRequest, post: PostContext, limit: int) -> bytes:

@@ -5,39 +5,39 @@ the seed rooms as ``[[room]]`` tables. :func:`load_cast` reads a folder and retu
 :class:`Cast`: every persona and room that is valid, and one :class:`PersonaError`
 (file, dotted field path, reason) for each problem found. A broken file never stops the
 others from loading; :func:`load_cast_strict` is the variant that refuses to go on
-(the daemon uses it), and :func:`check_command` is ``playhouse personas check``.
+(the daemons use it); ``playhouse personas check`` prints what it found.
 
-This module also holds the pure decisions that depend only on a persona: whether it is
-awake at a given hour (:meth:`Persona.is_active`), how likely it is to answer a comment
-(:func:`reply_probability`), which personas a text mentions (:func:`mentions`) and where
-its model is loaded from (:func:`resolve_model`).
+This module also holds the facts that depend only on a persona: whether it is awake at a
+given hour (:meth:`Persona.is_active`), which personas a text mentions (:func:`mentions`)
+and where its model is loaded from (:func:`resolve_model`). A persona's ``grammar`` names
+the tag grammar its model speaks (:attr:`Persona.variant`, from :mod:`playhouse.grammar`);
+loading gives its ``[generation]`` table that grammar's defaults for what the file does not
+set. How likely it is to answer a comment is the scheduler's
+(:mod:`playhouse.scheduling.scoring`).
 """
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, TextIO
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
+import structlog
 
 from playhouse.errors import ConfigError
+from playhouse.grammar import DEFAULT_GRAMMAR, GPT2_CONTEXT, GRAMMARS, Grammar
+
+log = structlog.get_logger()
 
 ROOMS_FILE: Final = "rooms.toml"
 PERSONA_NAME_PATTERN: Final = r"^[A-Za-z0-9_-]{2,32}$"
 ROOM_NAME_PATTERN: Final = r"^[A-Za-z0-9_]{3,32}$"
 COLOUR_PATTERN: Final = r"^#[0-9a-fA-F]{6}$"
-GPT2_CONTEXT: Final = 1024
-"""Prompt plus new tokens must fit GPT-2's context window."""
 
-MAX_KEYWORD_HITS: Final = 3
-"""Keyword hits beyond this many count no more (one rant should not dominate the score)."""
-DECAY_SHAPE: Final = 2.0
-"""Steepness of the reply-age decay; 0 would be linear, larger is front-loaded."""
 
 _FILE_FIELD: Final = "(file)"
 _SYNTAX_FIELD: Final = "(syntax)"
@@ -62,7 +62,8 @@ _W = {"ge": -20.0, "le": 20.0}
 
 
 class ReplyWeights(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """Log-odds contributions summed into a reply score; see :func:`reply_probability`."""
+    """Log-odds contributions summed into a reply score; see
+    :func:`playhouse.scheduling.scoring.reply_probability`."""
 
     base: Annotated[float, _m("Starting score for any comment (-2.5 is about 8%).", **_W)] = -2.5
     human: Annotated[float, _m("Added when a person wrote the comment.", **_W)] = 1.5
@@ -173,7 +174,11 @@ class Persona(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     display_name: Annotated[str, _m("Name shown in the web app.", min_length=1, max_length=64)]
     kind: Annotated[Literal["text", "image"], _m("text (GPT-2) or image (diffusion).")]
     model: Annotated[str, _m("Local model folder or model hub id.", min_length=1)]
-    grammar_version: Annotated[int, _m("Tag grammar the model was trained on.", ge=1)] = 1
+    grammar: Annotated[
+        str,
+        _m("Tag grammar the model was trained on: playhouse, ssi-bot or ssi-bot-2021 "
+           "(prompts, stop strings, parsing and the [generation] defaults)."),
+    ] = DEFAULT_GRAMMAR
     rooms: Annotated[tuple[RoomName, ...], _m("Rooms the persona lives in.", min_length=1)]
     description: Annotated[str, _m("One line for owners: what this persona is for.")] = ""
     bio: Annotated[str, _m("Profile text shown to people.")] = ""
@@ -188,6 +193,9 @@ class Persona(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
     look: Annotated[Look, _m("Colour and avatar.")] = msgspec.field(default_factory=Look)
 
     def __post_init__(self) -> None:
+        if self.grammar not in GRAMMARS:
+            known = ", ".join(f'"{name}"' for name in GRAMMARS)
+            raise _invalid("grammar", f"unknown grammar {self.grammar!r} (known: {known})")
         if self.kind == "image" and self.image is None:
             raise _invalid("image", "an image persona needs an [image] table")
         if self.kind == "text" and self.image is not None:
@@ -198,6 +206,11 @@ class Persona(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
                 raise _invalid(f"rooms[{index}]", f"room {room!r} is listed twice")
             seen.add(room.casefold())
 
+    @property
+    def variant(self) -> Grammar:
+        """The grammar its model speaks: how prompts are built and outputs read."""
+        return GRAMMARS[self.grammar]
+
     def is_active(self, hour_utc: int) -> bool:
         """Whether the persona is awake at ``hour_utc`` (wraps past midnight)."""
         return self.activity.is_active(hour_utc)
@@ -207,10 +220,10 @@ class Persona(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=T
         return room.casefold() in (r.casefold() for r in self.rooms)
 
 
-class Room(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+class RoomSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """A seed room from ``rooms.toml``."""
 
-    name: Annotated[RoomName, _m("Room name, shown as r/<name>.")]
+    name: Annotated[RoomName, _m("RoomSpec name, shown as r/<name>.")]
     description: Annotated[str, _m("Shown at the top of the room.", max_length=500)] = ""
     public: Annotated[bool, _m("Listed and open to everyone.")] = True
     default_bot: Annotated[
@@ -235,8 +248,10 @@ class Cast:
     """What loading a persona folder produced: the valid parts and every problem."""
 
     personas: dict[str, Persona] = field(default_factory=dict)
-    rooms: dict[str, Room] = field(default_factory=dict)
+    rooms: dict[str, RoomSpec] = field(default_factory=dict)
     errors: list[PersonaError] = field(default_factory=list)
+    warnings: list[PersonaError] = field(default_factory=list)
+    """What loaded but should change (deprecated fields)."""
 
     @property
     def ok(self) -> bool:
@@ -245,75 +260,6 @@ class Cast:
     def in_room(self, room: str) -> list[Persona]:
         """Personas living in ``room``, by name."""
         return [p for _, p in sorted(self.personas.items()) if p.lives_in(room)]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyFeatures:
-    """What the scheduler knows about a comment, from one persona's point of view."""
-
-    author_is_human: bool
-    author_is_bot: bool
-    mentions_me: bool
-    positive_hits: int
-    negative_hits: int
-    is_question: bool
-    my_thread: bool
-    depth: int
-    """0 for a top-level comment, one more per level below."""
-    age_hours: float
-
-
-def reply_probability(persona: Persona, features: ReplyFeatures) -> tuple[float, dict[str, float]]:
-    """Chance that ``persona`` answers a comment, and the score's parts for logging.
-
-    ``score = base + human·[author is human] + bot·[author is a bot] + mention·[mentions me]
-    + keyword_positive·min(positive_hits, 3) + keyword_negative·min(negative_hits, 3)
-    + question·[is a question] + own_thread·[my thread] - depth_penalty·depth``
-
-    ``probability = sigmoid(score) · decay(age)`` where ``decay`` falls from 1 at age 0 to
-    exactly 0 at ``max_age_hours`` along ``(e^(-k·a) - e^(-k)) / (1 - e^(-k))`` with
-    ``a = age / max_age_hours`` and ``k = DECAY_SHAPE`` (front-loaded: a comment half as old
-    as the limit keeps about 27%). With the default weights a mention scores about +5.5,
-    which makes a reply near-certain while the comment is fresh. The parts dict holds each
-    term (0.0 when it does not apply), ``score`` and ``decay``.
-    """
-    w = persona.activity.weights
-    parts: dict[str, float] = {
-        "base": w.base,
-        "human": w.human if features.author_is_human else 0.0,
-        "bot": w.bot if features.author_is_bot else 0.0,
-        "mention": w.mention if features.mentions_me else 0.0,
-        "keyword_positive": w.keyword_positive * _clamp_hits(features.positive_hits),
-        "keyword_negative": w.keyword_negative * _clamp_hits(features.negative_hits),
-        "question": w.question if features.is_question else 0.0,
-        "own_thread": w.own_thread if features.my_thread else 0.0,
-        "depth": -w.depth_penalty * max(0, features.depth),
-    }
-    score = math.fsum(parts.values())
-    decay = _age_decay(features.age_hours, persona.activity.max_age_hours)
-    parts["score"] = score
-    parts["decay"] = decay
-    probability = min(1.0, max(0.0, _sigmoid(score) * decay))
-    return probability, parts
-
-
-def _clamp_hits(hits: int) -> int:
-    return min(max(0, hits), MAX_KEYWORD_HITS)
-
-
-def _sigmoid(score: float) -> float:
-    if score >= 0:
-        return 1.0 / (1.0 + math.exp(-score))
-    z = math.exp(score)
-    return z / (1.0 + z)
-
-
-def _age_decay(age_hours: float, max_age_hours: float) -> float:
-    if not age_hours < max_age_hours:  # also catches NaN
-        return 0.0
-    a = max(0.0, age_hours) / max_age_hours
-    floor = math.exp(-DECAY_SHAPE)
-    return max(0.0, (math.exp(-DECAY_SHAPE * a) - floor) / (1.0 - floor))
 
 
 def _count_words(text: str, words: Iterable[str]) -> int:
@@ -437,7 +383,7 @@ def _read_toml(path: Path) -> tuple[dict[str, Any] | None, PersonaError | None]:
         return None, PersonaError(path.name, _SYNTAX_FIELD, f"invalid TOML: {exc}")
 
 
-def _read_rooms(path: Path) -> tuple[list[tuple[int, Room]], list[PersonaError], bool]:
+def _read_rooms(path: Path) -> tuple[list[tuple[int, RoomSpec]], list[PersonaError], bool]:
     """Valid rooms with their index in the file, the errors, and whether the file was read."""
     data, error = _read_toml(path)
     if data is None:
@@ -450,12 +396,12 @@ def _read_rooms(path: Path) -> tuple[list[tuple[int, Room]], list[PersonaError],
     if not isinstance(entries, list):
         errors.append(PersonaError(path.name, "room", "expected [[room]] tables"))
         return [], errors, False
-    rooms: list[tuple[int, Room]] = []
+    rooms: list[tuple[int, RoomSpec]] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries):
         prefix = f"room[{index}]"
         try:
-            room = msgspec.convert(entry, type=Room)
+            room = msgspec.convert(entry, type=RoomSpec)
         except msgspec.ValidationError as exc:
             errors.append(PersonaError(path.name, *_translate(exc, prefix)))
             continue
@@ -474,7 +420,7 @@ def _read_rooms(path: Path) -> tuple[list[tuple[int, Room]], list[PersonaError],
     return rooms, errors, True
 
 
-def load_rooms(path: Path) -> dict[str, Room]:
+def load_rooms(path: Path) -> dict[str, RoomSpec]:
     """The rooms of a ``rooms.toml``, by name; raises :class:`ConfigError` on any problem."""
     rooms, errors, _ = _read_rooms(path)
     if errors:
@@ -482,12 +428,46 @@ def load_rooms(path: Path) -> dict[str, Room]:
     return {room.name: room for _, room in rooms}
 
 
+_GRAMMAR_VERSION: Final = "grammar_version"
+
+
+def _apply_grammar(file: str, data: dict[str, Any], warnings: list[PersonaError]) -> str:
+    """Read the deprecated ``grammar_version`` (1 was the playhouse grammar) and give the
+    ``[generation]`` table the defaults of the persona's grammar that it does not set.
+
+    Returns why ``grammar_version`` cannot stand for the grammar, or ``""``."""
+    if _GRAMMAR_VERSION in data:
+        version = data.pop(_GRAMMAR_VERSION)
+        if type(version) is not int or version != 1:
+            return (f"deprecated, and {version!r} was never a version (1 was "
+                    'grammar = "playhouse"); write grammar = "..." instead')
+        if data.get("grammar", DEFAULT_GRAMMAR) != DEFAULT_GRAMMAR:
+            return ('deprecated; 1 meant grammar = "playhouse", which contradicts '
+                    f"grammar = {data['grammar']!r}: remove it")
+        warnings.append(PersonaError(file, _GRAMMAR_VERSION,
+                                     'deprecated: write grammar = "playhouse" instead'))
+    name = data.get("grammar", DEFAULT_GRAMMAR)
+    variant = GRAMMARS.get(name) if isinstance(name, str) else None
+    table = data.get("generation", {})
+    if variant is not None and isinstance(table, dict):
+        defaults = variant.generation_defaults(table)
+        if defaults:
+            data["generation"] = {**defaults, **table}
+    return ""
+
+
 def _load_persona(
-    path: Path, known_rooms: dict[str, str] | None, names: dict[str, tuple[str, str]]
+    path: Path,
+    known_rooms: dict[str, str] | None,
+    names: dict[str, tuple[str, str]],
+    warnings: list[PersonaError],
 ) -> tuple[Persona | None, list[PersonaError]]:
     data, error = _read_toml(path)
     if data is None:
         return None, [error] if error else []
+    wrong = _apply_grammar(path.name, data, warnings)
+    if wrong:
+        return None, [PersonaError(path.name, _GRAMMAR_VERSION, wrong)]
     try:
         persona = msgspec.convert(data, type=Persona)
     except msgspec.ValidationError as exc:
@@ -533,7 +513,7 @@ def load_cast(directory: Path) -> Cast:
         return Cast(errors=[PersonaError(str(directory), _FILE_FIELD, "no such directory")])
     errors: list[PersonaError] = []
     rooms_path = directory / ROOMS_FILE
-    listed: list[tuple[int, Room]] = []
+    listed: list[tuple[int, RoomSpec]] = []
     rooms_known = False
     if rooms_path.is_file():
         listed, room_errors, rooms_known = _read_rooms(rooms_path)
@@ -542,10 +522,11 @@ def load_cast(directory: Path) -> Cast:
 
     personas: dict[str, Persona] = {}
     names: dict[str, tuple[str, str]] = {}
+    warnings: list[PersonaError] = []
     for path in sorted(directory.glob("*.toml")):
         if path.name == ROOMS_FILE or not path.is_file():
             continue
-        persona, persona_errors = _load_persona(path, known_rooms, names)
+        persona, persona_errors = _load_persona(path, known_rooms, names, warnings)
         errors.extend(persona_errors)
         if persona is not None:
             personas[persona.name] = persona
@@ -556,10 +537,11 @@ def load_cast(directory: Path) -> Cast:
         for persona in personas.values():
             for room_name in persona.rooms:
                 derived.setdefault(room_name.casefold(), room_name)
-        rooms_by_name = {name: Room(name=name) for _, name in sorted(derived.items())}
-        return Cast(personas=personas, rooms=rooms_by_name, errors=errors)
+        rooms_by_name = {name: RoomSpec(name=name) for _, name in sorted(derived.items())}
+        return _warned(Cast(personas=personas, rooms=rooms_by_name, errors=errors,
+                            warnings=warnings))
 
-    rooms: dict[str, Room] = {}
+    rooms: dict[str, RoomSpec] = {}
     for index, room in listed:
         bot = room.default_bot
         if bot is not None:
@@ -575,7 +557,14 @@ def load_cast(directory: Path) -> Cast:
             elif persona is not None and bot != persona.name:
                 room = msgspec.structs.replace(room, default_bot=persona.name)
         rooms[room.name] = room
-    return Cast(personas=personas, rooms=rooms, errors=errors)
+    return _warned(Cast(personas=personas, rooms=rooms, errors=errors, warnings=warnings))
+
+
+def _warned(cast: Cast) -> Cast:
+    for warning in cast.warnings:
+        log.warning("persona.deprecated", file=warning.file, field=warning.field,
+                    reason=warning.reason)
+    return cast
 
 
 def _error_message(directory: Path, errors: list[PersonaError]) -> str:
@@ -590,26 +579,3 @@ def load_cast_strict(directory: Path) -> Cast:
     if cast.errors:
         raise ConfigError(_error_message(directory, cast.errors))
     return cast
-
-
-def check_command(directory: Path, out: TextIO) -> int:
-    """``playhouse personas check``: a table of the personas, then every error.
-
-    Returns 0 when the folder has no error, 1 otherwise.
-    """
-    cast = load_cast(directory)
-    header = ("NAME", "KIND", "MODEL", "ROOMS", "POSTS/DAY")
-    personas = sorted(cast.personas.values(), key=lambda p: p.name.casefold())
-    rows = [
-        (p.name, p.kind, p.model, ",".join(p.rooms), f"{p.activity.posts_per_day:g}")
-        for p in personas
-    ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-        out.write(line.rstrip() + "\n")
-    out.write(f"\n{len(cast.personas)} personas, {len(cast.rooms)} rooms, ")
-    out.write(f"{len(cast.errors)} errors\n")
-    for error in cast.errors:
-        out.write(f"{error}\n")
-    return 0 if cast.ok else 1

@@ -1,44 +1,48 @@
-"""``playhouse run``: the whole playhouse on one machine.
+"""Supervising child processes: start them, restart the ones that die, stop them together.
 
-Starts Azurite when no connection string is set (data under ``var/azurite``, kept
-between runs), creates the storage resources, builds the offline demo models when a
-persona's model cannot be loaded, then supervises the web app (with the scheduler and
-the results consumer), a text worker and an image worker as child processes: a child
-that dies is restarted with back-off; Ctrl-C stops them all, workers first.
+What ``playhouse run`` (:mod:`playhouse.commands.run`) uses to keep the web app and the
+workers up on one machine. Every child dies with its supervisor: it is started with the
+kernel's parent-death signal (SIGTERM), so a supervisor killed with SIGKILL leaves no web
+process, worker or emulator behind holding a port.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 
-from playhouse.config import Settings
-from playhouse.errors import PlayhouseError
-
-if TYPE_CHECKING:
-    from playhouse.personas import Cast
-
 log = structlog.get_logger()
-
-DEMO_TIME_SCALE = 60.0
-"""Persona time runs this much faster under `playhouse run` unless configured."""
 
 STOP_GRACE_S = 20.0
 """How long a child may take to stop after SIGTERM before it is killed."""
 
-CONNECTION_FILE = "storage.conn"
-"""Under var/: the emulator's connection string while `playhouse run` is up."""
+_PR_SET_PDEATHSIG = 1
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive SIGTERM when its parent dies (Linux;
+    None elsewhere). The parent's pid is taken now: a parent that died before the child
+    could ask is noticed too."""
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def arrange() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # gone already, before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
 
 
 @dataclass
@@ -52,7 +56,8 @@ class Child:
     history: list[int] = field(default_factory=list)
 
     def start(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(self.argv, env=env, start_new_session=True,
+                                     preexec_fn=dies_with_parent())
         self.started_at = time.monotonic()
         log.info("process.started", name=self.name, pid=self.proc.pid)
 
@@ -94,90 +99,10 @@ def stop_together(
     return {child.name: child.reap(deadline, grace_s) for child in children}
 
 
-def local_connection_string(settings: Settings) -> str | None:
-    """The connection string of a running `playhouse run` emulator, if any."""
-    path = Path(settings.var_dir) / CONNECTION_FILE
-    if path.is_file():
-        return path.read_text(encoding="utf-8").strip() or None
-    return None
-
-
-def resolve_connection_string(settings: Settings) -> str:
-    """PLAYHOUSE_STORAGE, else the local emulator's; a clear error when neither."""
-    conn = settings.storage.connection_string or local_connection_string(settings)
-    if not conn:
-        raise PlayhouseError(
-            "no storage: set PLAYHOUSE_STORAGE to an Azure Storage connection string, "
-            "or start `playhouse run` (it runs the local emulator)"
-        )
-    return conn
-
-
-def run_all(settings: Settings) -> int:
-    from playhouse.emulator import Azurite
-    from playhouse.personas import load_cast_strict
-
-    cast = load_cast_strict(Path(settings.personas_dir))
-    var = Path(settings.var_dir)
-    var.mkdir(parents=True, exist_ok=True)
-    emulator: Azurite | None = None
-    conn = settings.storage.connection_string
-    conn_file = var / CONNECTION_FILE
-    if not conn:
-        emulator = Azurite(Path(settings.storage.emulator_dir))
-        emulator.start()
-        conn = emulator.connection_string
-        conn_file.write_text(conn, encoding="utf-8")
-        log.info("emulator.running", ports=list(emulator.ports),
-                 data=settings.storage.emulator_dir)
-    try:
-        asyncio.run(_prepare_storage(conn, settings))
-        _ensure_demo_models(settings, cast)
-        env = {**os.environ, "PLAYHOUSE_STORAGE": conn}
-        if settings.scheduler.time_scale == 1.0:
-            # The embedded default is a demo: a persona's day passes in 24 minutes, so
-            # the rooms come alive within minutes. Set scheduler.time_scale to change it.
-            env["PLAYHOUSE_SCHEDULER_TIME_SCALE"] = str(DEMO_TIME_SCALE)
-            log.info("scheduler.demo_time", time_scale=DEMO_TIME_SCALE)
-        exe = [sys.executable, "-m", "playhouse"]
-        children = [
-            Child("web", [*exe, "web"]),
-            Child("worker-text", [*exe, "worker", "--kind", "text"]),
-            Child("worker-image", [*exe, "worker", "--kind", "image"]),
-        ]
-        return _supervise(children, env, settings)
-    finally:
-        if emulator is not None:
-            conn_file.unlink(missing_ok=True)
-            emulator.stop()
-            log.info("emulator.stopped")
-
-
-async def _prepare_storage(conn: str, settings: Settings) -> None:
-    from playhouse.storage import Storage
-
-    storage = await Storage.connect(
-        conn, timeout_s=settings.storage.timeout_s, namespace=settings.storage.namespace
-    )
-    try:
-        await storage.ensure()
-    finally:
-        await storage.close()
-
-
-def _ensure_demo_models(settings: Settings, cast: Cast) -> None:
-    from playhouse.generation.demo import build_demo, demo_ready
-
-    models_dir = Path(settings.models_dir)
-    missing = demo_ready(models_dir, cast)
-    if not missing:
-        return
-    log.info("demo.building", personas=missing,
-             reason="persona models cannot be loaded offline; building local demo models")
-    build_demo(models_dir, cast, names=missing)
-
-
-def _supervise(children: list[Child], env: dict[str, str], settings: Settings) -> int:
+def supervise(children: list[Child], env: dict[str, str], url: str) -> int:
+    """Run ``children`` until SIGINT/SIGTERM, restarting any that dies (with back-off),
+    then stop the workers together and the web app after them; 0 when all stopped
+    cleanly."""
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -188,7 +113,6 @@ def _supervise(children: list[Child], env: dict[str, str], settings: Settings) -
     signal.signal(signal.SIGTERM, on_signal)
     for child in children:
         child.start(env)
-    url = f"http://{settings.web.host}:{settings.web.port}"
     log.info("playhouse.running", url=url, processes=[c.name for c in children])
     sys.stderr.write(f"\n  playhouse is running at {url}  (Ctrl-C stops it)\n\n")
     try:

@@ -2,14 +2,18 @@
 terminal, to judge it before it goes live.
 
 Generation goes through the worker's own path (:func:`playhouse.generation.completion.complete`:
-the same prompts, token budget, validation and re-sampling), only without the queues.
+the same prompts in the persona's grammar, token budget, validation and re-sampling), only
+without the queues. The last line, ``accepted = A/N``, counts the posts and replies that came
+out valid among all it asked for; a thread whose post failed still asks its replies, under
+:data:`STAND_IN` instead, so replies are always measured. Running it once with each
+``grammar`` tells which one a model speaks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import structlog
 
@@ -24,6 +28,11 @@ if TYPE_CHECKING:
     from playhouse.generation.text import TextModel
 
 log = structlog.get_logger()
+
+STAND_IN: Final = PostContext(
+    author="Visitor", title="What is on your mind today?", body="Tell us anything."
+)
+"""The post the replies of a thread answer when the thread's own post failed."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,8 @@ def _one(
 
 
 def sample(options: SampleOptions, out: TextIO) -> int:
-    """Write ``threads`` generated threads with ``replies`` chained replies each to ``out``.
+    """Write ``threads`` generated threads with ``replies`` chained replies each to ``out``,
+    then ``accepted = A/N``.
 
     Returns 0 when every generation was valid, 1 when any failed (the failures are shown).
     """
@@ -73,8 +83,9 @@ def sample(options: SampleOptions, out: TextIO) -> int:
     room = options.room or persona.rooms[0]
     path = resolve_model(persona, options.models_dir)
     model = TextModel.load(path, device=options.device, name=persona.name)
-    out.write(f"u/{persona.name} in r/{room} ({path})\n")
+    out.write(f"u/{persona.name} in r/{room} ({path}, grammar {persona.grammar})\n")
     failures = 0
+    asked = 0
     for index in range(options.threads):
         seed = None if options.seed is None else options.seed + 1000 * index
 
@@ -84,17 +95,21 @@ def sample(options: SampleOptions, out: TextIO) -> int:
                                      room=room, queue="sample", post=post, chain=chain)
 
         made = _one(model, persona, request("post"), seed)
+        asked += 1
         out.write(f"\n=== thread {index + 1} ===\n")
-        if not made.ok:
+        if made.ok:
+            out.write(f"# {made.title}\n{made.text}\n")
+            post = PostContext(author=persona.name, title=made.title, body=made.text)
+        else:
             failures += 1
+            post = STAND_IN
             out.write(f"[post failed: {made.error}]\n")
-            continue
-        out.write(f"# {made.title}\n{made.text}\n")
-        post = PostContext(author=persona.name, title=made.title, body=made.text)
+            out.write(f"# {post.title} (a stand-in by u/{post.author})\n{post.body}\n")
         chain: tuple[ChainComment, ...] = ()
         for depth in range(options.replies):
             step_seed = None if seed is None else seed + depth + 1
             reply = _one(model, persona, request("reply", post, chain), step_seed)
+            asked += 1
             indent = "  " * (depth + 1)
             if not reply.ok:
                 failures += 1
@@ -104,5 +119,7 @@ def sample(options: SampleOptions, out: TextIO) -> int:
             out.write(f"{indent}u/{persona.name}: {text}\n")
             chain = (*chain, ChainComment(persona.name, reply.text))
     model.close()
-    log.info("sample.done", persona=persona.name, threads=options.threads, failures=failures)
+    out.write(f"\naccepted = {asked - failures}/{asked}\n")
+    log.info("sample.done", persona=persona.name, threads=options.threads, asked=asked,
+             failures=failures)
     return 1 if failures else 0

@@ -52,7 +52,7 @@ def connection_string(azurite: Azurite) -> str:
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Demo models for the shipped cast (tokenizer, tiny GPT-2s, tiny diffusion pipeline),
     trained for a short budget: enough to close tags most of the time, not to be witty."""
-    from playhouse.generation.demo import build_demo
+    from playhouse.demo.build import build_demo
     from playhouse.personas import load_cast_strict
 
     folder = tmp_path_factory.mktemp("models")

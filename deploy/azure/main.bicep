@@ -71,20 +71,18 @@ var storageName = take(toLower('${namePrefix}${suffix}'), 24)
 var webName = '${namePrefix}-web-${suffix}'
 var redisName = '${namePrefix}-redis-${suffix}'
 
-// Every name in playhouse/constants.py (tests/integration/test_deploy.py checks it).
+// Every name in playhouse/constants.py (tests/unit/test_deploy.py checks it).
 var queueNames = [
   'gen-interactive'
   'gen-background'
   'gen-image'
   'gen-results-interactive'
   'gen-results'
-  'bot-calls'
   'gen-interactive-poison'
   'gen-background-poison'
   'gen-image-poison'
   'gen-results-interactive-poison'
   'gen-results-poison'
-  'bot-calls-poison'
 ]
 var tableNames = [
   'users'
@@ -93,17 +91,19 @@ var tableNames = [
   'threads'
   'comments'
   'jobs'
-  'replies'
   'workers'
   'votes'
   'listings'
   'authored'
   'metrics'
+  'progress'
+  'decisions'
 ]
 var containerNames = [
   'images'
   'leases'
   'payloads'
+  'explanations'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {

@@ -48,6 +48,9 @@ from playhouse.dataset.records import (
 )
 from playhouse.dataset.stats import Stats, TokenCounter, estimate_tokens
 from playhouse.dataset.threads import ThreadCounts, thread_examples
+from playhouse.errors import ConfigError
+from playhouse.grammar import DEFAULT_GRAMMAR, Grammar
+from playhouse.grammar import get as get_grammar
 
 log = structlog.get_logger()
 
@@ -74,6 +77,8 @@ class BuildOptions:
     seed: int = 1234
     max_example_chars: int = 6000
     """Longer examples lose their oldest ancestors."""
+    grammar: str = DEFAULT_GRAMMAR
+    """The grammar the examples are written in (:data:`playhouse.grammar.GRAMMARS`)."""
     force: bool = False
     """Replace an existing ``out`` folder."""
     allow_truncated: bool = False
@@ -102,9 +107,17 @@ def _check_out(options: BuildOptions) -> None:
         raise DatasetError("the eval fraction must be at least 0 and below 1")
     if not options.filters.subreddits:
         raise DatasetError("name at least one subreddit (--subreddit NAME)")
+    _grammar(options)
     for name in sorted(options.filters.subreddits):
         if not _SUBREDDIT_RE.fullmatch(name):
             raise DatasetError(f"not a subreddit name: {name!r}")
+
+
+def _grammar(options: BuildOptions) -> Grammar:
+    try:
+        return get_grammar(options.grammar)
+    except ConfigError as exc:
+        raise DatasetError(f"--grammar: {exc}") from None
 
 
 @contextmanager
@@ -224,6 +237,7 @@ def _build_threads(
     rng: random.Random,
     stats: Stats,
 ) -> None:
+    grammar = _grammar(options)
     with _progress(options, total=len(partitions), unit="bucket", desc="threads") as bar:
         for path in partitions.paths:
             posts, replies = _load_partition(path, stats)
@@ -239,7 +253,7 @@ def _build_threads(
                 examples = 0
                 for example in thread_examples(
                     post, by_thread.get(post.id, []), max_chars=options.max_example_chars,
-                    counts=counts,
+                    counts=counts, grammar=grammar,
                 ):
                     target.add(rng.randrange(len(target)), example.encode("utf-8"))
                     examples += 1
@@ -295,7 +309,7 @@ def build_dataset(options: BuildOptions) -> Stats:
     _check_out(options)
     files = discover(options.inputs)
     started = time.monotonic()
-    stats = Stats()
+    stats = Stats(grammar=options.grammar)
     if options.token_counter is not None:
         stats.token_counter = options.token_counter_name or "tokenizer"
     count = options.token_counter or estimate_tokens

@@ -59,6 +59,8 @@ class SubredditCounts:
 class Stats:
     """Every counter of one build; written as ``stats.json``."""
 
+    grammar: str = "playhouse"
+    """The grammar the examples are written in (``playhouse train`` reads it)."""
     inputs: list[str] = field(default_factory=list)
     input_bytes: int = 0
     lines: int = 0
@@ -118,7 +120,7 @@ class Stats:
 def report(stats: Stats, out_dir: Path) -> str:
     """The build summary shown in the terminal."""
     lines = [
-        f"dataset written to {out_dir}",
+        f"dataset written to {out_dir} (grammar {stats.grammar})",
         f"  input         {len(stats.inputs)} files, {stats.input_bytes / 1e6:,.1f} MB, "
         f"{stats.lines:,} lines in {stats.seconds:,.1f} s",
         f"  kept          {stats.submissions:,} submissions, {stats.comments:,} comments",

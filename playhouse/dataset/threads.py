@@ -1,9 +1,10 @@
 """Rebuild a thread from its submission and comments, and write its training examples.
 
 A thread yields one example per comment chain: for every trainable comment, the post
-header, the comment's ancestors (oldest first) and the comment itself, all written by
-:func:`playhouse.grammar.training_line`, the same code that builds inference prompts. A
-trainable post also yields the header alone (what a new-post generation writes).
+header, the comment's ancestors (oldest first) and the comment itself, all written by the
+chosen grammar's :meth:`~playhouse.grammar.Grammar.training_line` (the playhouse grammar's by
+default), the same value that builds inference prompts. A trainable post also yields the
+header alone (what a new-post generation writes).
 
 Comments are walked depth-first from the post, siblings by time then id, so a thread always
 gives the same examples in the same order. A comment whose parent is missing (deleted,
@@ -20,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from playhouse.dataset.records import Reply, Submission
-from playhouse.grammar import Comment, Post, post_header, training_line
+from playhouse.grammar import PLAYHOUSE, ChainEntry, Grammar, Post
 
 
 @dataclass
@@ -47,21 +48,14 @@ def to_post(submission: Submission) -> Post:
     )
 
 
-def _fit(post: Post, path: Sequence[Comment], max_chars: int) -> tuple[str | None, bool]:
+def _fit(
+    grammar: Grammar, post: Post, path: Sequence[ChainEntry], max_chars: int
+) -> tuple[str | None, bool]:
     """The example for ``path`` within ``max_chars`` and whether ancestors were dropped."""
-    full = training_line(post, path)
-    if len(full) <= max_chars:
-        return full, False
-    header = post_header(post)
-    # training_line(post, path[:k]) is a prefix of `full` (a comment's tag depends only on
-    # the comments above it), so what follows that prefix is path[k:] as tagged in full.
-    for k in range(1, len(path)):
-        kept = header + full[len(training_line(post, path[:k])) :]
-        if len(kept) <= max_chars:
-            return kept, True
-    last = header + full[len(training_line(post, path[:-1])) :]
-    if len(last) <= max_chars:
-        return last, True
+    for dropped in range(len(path)):
+        line = grammar.training_line(post, path, drop_oldest=dropped)
+        if len(line) <= max_chars:
+            return line, dropped > 0
     return None, False
 
 
@@ -71,8 +65,9 @@ def thread_examples(
     *,
     max_chars: int,
     counts: ThreadCounts | None = None,
+    grammar: Grammar = PLAYHOUSE,
 ) -> Iterator[str]:
-    """Every example of one thread, in a stable order.
+    """Every example of one thread, in a stable order, written in ``grammar``.
 
     ``replies`` are this thread's comments, unique by id. ``counts`` (when given) is filled
     in as examples are produced.
@@ -80,7 +75,7 @@ def thread_examples(
     counts = counts if counts is not None else ThreadCounts()
     post = to_post(submission)
     if submission.trainable:
-        header = training_line(post, [])
+        header = grammar.training_line(post, [])
         if len(header) <= max_chars:
             counts.post_examples += 1
             yield header
@@ -90,7 +85,7 @@ def thread_examples(
     for siblings in children.values():
         siblings.sort(key=lambda r: (r.created, r.id))
     reached = 0
-    path: list[Comment] = []
+    path: list[ChainEntry] = []
     # Depth-first with an explicit stack (threads can be thousands deep); `path` is cut
     # back to a comment's depth before the comment is appended.
     stack: list[tuple[Reply, int]] = [
@@ -99,10 +94,10 @@ def thread_examples(
     while stack:
         reply, depth = stack.pop()
         del path[depth:]
-        path.append(Comment(author=reply.author, text=reply.body))
+        path.append(ChainEntry(author=reply.author, text=reply.body))
         reached += 1
         if reply.trainable:
-            line, shortened = _fit(post, path, max_chars)
+            line, shortened = _fit(grammar, post, path, max_chars)
             if line is None:
                 counts.too_long += 1
             else:

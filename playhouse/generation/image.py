@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from playhouse.errors import ModelUnavailable
-from playhouse.generation.interrupt import check, image_callback
+from playhouse.generation.interrupt import image_callback, raise_if_aborted
 from playhouse.generation.text import pick_device
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ log = structlog.get_logger()
 
 
 @dataclass(frozen=True)
-class ImageParams:
+class DiffusionParams:
     steps: int = 25
     guidance: float = 7.5
     width: int = 512
@@ -35,7 +35,7 @@ class ImageParams:
     negative_prompt: str = ""
 
     @classmethod
-    def from_persona(cls, persona: Persona) -> ImageParams:
+    def from_persona(cls, persona: Persona) -> DiffusionParams:
         p = persona.image
         if p is None:
             return cls()
@@ -94,7 +94,7 @@ class ImageModel:
     def generate(
         self,
         prompts: Sequence[str],
-        params: ImageParams,
+        params: DiffusionParams,
         *,
         seed: int | None = None,
         abort: threading.Event | None = None,
@@ -105,7 +105,7 @@ class ImageModel:
 
         if not prompts:
             return []
-        check(abort)
+        raise_if_aborted(abort)
         generator = None
         if seed is not None:
             generator = torch.Generator(device="cpu").manual_seed(seed)

@@ -17,7 +17,7 @@ from typing import Any
 from playhouse.errors import Interrupted
 
 
-def check(abort: threading.Event | None) -> None:
+def raise_if_aborted(abort: threading.Event | None) -> None:
     """Raise :class:`Interrupted` when ``abort`` is set."""
     if abort is not None and abort.is_set():
         raise Interrupted("the worker is stopping")
@@ -39,7 +39,7 @@ def _criteria_class() -> type:
             self.abort = abort
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            check(self.abort)
+            raise_if_aborted(self.abort)
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     return AbortCriteria
@@ -49,7 +49,7 @@ def image_callback(abort: threading.Event) -> Callable[..., dict[str, Any]]:
     """A diffusers ``callback_on_step_end`` that raises once ``abort`` is set."""
 
     def on_step_end(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-        check(abort)
+        raise_if_aborted(abort)
         return kwargs
 
     return on_step_end

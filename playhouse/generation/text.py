@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from playhouse.errors import ModelUnavailable
+from playhouse.errors import Interrupted, ModelUnavailable
 from playhouse.generation.continuous import ContinuousBatcher
-from playhouse.generation.interrupt import check, text_criteria
+from playhouse.generation.grouping import partition
+from playhouse.generation.interrupt import raise_if_aborted, text_criteria
 
 if TYPE_CHECKING:
     import threading
@@ -69,24 +70,16 @@ def split_by_length(lengths: Sequence[int], *, step_cost: float) -> list[list[in
     """Indices of ``lengths`` in sub-batches of similar length (shortest first).
 
     Minimises the padded prompt tokens (rows x longest prompt, summed over sub-batches) plus
-    ``step_cost`` per sub-batch: exact, by dynamic programming over the sorted lengths.
+    ``step_cost`` per sub-batch: exact, by :func:`~playhouse.generation.grouping.partition`
+    over the sorted lengths.
     """
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    n = len(order)
-    best = [0.0] + [float("inf")] * n
-    cut = [0] * (n + 1)
-    for j in range(1, n + 1):
-        longest = lengths[order[j - 1]]
-        for i in range(j):
-            cost = best[i] + (j - i) * longest + step_cost
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    groups: list[list[int]] = []
-    j = n
-    while j > 0:
-        groups.append(order[cut[j] : j])
-        j = cut[j]
-    return groups[::-1]
+    return [
+        order[i:j]
+        for i, j in partition(
+            len(order), lambda i, j: (j - i) * lengths[order[j - 1]] + step_cost
+        )
+    ]
 
 
 class TextModel:
@@ -105,15 +98,25 @@ class TextModel:
         """Set when this model generates through transformers' continuous batching."""
         self._single_token_cache: dict[str, int | None] = {}
         self._stop_criteria_cache: dict[tuple[str, ...], Any] = {}
+        self.launch_free = False
+        """Set while the decode step runs as CUDA graphs (:mod:`playhouse.generation.graphs`)."""
 
     @classmethod
     def load(
-        cls, path_or_id: str, *, device: str = "auto", name: str = "", continuous: bool = False
+        cls,
+        path_or_id: str,
+        *,
+        device: str = "auto",
+        name: str = "",
+        continuous: bool = False,
+        launch_free: bool = True,
     ) -> TextModel:
         """``from_pretrained`` a model directory or hub id; ModelUnavailable on failure.
 
         ``continuous`` generates through transformers' continuous batching
-        (:mod:`playhouse.generation.continuous`) instead of padded ``generate()`` calls."""
+        (:mod:`playhouse.generation.continuous`) instead of padded ``generate()`` calls.
+        ``launch_free`` lets a model on CUDA decode through CUDA graphs
+        (:mod:`playhouse.generation.graphs`; never on a CPU), warmed up here."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -136,7 +139,38 @@ class TextModel:
             model.generation_config.pad_token_id = tokenizer.pad_token_id
         log.info("model.loaded", model=path_or_id, device=dev, params=model.num_parameters(),
                  continuous=continuous)
-        return cls(model, tokenizer, name=name or path_or_id, device=dev, continuous=continuous)
+        loaded = cls(model, tokenizer, name=name or path_or_id, device=dev, continuous=continuous)
+        from playhouse.generation import graphs
+
+        if graphs.wanted(launch_free, dev) and not continuous:
+            loaded.enable_launch_free()
+        return loaded
+
+    def enable_launch_free(self, config: Any | None = None) -> bool:
+        """Decode through a static cache and CUDA graphs, warmed up now (one short prompt at
+        each of :data:`~playhouse.generation.graphs.WARM_UP_BATCHES`); back to eager with a
+        log line when that fails. ``config`` overrides the CompileConfig. True when on."""
+        from playhouse.generation import graphs
+
+        def warm_up() -> None:
+            warm = SamplingParams(max_new_tokens=4)
+            for size in graphs.WARM_UP_BATCHES:
+                self._generate_call([self.tokenizer.eos_token or "a"] * size, warm, stop=())
+
+        try:
+            self.launch_free = graphs.prepare(
+                self.model, name=self.name, max_cache_len=self.context_size,
+                warm_up=warm_up, config=config,
+            )
+        finally:
+            if not self.launch_free:
+                graphs.disable(self.model)
+        return self.launch_free
+
+    @property
+    def engine_name(self) -> str:
+        """What generates ("why this reply?" names it)."""
+        return "transformers, continuous batching" if self.continuous else "transformers"
 
     @property
     def context_size(self) -> int:
@@ -148,7 +182,9 @@ class TextModel:
 
     @property
     def memory_bytes(self) -> int:
-        return int(sum(p.numel() * p.element_size() for p in self.model.parameters()))
+        """Parameters and buffers as loaded (in their dtype, on their device)."""
+        tensors = [*self.model.parameters(), *self.model.buffers()]
+        return int(sum(t.numel() * t.element_size() for t in tensors))
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
@@ -181,7 +217,7 @@ class TextModel:
 
         if not prompts:
             return []
-        check(abort)
+        raise_if_aborted(abort)
         if self.continuous is not None:
             rows = self.continuous.generate(
                 prompts, params, stop_ids=self._stop_ids(stop), seed=seed
@@ -211,7 +247,35 @@ class TextModel:
         stop: Sequence[str],
         abort: threading.Event | None = None,
     ) -> list[str]:
-        """One left-padded ``generate()`` call for ``prompts``."""
+        """One left-padded ``generate()`` call for ``prompts``.
+
+        On the launch-free path the batch is padded with copies of its first prompt up to a
+        captured size (:func:`~playhouse.generation.graphs.bucket`), and a failure there puts
+        the model back to eager generation (logged) and runs the batch again eagerly."""
+        if not self.launch_free:
+            return self._generate_call(prompts, params, stop=stop, abort=abort)
+        from playhouse.generation import graphs
+
+        rows = list(prompts) + [prompts[0]] * (graphs.bucket(len(prompts)) - len(prompts))
+        try:
+            return self._generate_call(rows, params, stop=stop, abort=abort)[: len(prompts)]
+        except Interrupted:
+            raise
+        except Exception as exc:
+            self.launch_free = False
+            graphs.disable(self.model)
+            log.warning("model.launch_free_failed", model=self.name, fallback="eager",
+                        rows=len(rows), error=f"{type(exc).__name__}: {exc}"[:500])
+            return self._generate_call(prompts, params, stop=stop, abort=abort)
+
+    def _generate_call(
+        self,
+        prompts: Sequence[str],
+        params: SamplingParams,
+        *,
+        stop: Sequence[str],
+        abort: threading.Event | None = None,
+    ) -> list[str]:
         import torch
 
         enc = self.tokenizer(

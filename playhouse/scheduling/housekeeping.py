@@ -1,30 +1,33 @@
-"""Housekeeping: jobs stuck in ``pending`` and old poison messages.
+"""Housekeeping: jobs stuck in ``pending`` (or never queued) and old poison messages.
 
 A job still pending ``pending_deadline_s`` after it was last (re-)queued lost its message
 (a worker died past its retries, a queue was cleared, a send failed after the row was
 written). It is re-queued from the payload stored on its row, with its attempt count
 bumped first, so that a concurrent completion wins (the bump then fails with Conflict
-and nothing is sent). Once it has been queued ``max_attempts`` times it is failed
+and nothing is sent). Once it has been queued ``max_queued`` times it is failed
 *visibly*: a failed :class:`~playhouse.messages.GenerationResult` goes on ``gen-results``,
 and the results consumer turns the placeholder into "… could not answer" and shows it
 live, exactly as for a failure a worker reports. Re-queueing can duplicate a
 generation that was only slow; applying results is idempotent on the request id, so the
 playhouse shows one answer.
+
+Once an hour it also prunes the workers' progress rows and the scheduler's recorded
+decisions older than :data:`TRAIL_KEEP_S` (they serve the waiting placeholders and the status
+page only).
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import structlog
 
+from playhouse.asking import decode_job_request, dispatch
 from playhouse.constants import QUEUES, RECEIVE_MAX, results_queue
 from playhouse.errors import Conflict, InvalidInput, NotFound
-from playhouse.jobs import decode_job_request, encode_job_request
-from playhouse.messages import GenerationResult, encode
+from playhouse.messages import GenerationRequest, GenerationResult, encode
 from playhouse.storage.poison import peek_poison
 
 if TYPE_CHECKING:
@@ -35,6 +38,9 @@ log = structlog.get_logger()
 
 LOOKBACK_S = 7 * 86400.0
 """Pending jobs older than this are not looked at (they were failed long ago or are junk)."""
+TRAIL_KEEP_S = 86400.0
+"""Progress rows and recorded decisions are kept this long."""
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -51,18 +57,23 @@ class Housekeeper:
         storage: Storage,
         *,
         pending_deadline_s: float,
-        max_attempts: int = 3,
+        max_queued: int = 3,
         poison_age_s: float = 3600.0,
     ) -> None:
         self.storage = storage
         self.pending_deadline_s = pending_deadline_s
-        self.max_attempts = max_attempts
+        self.max_queued = max_queued
         self.poison_age_s = poison_age_s
+        self._pruned_at = 0.0
 
     async def run(self, now: float) -> HousekeepingReport:
         report = HousekeepingReport()
         await self.stuck_jobs(now, report)
         await self.summarise_poison(now, report)
+        if now - self._pruned_at >= PRUNE_EVERY_S:
+            self._pruned_at = now
+            await self.storage.progress.prune(now - TRAIL_KEEP_S)
+            await self.storage.decisions.prune(now - TRAIL_KEEP_S)
         return report
 
     async def stuck_jobs(self, now: float, report: HousekeepingReport) -> None:
@@ -83,14 +94,24 @@ class Housekeeper:
         except (ValueError, InvalidInput) as exc:  # msgspec errors are ValueErrors
             await self._fail(job, f"stored request is unreadable: {exc}", report)
             return
-        if queued >= self.max_attempts:
+        if job.state == "called":  # recorded, never queued (its asker died meanwhile)
+            try:
+                claimed = await self.storage.jobs.advance(job, "called")
+            except (Conflict, NotFound):
+                return  # another instance took it
+            await dispatch(self.storage, claimed)
+            report.requeued.append(job.request_id)
+            log.warning("job.dispatched", persona=job.persona, kind=job.kind, queue=job.queue,
+                        stuck_s=stuck_s)
+            return
+        if queued >= self.max_queued:
             await self._fail(job, f"no answer after {queued} attempts", report)
             return
         try:
             await self.storage.jobs.touch(job.request_id)
         except (Conflict, NotFound):
             return  # finished meanwhile
-        await self.storage.queues.send(request.queue or job.queue, encode_job_request(job))
+        await self.storage.queues.send(request.queue or job.queue, job.payload.encode())
         report.requeued.append(job.request_id)
         log.warning("job.requeued", persona=job.persona, kind=job.kind, queue=job.queue,
                     attempt=queued + 1, stuck_s=stuck_s)
@@ -100,13 +121,16 @@ class Housekeeper:
             await self.storage.jobs.touch(job.request_id)
         except (Conflict, NotFound):
             return
-        kind = job.kind if job.kind in ("post", "reply", "image") else "reply"
-        result = GenerationResult(
-            request_id=job.request_id, kind=kind,  # type: ignore[arg-type]
-            persona=job.persona, room=job.room, ok=False, thread_id=job.thread_id,
-            parent_id=job.parent_id, error=reason, attempts=job.attempts + 1,
-            finished_at=time.time(),
-        )
+        try:
+            asked = decode_job_request(job)
+        except (ValueError, InvalidInput):
+            kind = job.kind if job.kind in ("post", "reply", "image") else "reply"
+            asked = GenerationRequest(
+                request_id=job.request_id, kind=kind,  # type: ignore[arg-type]
+                persona=job.persona, room=job.room, queue=job.queue, thread_id=job.thread_id,
+                parent_id=job.parent_id,
+            )
+        result = GenerationResult.failure(asked, reason, attempts=job.attempts + 1)
         await self.storage.queues.send(results_queue(job.queue), encode(result))
         report.failed.append(job.request_id)
         log.error("job.abandoned", persona=job.persona, kind=job.kind, queue=job.queue,

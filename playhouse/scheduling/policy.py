@@ -30,13 +30,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from playhouse.personas import Cast, Persona, ReplyFeatures, mentions, reply_probability
+from playhouse.availability import HOUR_S
+from playhouse.personas import Cast, Persona, mentions
+from playhouse.scheduling.scoring import ReplyFeatures, reply_probability
 from playhouse.storage.models import Comment, Thread
 
 Clock = Callable[[], float]
 """Seconds since the epoch; ``time.time`` in production, a fake one in tests."""
 
-HOUR_S: Final = 3600.0
 DAY_S: Final = 86400.0
 
 ReplyOutcome = Literal["reply", "pass", "blocked"]
@@ -46,11 +47,11 @@ ReplyOutcome = Literal["reply", "pass", "blocked"]
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
+class Candidate:
     """A post or a comment, as something a bot may answer.
 
-    ``key`` is what the replies table is keyed on: the comment id, or the thread id for
-    the post itself (as the web app claims it).
+    ``key`` is what an answer's request id derives from: the comment id, or the thread id
+    for the post itself (as a person's call derives it).
     """
 
     key: str
@@ -76,15 +77,15 @@ class ThreadView:
     """One thread with its comments, indexed for the policy."""
 
     thread: Thread
-    items: dict[str, Item]
+    items: dict[str, Candidate]
     """By key, post first, then comments oldest first."""
     answered: dict[str, set[str]]
-    """Item key → personas that answered it (placeholders included)."""
+    """Candidate key → personas that answered it (placeholders included)."""
     bot_comments: int
 
     @classmethod
     def build(cls, thread: Thread, comments: Iterable[Comment]) -> ThreadView:
-        post = Item(
+        post = Candidate(
             key=thread.thread_id, thread_id=thread.thread_id, room=thread.room,
             author=thread.author, persona=thread.persona if thread.is_bot else None,
             is_bot=thread.is_bot, text=f"{thread.title}\n{thread.body}".strip(),
@@ -95,7 +96,7 @@ class ThreadView:
         bots = 0
         for c in sorted(comments, key=lambda c: c.comment_id):
             parent = c.parent_id or thread.thread_id
-            items[c.comment_id] = Item(
+            items[c.comment_id] = Candidate(
                 key=c.comment_id, thread_id=thread.thread_id, room=thread.room,
                 author=c.author, persona=c.persona if c.is_bot else None, is_bot=c.is_bot,
                 text=c.text, created_at=c.created_at, depth=c.depth, parent=parent,
@@ -108,26 +109,26 @@ class ThreadView:
         return cls(thread=thread, items=items, answered=answered, bot_comments=bots)
 
     @property
-    def post(self) -> Item:
+    def post(self) -> Candidate:
         return self.items[self.thread.thread_id]
 
-    def path_up(self, item: Item) -> list[Item]:
+    def path_up(self, item: Candidate) -> list[Candidate]:
         """``item``, its parent, its grandparent ... up to the post (a loop stops the walk)."""
-        path: list[Item] = []
+        path: list[Candidate] = []
         seen: set[str] = set()
-        current: Item | None = item
+        current: Candidate | None = item
         while current is not None and current.key not in seen:
             seen.add(current.key)
             path.append(current)
             current = self.items.get(current.parent) if current.parent else None
         return path
 
-    def chain(self, item: Item) -> list[Comment]:
+    def chain(self, item: Candidate) -> list[Comment]:
         """The comments from the top-level one down to ``item`` (what a reply prompt needs)."""
         return [i.comment for i in reversed(self.path_up(item)) if i.comment is not None]
 
 
-def exchanges(view: ThreadView, item: Item, persona: str) -> int:
+def exchanges(view: ThreadView, item: Candidate, persona: str) -> int:
     """How many times ``persona`` has already answered ``item``'s bot in their current run.
 
     The run is the longest alternation ``other, persona, other, persona ...`` going up from
@@ -153,7 +154,7 @@ def exchanges(view: ThreadView, item: Item, persona: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Activity:
+class BotAct:
     """One reply or post a persona made (or has pending)."""
 
     persona: str
@@ -170,8 +171,8 @@ class Ledger:
     storage and in this scheduler's memory counts once.
     """
 
-    replies: dict[str, Activity] = field(default_factory=dict)
-    posts: dict[str, Activity] = field(default_factory=dict)
+    replies: dict[str, BotAct] = field(default_factory=dict)
+    posts: dict[str, BotAct] = field(default_factory=dict)
 
     @classmethod
     def from_views(cls, views: Iterable[ThreadView]) -> Ledger:
@@ -179,11 +180,11 @@ class Ledger:
         for view in views:
             t = view.thread
             if t.is_bot and t.persona:
-                ledger.posts[t.thread_id] = Activity(t.persona, t.room, t.thread_id, t.created_at)
+                ledger.posts[t.thread_id] = BotAct(t.persona, t.room, t.thread_id, t.created_at)
             for item in view.items.values():
                 if item.is_post or not item.is_bot or not item.persona or item.status == "failed":
                     continue
-                ledger.replies[item.key] = Activity(
+                ledger.replies[item.key] = BotAct(
                     item.persona, item.room, item.thread_id, item.created_at
                 )
         return ledger
@@ -237,7 +238,7 @@ class ReplyDecision:
     """One persona's verdict on one item, and everything that went into it."""
 
     persona: str
-    item: Item
+    item: Candidate
     outcome: ReplyOutcome
     probability: float
     draw: float
@@ -342,7 +343,8 @@ class Policy:
 
     # -- replies --------------------------------------------------------------------
 
-    def features(self, persona: Persona, view: ThreadView, item: Item, now: float) -> ReplyFeatures:
+    def features(self, persona: Persona, view: ThreadView, item: Candidate,
+                 now: float) -> ReplyFeatures:
         positive, negative = persona.keywords.hits(item.text)
         return ReplyFeatures(
             author_is_human=not item.is_bot,
@@ -356,7 +358,7 @@ class Policy:
             age_hours=max(0.0, now - item.created_at) / self.hour_s,
         )
 
-    def eligible(self, persona: Persona, view: ThreadView, item: Item, now: float) -> bool:
+    def eligible(self, persona: Persona, view: ThreadView, item: Candidate, now: float) -> bool:
         """Whether ``persona`` may consider ``item`` at all (no draw is spent otherwise)."""
         if item.status != "ok":
             return False
@@ -372,7 +374,7 @@ class Policy:
         return age_h < persona.activity.max_age_hours
 
     def consider(
-        self, persona: Persona, view: ThreadView, item: Item, now: float, ledger: Ledger
+        self, persona: Persona, view: ThreadView, item: Candidate, now: float, ledger: Ledger
     ) -> ReplyDecision | None:
         """The verdict of ``persona`` on ``item``; None when it is not a candidate yet."""
         if not self.eligible(persona, view, item, now):
@@ -397,7 +399,7 @@ class Policy:
         )
 
     def blocked(
-        self, persona: Persona, view: ThreadView, item: Item, now: float, ledger: Ledger
+        self, persona: Persona, view: ThreadView, item: Candidate, now: float, ledger: Ledger
     ) -> str:
         """The first cap or guard that stops a drawn reply; empty when none does."""
         act = persona.activity
@@ -417,6 +419,20 @@ class Policy:
         ):
             return "per_room_hour_cap"
         return ""
+
+    def recheck(self, persona: Persona, view: ThreadView, decision: ReplyDecision,
+                now: float, ledger: Ledger) -> ReplyDecision:
+        """``decision`` (a reply) checked against the caps again, just before it is asked
+        for: the replies asked since it was reached (to the same item, by other bots) may
+        have filled one."""
+        if decision.outcome != "reply":
+            return decision
+        reason = self.blocked(persona, view, decision.item, now, ledger)
+        if not reason:
+            return decision
+        return self._decided((decision.item.key, persona.name), ReplyDecision(
+            decision.persona, decision.item, "blocked", decision.probability, decision.draw,
+            decision.parts, reason))
 
     def _decided(self, key: tuple[str, str], decision: ReplyDecision) -> ReplyDecision:
         verdict = f"{decision.outcome}:{decision.reason}"

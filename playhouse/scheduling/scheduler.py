@@ -1,47 +1,54 @@
-"""The :class:`Scheduler`: APScheduler jobs that make the bots post and answer.
+"""The :class:`Scheduler`: the periodic chores that make the bots post and answer.
 
-Three interval jobs on an ``AsyncIOScheduler`` (coalesced, one instance each, so a slow
-round never piles up):
+Three chores on the process's :class:`~playhouse.periodic.Periodic` (APScheduler:
+coalesced, one run at a time, so a slow round never piles up):
 
 * ``lease`` (every ``lease_s / 3``): renew or try to take the leadership
   (:mod:`~playhouse.scheduling.leader`); only the leader runs the other two;
 * ``round`` (every ``sweep_interval_s``): unless ``gen-background`` is deeper than
   ``background_max_depth`` (then the round is skipped and the log says so), each awake
   persona may start a thread, and each recent comment is offered to the personas of its
-  room (:class:`~playhouse.scheduling.policy.Policy`); a reply is claimed in the
-  ``replies`` table first, so a restarted or second scheduler never asks twice;
+  room (:class:`~playhouse.scheduling.policy.Policy`); a reply's request id derives from
+  the comment and the persona, so its job row is the claim and a restarted or second
+  scheduler (or a person calling the same bot) never asks twice;
 * ``housekeeping`` (every ``housekeeping_interval_s``): stuck jobs and poison queues.
 
 Every decision is logged with the parts of its score (``reply.scheduled``,
-``reply.passed``, ``reply.blocked``, ``post.scheduled``, ``round.skipped`` ...).
+``reply.passed``, ``reply.blocked``, ``post.scheduled``, ``round.skipped`` ...), and the
+ones logged are kept in the ``decisions`` table for the status page. A reply's job carries
+its :class:`~playhouse.explain.CallInfo`: the score term by term, the draw, and the caps
+that held other bots back from the same comment in that round ("why this reply?"). A
+comment's bots are all considered before any of them is asked (the draws come in the
+same order), and each reply is checked against the caps again just before it is asked.
 
 :meth:`Scheduler.start` must run inside the event loop (APScheduler needs the running
-loop). :meth:`Scheduler.stop` pauses the jobs, waits for those in flight, shuts
-APScheduler down and releases the lease. The same jobs can be driven without
-APScheduler by calling :meth:`Scheduler.run_round` and :meth:`Scheduler.housekeeping`
-under a fake clock (the simulation test does).
+loop): it takes part in the leadership and adds its chores to the ``periodic`` it was
+given (a web instance's), or to one of its own that it starts. :meth:`Scheduler.stop`
+stops its own chores (waiting for those in flight) and releases the lease. The same
+chores can be driven without APScheduler by calling :meth:`Scheduler.run_round` and
+:meth:`Scheduler.housekeeping` under a fake clock (the simulation test does).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from azure.core.exceptions import AzureError
 
-from playhouse import ids, jobs
-from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_RESULTS
+from playhouse import asking
+from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_RESULTS, SEED_CREATOR
 from playhouse.errors import PlayhouseError
+from playhouse.explain import CallInfo, HeldBack
+from playhouse.periodic import Chore, Periodic
 from playhouse.scheduling.housekeeping import Housekeeper, HousekeepingReport
 from playhouse.scheduling.leader import Leadership
 from playhouse.scheduling.policy import (
-    Activity,
+    BotAct,
     Clock,
     Ledger,
     Policy,
@@ -50,6 +57,7 @@ from playhouse.scheduling.policy import (
     hour_of,
 )
 from playhouse.scheduling.snapshot import Snapshot, SnapshotReader
+from playhouse.storage.models import Verdict
 
 if TYPE_CHECKING:
     from playhouse.config import SchedulerSettings
@@ -63,18 +71,6 @@ log = structlog.get_logger()
 PICTURE_CHOICES = 5
 """An image persona's own thread paints one of its room's newest this many titles."""
 
-STOP_WAIT_S = 30.0
-"""How long :meth:`Scheduler.stop` waits for the jobs in flight."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobSpec:
-    """One periodic job: what APScheduler runs (and what a simulation drives)."""
-
-    name: str
-    interval_s: float
-    run: Callable[[], Awaitable[object]]
-
 
 @dataclass(slots=True)
 class RoundReport:
@@ -83,6 +79,8 @@ class RoundReport:
     posts: list[GenerationRequest] = field(default_factory=list)
     replies: list[GenerationRequest] = field(default_factory=list)
     decisions: int = 0
+    verdicts: list[Verdict] = field(default_factory=list)
+    """The decisions logged this round (kept for the status page)."""
 
 
 class Scheduler:
@@ -97,11 +95,16 @@ class Scheduler:
         leadership: Leadership | None = None,
         clock: Clock = time.time,
         on_placeholder: Callable[[Comment], None] | None = None,
+        on_asked: Callable[[str], None] | None = None,
+        periodic: Periodic | None = None,
     ) -> None:
         """``leadership=None`` makes this instance always the leader (one instance only);
         ``on_placeholder`` is told of each "thinking" placeholder a scheduled reply writes
-        (the web app hosting the scheduler shows it live)."""
+        (to show it live), ``on_asked`` of each request id asked for (a web instance's
+        results consumer then expects its answer); ``periodic`` is the process's chores
+        (None: the scheduler runs its own)."""
         self.on_placeholder = on_placeholder
+        self.on_asked = on_asked
         self.storage = storage
         self.cast = cast
         self.settings = settings
@@ -112,23 +115,26 @@ class Scheduler:
         self.reader = SnapshotReader(storage, cast, threads_per_room=settings.threads_per_room)
         self.housekeeper = Housekeeper(
             storage, pending_deadline_s=settings.pending_deadline_s,
-            max_attempts=settings.requeue_max_attempts, poison_age_s=settings.poison_age_s,
+            max_queued=settings.max_queued, poison_age_s=settings.poison_age_s,
         )
         self.rounds = 0
         self._memory = Ledger()
         self._images_possible: bool | None = None
         """Whether an image worker was alive at the last round (logged when it changes)."""
-        self._aps: Any = None
-        self._inflight: set[asyncio.Task[Any]] = set()
+        self._periodic = periodic
+        self._own: Periodic | None = None
+        self._running = False
         self._was_leader = False
 
     @classmethod
     def create(cls, storage: Storage, cast: Cast, settings: SchedulerSettings, *,
-               on_placeholder: Callable[[Comment], None] | None = None) -> Scheduler:
+               on_placeholder: Callable[[Comment], None] | None = None,
+               on_asked: Callable[[str], None] | None = None,
+               periodic: Periodic | None = None) -> Scheduler:
         """A scheduler that competes for the lease with the other instances."""
         leadership = Leadership(storage.blobs, lease_s=settings.lease_s)
         return cls(storage, cast, settings, leadership=leadership,
-                   on_placeholder=on_placeholder)
+                   on_placeholder=on_placeholder, on_asked=on_asked, periodic=periodic)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -138,76 +144,53 @@ class Scheduler:
 
     @property
     def running(self) -> bool:
-        return self._aps is not None
+        return self._running
 
-    def job_specs(self) -> list[JobSpec]:
-        specs = [
-            JobSpec("round", self.settings.sweep_interval_s, self.run_round),
-            JobSpec("housekeeping", self.settings.housekeeping_interval_s, self.housekeeping),
+    def chores(self) -> list[Chore]:
+        """The scheduler's chores; the first round comes soon after start."""
+        chores = [
+            Chore("round", self.settings.sweep_interval_s, self.run_round,
+                  first_in_s=min(self.settings.sweep_interval_s, 1.0)),
+            Chore("housekeeping", self.settings.housekeeping_interval_s, self.housekeeping),
         ]
         if self.leadership is not None:
-            specs.insert(0, JobSpec("lease", self.leadership.step_s, self.lease_step))
-        return specs
+            chores.insert(0, Chore("lease", self.leadership.step_s, self.lease_step))
+        return chores
 
     async def start(self) -> None:
-        """Take part in the leadership and start the jobs (inside the running loop)."""
-        from apscheduler.schedulers.asyncio import AsyncIOScheduler
-        from apscheduler.triggers.interval import IntervalTrigger
-
-        if self._aps is not None:
+        """Take part in the leadership and start the chores (inside the running loop)."""
+        if self._running:
             return
-        aps = AsyncIOScheduler(timezone=UTC, job_defaults={
-            "coalesce": True, "max_instances": 1,
-            "misfire_grace_time": max(1, int(self.settings.sweep_interval_s)),
-        })
         if self.leadership is not None:
             await self.lease_step()
-        now = datetime.now(UTC)
-        for spec in self.job_specs():
-            # The first round soon after start; the lease was just stepped above.
-            delay = min(spec.interval_s, 1.0) if spec.name == "round" else spec.interval_s
-            first = now + timedelta(seconds=delay)
-            aps.add_job(self._tracked, IntervalTrigger(seconds=spec.interval_s),
-                        args=(spec,), id=spec.name, name=spec.name, next_run_time=first)
-        aps.start()
-        self._aps = aps
-        log.info("scheduler.started", jobs=[s.name for s in self.job_specs()],
+        periodic = self._periodic
+        if periodic is None:
+            periodic = self._own = Periodic()
+        for chore in self.chores():
+            periodic.add(chore)
+        if self._own is not None:
+            await self._own.start()
+        self._running = True
+        log.info("scheduler.started", chores=[c.name for c in self.chores()],
                  personas=len(self.cast.personas), leader=self.is_leader,
                  owner=self.leadership.owner if self.leadership else "-")
 
     async def stop(self, *, release: bool = True) -> None:
-        """Pause, wait for the jobs in flight, shut down, release the lease.
+        """Stop its own chores (waiting for the runs in flight) and release the lease; the
+        chores on a process's ``periodic`` stop with it.
 
         ``release=False`` keeps the lease until it lapses, as a crash would (tests).
         """
-        aps, self._aps = self._aps, None
-        if aps is not None:
-            aps.pause()
-            pending = [t for t in self._inflight if not t.done()]
-            if pending:
-                await asyncio.wait(pending, timeout=STOP_WAIT_S)
-            aps.shutdown(wait=False)
-            await asyncio.sleep(0)  # let APScheduler's shutdown take effect
+        if self._own is not None:
+            await self._own.stop()
+            self._own = None
+        self._running = False
         if self.leadership is not None:
             if release:
                 await self.leadership.release()
             else:
                 self.leadership.abandon()
         log.info("scheduler.stopped", rounds=self.rounds)
-
-    async def _tracked(self, spec: JobSpec) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._inflight.add(task)
-        try:
-            await spec.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("job.crashed", job=spec.name)
-        finally:
-            if task is not None:
-                self._inflight.discard(task)
 
     async def lease_step(self) -> bool:
         assert self.leadership is not None
@@ -269,10 +252,29 @@ class Scheduler:
             return report
         finally:
             self.policy.forget(now - 2 * self.policy.reply_window_s(self.cast.personas.values()))
+            await self._keep(report.verdicts)
         log.info("round.done", posts=len(report.posts), replies=len(report.replies),
                  decisions=report.decisions, threads=len(snapshot.views), depth=depth,
                  hour_utc=hour_of(now))
         return report
+
+    async def _keep(self, verdicts: list[Verdict]) -> None:
+        """Store the round's logged decisions (a failure costs only the status page)."""
+        if not verdicts:
+            return
+        try:
+            await self.storage.decisions.add(verdicts)
+        except (PlayhouseError, AzureError) as exc:
+            log.warning("decisions.unstored", count=len(verdicts), reason=str(exc)[:200])
+
+    @staticmethod
+    def _verdict(decision: ReplyDecision, now: float) -> Verdict:
+        item = decision.item
+        return Verdict(persona=decision.persona, at=now, outcome=decision.outcome,
+                       reason=decision.reason, room=item.room, thread_id=item.thread_id,
+                       target=item.key, target_author=item.author,
+                       probability=round(decision.probability, 4),
+                       draw=round(decision.draw, 4))
 
     async def _image_worker(self) -> bool:
         """Whether an image worker is alive (by its heartbeat, in wall-clock time): with
@@ -303,35 +305,50 @@ class Scheduler:
             if decision is None:
                 continue
             if persona.kind == "image":
-                request = jobs.post_request(
+                prompt, prompt_by = self._picture_of(snapshot, decision.room, persona)
+                request = asking.post_request(
                     persona=persona, room=decision.room, queue=QUEUE_IMAGE,
-                    image_prompt=self._picture_of(snapshot, decision.room, persona),
+                    image_prompt=prompt, prompt_by=prompt_by,
                 )
             else:
-                request = jobs.post_request(persona=persona, room=decision.room,
-                                            queue=QUEUE_BACKGROUND)
+                request = asking.post_request(persona=persona, room=decision.room,
+                                              queue=QUEUE_BACKGROUND)
+            call = CallInfo(reason="scheduler", at=now,
+                            probability=round(decision.probability, 6),
+                            draw=round(decision.draw, 6),
+                            terms=(("posts_in_day", float(decision.posts_in_day)),
+                                   ("cap", float(decision.cap))),
+                            budget=budget - len(report.posts))
             try:
-                await jobs.submit(self.storage, request)
+                await asking.submit(self.storage, request, call=call)
             except PlayhouseError as exc:
                 log.warning("post.failed", persona=name, reason=str(exc)[:200])
                 continue
-            activity = Activity(name, decision.room, jobs.thread_id_for(request.request_id), now)
+            self._asked(request)
+            activity = BotAct(name, decision.room, asking.thread_id_for(request.request_id),
+                                now)
             ledger.posts[activity.thread_id] = activity
             self._memory.posts[activity.thread_id] = activity
             report.posts.append(request)
             log.info("post.scheduled", request_id=request.request_id, **decision.fields())
 
-    def _picture_of(self, snapshot: Snapshot, room: str, persona: Persona) -> str:
-        """What an image persona paints for a thread of its own: the title of one of the
-        room's recent threads (not its own, not a picture), else the room's description."""
-        titles = [t.title for t in snapshot.threads
+    def _picture_of(self, snapshot: Snapshot, room: str,
+                    persona: Persona) -> tuple[str, str | None]:
+        """What an image persona paints for a thread of its own, and whose words those are
+        (None: the playhouse's own): the title of one of the room's recent threads (not its
+        own, not a picture), else the room's description (its creator's words)."""
+        titles = [(t.title, t.author) for t in snapshot.threads
                   if t.room == room and t.author != persona.name and not t.image_blob
                   and t.title.strip()][:PICTURE_CHOICES]
         if titles:
-            return self.policy.rng.choice(titles).strip()[:500]
+            title, author = self.policy.rng.choice(titles)
+            return title.strip()[:500], author
         view = snapshot.rooms.get(room)
         description = view.room.description.strip() if view is not None else ""
-        return (description or f"r/{room}")[:500]
+        if not description:
+            return f"r/{room}", None
+        creator = view.room.created_by if view is not None else SEED_CREATOR
+        return description[:500], None if creator == SEED_CREATOR else creator
 
     async def _replies(self, snapshot: Snapshot, ledger: Ledger, now: float,
                        report: RoundReport, *, budget: int, images: bool) -> None:
@@ -343,50 +360,71 @@ class Scheduler:
             awake = [p for p in room.personas if p.is_active(hour)
                      and (images or p.kind != "image")]
             for item in list(view.items.values()):
+                considered: list[tuple[Persona, ReplyDecision]] = []
                 for persona in awake:
                     decision = self.policy.consider(persona, view, item, now, ledger)
-                    if decision is None:
-                        continue
-                    report.decisions += 1
+                    if decision is not None:
+                        report.decisions += 1
+                        considered.append((persona, decision))
+                for persona, decision in considered:
+                    decision = self.policy.recheck(persona, view, decision, now, ledger)
                     if decision.outcome != "reply":
                         if decision.log:
                             event = "reply.passed" if decision.outcome == "pass" else (
                                 "reply.blocked")
                             log.info(event, **decision.fields())
+                            report.verdicts.append(self._verdict(decision, now))
                         continue
                     if len(report.replies) >= budget:
                         log.info("round.budget_spent", replies=len(report.replies),
                                  budget=budget)
                         return
-                    await self._reply(persona, view, decision, ledger, now, report)
+                    held = tuple(HeldBack(persona=d.persona, reason=d.reason, target=item.key)
+                                 for _, d in considered
+                                 if d.outcome == "blocked" and d.persona != persona.name)
+                    call = CallInfo(
+                        reason="scheduler", answered=item.key, answered_author=item.author,
+                        at=now, probability=round(decision.probability, 6),
+                        draw=round(decision.draw, 6),
+                        terms=tuple((k, round(v, 6) + 0.0)  # + 0.0: no "-0.00"
+                                    for k, v in decision.parts.items()),
+                        held_back=held, budget=budget - len(report.replies),
+                    )
+                    await self._reply(persona, view, decision, ledger, now, report, call)
 
     async def _reply(self, persona: Persona, view: ThreadView, decision: ReplyDecision,
-                     ledger: Ledger, now: float, report: RoundReport) -> None:
+                     ledger: Ledger, now: float, report: RoundReport,
+                     call: CallInfo | None = None) -> None:
         item = decision.item
-        request_id = ids.new_id()
+        request_id = asking.request_id_for(item.key, persona.name)
         self.policy.settle(item.key, persona.name, now)
-        if not await self.storage.replies.claim(item.key, persona.name, request_id):
-            log.info("reply.skipped", reason="claimed", **decision.fields())
-            return
         parent_id = None if item.is_post else item.key
         request: GenerationRequest
         if persona.kind == "image":
             prompt = (view.thread.title if item.is_post else item.text).strip()[:500]
-            request = jobs.image_request(persona=persona, thread=view.thread,
-                                         parent_id=parent_id, prompt=prompt,
-                                         queue=QUEUE_IMAGE, request_id=request_id)
+            request = asking.image_request(persona=persona, thread=view.thread,
+                                           parent_id=parent_id, prompt=prompt,
+                                           requester=item.author, queue=QUEUE_IMAGE,
+                                           request_id=request_id)
         else:
-            request = jobs.reply_request(persona=persona, thread=view.thread,
-                                         chain=view.chain(item), parent_id=parent_id,
-                                         queue=QUEUE_BACKGROUND, request_id=request_id)
+            request = asking.reply_request(persona=persona, thread=view.thread,
+                                           chain=view.chain(item), parent_id=parent_id,
+                                           queue=QUEUE_BACKGROUND, request_id=request_id)
+        depth = 0 if item.is_post else item.depth + 1
+        job = asking.new_job(request, depth=depth, call=call)
         try:
-            shown = await jobs.submit(self.storage, request)
+            todo = await asking.record(self.storage, [job])
+            if not todo:
+                log.info("reply.skipped", reason="claimed", **decision.fields())
+                return
+            shown = await asking.dispatch(self.storage, todo[0])
         except PlayhouseError as exc:
             log.warning("reply.failed", reason=str(exc)[:200], request_id=request_id,
                         **decision.fields())
             return
-        key = jobs.placeholder_id(request_id)
-        activity = Activity(persona.name, view.thread.room, view.thread.thread_id, now)
+        self._asked(request)
+        key = asking.answer_id(request_id, asking.decode_job_request(job).comment_id)
+        activity = BotAct(persona.name, view.thread.room, view.thread.thread_id, now)
         ledger.replies[key] = activity
         self._memory.replies[key] = activity
         view.answered.setdefault(item.key, set()).add(persona.name)
@@ -396,8 +434,14 @@ class Scheduler:
             if self.on_placeholder is not None:
                 self.on_placeholder(shown)
         report.replies.append(request)
+        report.verdicts.append(self._verdict(decision, now))
         log.info("reply.scheduled", request_id=request_id, queue=request.queue,
                  **decision.fields())
+
+
+    def _asked(self, request: GenerationRequest) -> None:
+        if self.on_asked is not None:
+            self.on_asked(request.request_id)
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
-from playhouse.scheduling.policy import Activity, Ledger, ThreadView
+from playhouse.scheduling.policy import BotAct, Ledger, ThreadView
 from playhouse.storage.models import Comment, Room, Thread
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Snapshot:
         for t in self.threads:
             if t.is_bot and t.persona:
                 ledger.posts.setdefault(
-                    t.thread_id, Activity(t.persona, t.room, t.thread_id, t.created_at)
+                    t.thread_id, BotAct(t.persona, t.room, t.thread_id, t.created_at)
                 )
         return ledger
 

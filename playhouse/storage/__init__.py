@@ -1,8 +1,10 @@
 """Azure Storage for playhouse: tables, queues and blobs behind small async repositories.
 
-:meth:`Storage.connect` opens the three ``.aio`` service clients from one connection
-string (a real account, or Azurite), checks within ``timeout_s`` that the account
-answers, and hands out the repositories. Nothing here is opened at import time.
+``async with Storage.open(settings.storage) as storage:`` is how every process reaches
+storage: it resolves the connection string (:func:`resolve_connection_string`), opens the
+three ``.aio`` service clients, checks within ``timeout_s`` that the account answers,
+creates what is missing, and closes the clients at the end. :meth:`Storage.connect` is
+the step without the rest. Nothing here is opened at import time.
 
 A ``namespace`` prefixes every table, queue and container name, so several playhouses
 (or test cases) can share one account without seeing each other.
@@ -13,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from azure.data.tables.aio import TableServiceClient
@@ -23,24 +28,50 @@ from azure.storage.blob.aio import BlobServiceClient
 from azure.storage.queue.aio import QueueServiceClient
 
 from playhouse.constants import ALL_QUEUES, CONTAINERS, TABLES
-from playhouse.errors import ConfigError, StorageUnavailable
+from playhouse.errors import ConfigError, PlayhouseError, StorageUnavailable
 from playhouse.storage.accounts import MemberRepo, RoomRepo, UserRepo
 from playhouse.storage.authored import AuthorIndex
 from playhouse.storage.blobs import BlobStore
+from playhouse.storage.decisions import DecisionRepo
 from playhouse.storage.jobs import JobRepo
 from playhouse.storage.listings import ListingIndex
 from playhouse.storage.ops import MetricsRepo, WorkerRepo
 from playhouse.storage.prefs import PrefRepo
+from playhouse.storage.progress import ProgressRepo
 from playhouse.storage.queues import QueueStore
 from playhouse.storage.tables import Tables, short, translate
-from playhouse.storage.threads import CommentRepo, ReplyRepo, ThreadRepo
+from playhouse.storage.threads import CommentRepo, ThreadRepo
 from playhouse.storage.votes import VoteRepo
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from azure.core.pipeline.transport import AsyncHttpTransport
+
+    from playhouse.config import StorageSettings
+
+    Transport = Callable[[], AsyncHttpTransport[Any, Any]]
 
 log = structlog.get_logger()
 
 _NAMESPACE = re.compile(r"^(|[a-z][a-z0-9]{0,15})$")
 RETRIES = 2
 """SDK-level retries per call; the callers (worker, consumer) retry at their own level."""
+
+
+def resolve_connection_string(settings: StorageSettings) -> str:
+    """The connection string to use: the setting, else the one a running `playhouse run`
+    wrote for its emulator; a clear error when there is neither."""
+    if settings.connection_string:
+        return settings.connection_string
+    path = Path(settings.emulator_file)
+    conn = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    if not conn:
+        raise PlayhouseError(
+            "no storage: set PLAYHOUSE_STORAGE to an Azure Storage connection string, "
+            "or start `playhouse run` (it runs the local emulator)"
+        )
+    return conn
 
 
 def parse_connection_string(conn: str) -> dict[str, str]:
@@ -86,21 +117,42 @@ class Storage:
         self.threads = ThreadRepo(self.tables, listings=self.listings, authored=self.authored)
         self.comments = CommentRepo(self.tables, authored=self.authored)
         self.jobs = JobRepo(self.tables)
-        self.replies = ReplyRepo(self.tables)
         self.workers = WorkerRepo(self.tables)
         self.metrics = MetricsRepo(self.tables)
+        self.progress = ProgressRepo(self.tables)
+        self.decisions = DecisionRepo(self.tables)
 
     @property
     def namespace(self) -> str:
         return self.tables.namespace
 
     @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, settings: StorageSettings, *, ensure: bool = True,
+        transport: Transport | None = None,
+    ) -> AsyncIterator[Storage]:
+        """Connect as ``settings`` say, create what is missing (``ensure``), and close the
+        clients when the block ends."""
+        storage = await cls.connect(
+            resolve_connection_string(settings), timeout_s=settings.timeout_s,
+            namespace=settings.namespace, transport=transport,
+        )
+        try:
+            if ensure:
+                await storage.ensure()
+            yield storage
+        finally:
+            await storage.close()
+
+    @classmethod
     async def connect(
         cls, connection_string: str, *, timeout_s: float = 10.0, namespace: str = "",
-        check: bool = True,
+        check: bool = True, transport: Transport | None = None,
     ) -> Storage:
         """Open the clients; with ``check``, StorageUnavailable unless the account answers
-        within ``timeout_s`` (a one-line reason, never a hang)."""
+        within ``timeout_s`` (a one-line reason, never a hang). ``transport`` makes each
+        client's HTTP transport (tests count round trips with one)."""
         if not _NAMESPACE.match(namespace):
             raise ConfigError(f"storage namespace {namespace!r}: 1-16 lowercase letters/digits")
         parts = parse_connection_string(connection_string)
@@ -111,9 +163,12 @@ class Storage:
             "connection_timeout": max(1.0, timeout_s / 2),
             "read_timeout": 60,
         }
+        def own(extra: dict[str, Any]) -> dict[str, Any]:
+            return {**options, **extra, **({"transport": transport()} if transport else {})}
+
         try:
             table_service = TableServiceClient.from_connection_string(
-                connection_string, **options
+                connection_string, **own({})
             )
             # The queue and blob SDKs retry with their own ExponentialRetry (15 s, then
             # 18 s ...), which ignores retry_backoff_*: without these a call to an
@@ -122,10 +177,10 @@ class Storage:
                 "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1,
             }
             queue_service = QueueServiceClient.from_connection_string(
-                connection_string, **options, **backoff
+                connection_string, **own(backoff)
             )
             blob_service = BlobServiceClient.from_connection_string(
-                connection_string, **options, **backoff
+                connection_string, **own(backoff)
             )
         except ValueError as exc:
             raise ConfigError(f"storage connection string is invalid: {short(exc)}") from exc
@@ -194,4 +249,4 @@ class Storage:
         await self.close()
 
 
-__all__ = ["Storage", "parse_connection_string"]
+__all__ = ["Storage", "parse_connection_string", "resolve_connection_string"]

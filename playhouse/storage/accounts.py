@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import structlog
@@ -138,9 +138,13 @@ class RoomRepo:
         return [from_entity(e, Room) for e in entities]
 
     async def touch(
-        self, name: str, *, threads: int = 0, comments: int = 0, at: float | None = None
+        self, name: str, *, threads: int = 0, comments: int = 0, at: float | None = None,
+        known: Room | None = None, answers: Sequence[tuple[str, float]] = (),
     ) -> Room:
-        """Count new threads/comments and move ``last_activity`` forward (never back)."""
+        """Count new threads/comments and move ``last_activity`` forward (never back);
+        ``answers`` are the bots' answers counted, (persona, when), kept for an hour in
+        ``bot_recent``; ``known`` is the row as the caller last saw it (with its ETag):
+        tried first, without a read."""
         when = time.time() if at is None else at
         key = room_key(name)
 
@@ -150,10 +154,21 @@ class RoomRepo:
                 thread_count=room.thread_count + threads,
                 comment_count=room.comment_count + comments,
                 last_activity=max(room.last_activity, when),
+                bot_recent=_recent(room.bot_recent, answers, time.time())
+                if answers or room.bot_recent else room.bot_recent,
             )
 
-        room, _ = await self.t.modify(TABLE_ROOMS, PK_ROOMS, key, Room, change, f"room {name}")
-        return room
+        if known is not None and known.etag:
+            updated = change(known)
+            try:
+                etag = await self.t.update(TABLE_ROOMS, to_entity(updated, PK_ROOMS, key),
+                                           f"room {name}", etag=known.etag)
+                return msgspec.structs.replace(updated, etag=etag)
+            except Conflict:
+                pass  # changed since: read it again
+        room, etag = await self.t.modify(TABLE_ROOMS, PK_ROOMS, key, Room, change,
+                                         f"room {name}")
+        return msgspec.structs.replace(room, etag=etag)
 
 
 class MemberRepo:
@@ -161,12 +176,33 @@ class MemberRepo:
         self.t = tables
 
     async def join(self, room: str, username: str, role: Role = "member") -> Membership:
-        r, u = room_key(room), user_key(username)
-        member = Membership(room=r, username=u, role=role, joined_at=time.time())
+        """Make ``username`` a member with ``role``; one who is a member already keeps
+        the role they have (an owner who joins or is added stays an owner): roles change
+        only through :meth:`set_role`."""
+        existing = await self.get(room, username)
+        if existing is not None:
+            return existing
+        member = Membership(room=room_key(room), username=user_key(username), role=role,
+                            joined_at=time.time())
+        await self._write(member)
+        log.info("room.joined", room=member.room, username=member.username, role=role)
+        return member
+
+    async def set_role(self, room: str, username: str, role: Role) -> Membership:
+        """Give a member another role; NotFound when ``username`` is not a member."""
+        existing = await self.get(room, username)
+        if existing is None:
+            raise NotFound(f"u/{username} is not a member of r/{room}")
+        member = msgspec.structs.replace(existing, role=role)
+        await self._write(member)
+        log.info("room.role_changed", room=member.room, username=member.username, role=role)
+        return member
+
+    async def _write(self, member: Membership) -> None:
+        """Both rows; the room's row last (it is what "is X a member" reads)."""
+        r, u = member.room, member.username
         await self.t.upsert(TABLE_MEMBERS, to_entity(member, f"u.{u}", r), f"membership {u}")
         await self.t.upsert(TABLE_MEMBERS, to_entity(member, f"r.{r}", u), f"membership {u}")
-        log.info("room.joined", room=r, username=u, role=role)
-        return member
 
     async def leave(self, room: str, username: str) -> bool:
         """Remove a membership; False when there was none."""
@@ -200,3 +236,17 @@ class MemberRepo:
             parameters={"pk": f"u.{u}"}, limit=limit,
         )
         return [from_entity(e, Membership) for e in entities]
+
+
+RECENT_KEEP = 200
+"""Bot answers a room's row keeps (the hourly caps are far below it)."""
+RECENT_S = 3600.0
+
+
+def _recent(recent: tuple[tuple[str, float], ...], answers: Sequence[tuple[str, float]],
+            now: float) -> tuple[tuple[str, float], ...]:
+    """``recent`` with ``answers`` added: the last hour only, oldest first, at most
+    :data:`RECENT_KEEP`."""
+    kept = sorted(((n, t) for n, t in (*recent, *answers) if t >= now - RECENT_S),
+                  key=lambda pair: pair[1])
+    return tuple(kept[-RECENT_KEEP:])

@@ -47,7 +47,7 @@ log = structlog.get_logger()
 KARMA_KEY: Final = "~karma"
 TEXT_CHARS: Final = 1000
 """Characters of a comment (or a thread's body) kept in its author's history."""
-RETRIES: Final = 50
+KARMA_RETRIES: Final = 50
 
 
 def item_key(item_id: str) -> str:
@@ -107,7 +107,7 @@ class AuthorIndex:
     async def _apply(self, pk: str, item_id: str, tally: Tally) -> Authored | None:
         what = f"history of {pk}"
         gone: set[str] = set()
-        for attempt in range(RETRIES):
+        for attempt in range(KARMA_RETRIES):
             item_row, karma_row = await asyncio.gather(
                 self.t.get(TABLE_AUTHORED, pk, item_key(item_id), what),
                 self.t.get(TABLE_AUTHORED, pk, KARMA_KEY, what),
@@ -146,7 +146,7 @@ class AuthorIndex:
                 gone.add(old_best)
                 continue
             return updated
-        raise Conflict(f"{what}: still contended after {RETRIES} attempts")
+        raise Conflict(f"{what}: still contended after {KARMA_RETRIES} attempts")
 
     async def karma(self, author: str) -> Karma:
         pk = user_key(author)

@@ -57,20 +57,20 @@ log = structlog.get_logger()
 
 STATE_PREFIX: Final = "i."
 ORDER_PREFIX: Final = {"hot": "h.", "top": "t.", "new": "n.", "active": "a."}
-DAY_S: Final = 86_400
-WEEK_S: Final = 7 * DAY_S
-RETRIES: Final = 50
+BUCKET_DAY_S: Final = 86_400
+BUCKET_WEEK_S: Final = 7 * BUCKET_DAY_S
+LISTING_RETRIES: Final = 50
 _TOKEN = re.compile(r"^[a-z0-9.]{1,120}$")
 
 Loader = Callable[[], Awaitable[Thread]]
 
 
 def day_of(ts: float) -> int:
-    return int(ts // DAY_S)
+    return int(ts // BUCKET_DAY_S)
 
 
 def week_of(ts: float) -> int:
-    return int(ts // WEEK_S)
+    return int(ts // BUCKET_WEEK_S)
 
 
 def _bucket(window: TopWindow, number: int) -> str:
@@ -130,11 +130,13 @@ def entities(row: ListingRow) -> list[Entity]:
             *(to_entity(row, pk, key) for key in keys(row).values())]
 
 
-def encode_token(key: str) -> str:
+def rank_token(key: str) -> str:
+    """The next page's token: the rank key of the last row shown."""
     return key
 
 
-def decode_token(token: str | None, prefix: str) -> str | None:
+def rank_after(token: str | None, prefix: str) -> str | None:
+    """The rank key a page starts after (a token made by :func:`rank_token`)."""
     if not token:
         return None
     if not _TOKEN.match(token) or not token.startswith(prefix):
@@ -177,7 +179,7 @@ class ListingIndex:
         rk = STATE_PREFIX + thread_id
         gone: set[str] = set()
         """Rank rows found missing and deleted one by one (left out of the transaction)."""
-        for attempt in range(RETRIES):
+        for attempt in range(LISTING_RETRIES):
             entity = await self.t.get(TABLE_LISTINGS, pk, rk, what)
             stored = None if entity is None else from_entity(entity, ListingRow)
             if stored is None and thread is None:
@@ -212,7 +214,7 @@ class ListingIndex:
                         gone.add(key)
                 continue
             return merged
-        raise Conflict(f"{what}: still contended after {RETRIES} attempts")
+        raise Conflict(f"{what}: still contended after {LISTING_RETRIES} attempts")
 
     async def page(
         self, room: str, sort: RoomSort, *, window: TopWindow = "all", limit: int = 25,
@@ -224,7 +226,7 @@ class ListingIndex:
         if sort == "top" and window != "all":
             return await self._window(room, window, limit, token, now)
         prefix = ORDER_PREFIX[sort]
-        after = decode_token(token, prefix)
+        after = rank_after(token, prefix)
         pk = room_key(room)
         rows = await self.t.query(
             TABLE_LISTINGS, "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
@@ -233,7 +235,7 @@ class ListingIndex:
             limit=limit + 1,
         )
         items = [from_entity(row, ListingRow) for row in rows[:limit]]
-        nxt = encode_token(str(rows[limit - 1]["RowKey"])) if len(rows) > limit else None
+        nxt = rank_token(str(rows[limit - 1]["RowKey"])) if len(rows) > limit else None
         return Page(items=items, next=nxt)
 
     async def _window(self, room: str, window: TopWindow, limit: int, token: str | None,
@@ -241,11 +243,11 @@ class ListingIndex:
         """Top threads made in the last day or week: the two buckets that window touches,
         merged by score (each one range query filtered on the creation time)."""
         moment = time.time() if now is None else now
-        span = DAY_S if window == "day" else WEEK_S
+        span = BUCKET_DAY_S if window == "day" else BUCKET_WEEK_S
         since = moment - span
         number = day_of if window == "day" else week_of
         buckets = sorted({number(since), number(moment)})
-        after = decode_token(token, "") if token else None
+        after = rank_after(token, "") if token else None
         pk = room_key(room)
 
         async def bucket(n: int) -> list[tuple[str, Entity]]:
@@ -263,11 +265,11 @@ class ListingIndex:
         found = sorted((pair for rows in await asyncio.gather(*map(bucket, buckets))
                         for pair in rows), key=lambda pair: pair[0])
         items = [from_entity(row, ListingRow) for _, row in found[:limit]]
-        nxt = encode_token(found[limit - 1][0]) if len(found) > limit else None
+        nxt = rank_token(found[limit - 1][0]) if len(found) > limit else None
         return Page(items=items, next=nxt)
 
     async def bulk(self, rows: Iterable[ListingRow]) -> int:
         """Write many threads' rows in batch transactions (a bulk load: the benchmark,
         an index rebuilt from the threads table); returns how many rows were written."""
         ops = [("upsert", e) for row in rows for e in entities(row)]
-        return await self.t.submit(TABLE_LISTINGS, ops, "bulk listing")
+        return len(await self.t.submit(TABLE_LISTINGS, ops, "bulk listing"))

@@ -14,8 +14,13 @@ import msgspec
 T = TypeVar("T")
 
 Role = Literal["owner", "member"]
-JobState = Literal["pending", "done", "failed"]
-CommentStatus = Literal["ok", "failed", "placeholder"]
+JobState = Literal["called", "pending", "done", "failed"]
+"""``called``: recorded before a person's post is acknowledged, not queued yet (the call
+recovery queues it if its web instance died); ``pending``: queued; then ``done``/``failed``."""
+CommentStatus = Literal["ok", "failed", "placeholder", "declined"]
+"""``declined``: a bot that was called and will not answer (asleep, a cap reached); its
+``notice`` says why."""
+ProgressState = Literal["generating", "retrying", "answered"]
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,6 +48,11 @@ class Room(msgspec.Struct, frozen=True, kw_only=True):
     last_activity: float
     thread_count: int = 0
     comment_count: int = 0
+    bot_recent: tuple[tuple[str, float], ...] = ()
+    """(persona, when) of the bots' answers here in the last hour, oldest first: the
+    hourly cap a person's call meets (moved with the counters)."""
+    etag: str | None = None
+    """Row version as read (the activity counters update it conditionally)."""
 
 
 class Membership(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,6 +76,11 @@ class Thread(msgspec.Struct, frozen=True, kw_only=True):
     comment_count: int = 0
     image_blob: str | None = None
     job_id: str | None = None
+    bot_replies: tuple[tuple[str, int], ...] = ()
+    """Answers per bot in this thread: the per-thread cap a person's call meets (moved
+    with the counters)."""
+    etag: str | None = None
+    """Row version as read (the activity counters update it conditionally)."""
 
 
 class Comment(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +98,12 @@ class Comment(msgspec.Struct, frozen=True, kw_only=True):
     status: CommentStatus = "ok"
     image_blob: str | None = None
     job_id: str | None = None
+    path: tuple[str, ...] = ()
+    """Ids of its nearest ancestors, oldest first, the parent last (at most
+    :data:`~playhouse.constants.PATH_MAX`): a reply's prompt chain is one query (empty for
+    top-level comments, and for comments stored before paths were kept: theirs is walked)."""
+    notice: str = ""
+    """A declined call's reason, as :class:`~playhouse.views.WaitState` JSON."""
     etag: str | None = None
     """Row version as read; :meth:`CommentRepo.replace` makes it a precondition."""
 
@@ -103,7 +124,51 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     error: str = ""
     payload: str = ""
     """The request JSON, kept so that a stuck job can be re-queued as it was."""
+    depth: int = 0
+    """Depth of the comment the answer will be (its placeholder's indentation)."""
+    call: str = ""
+    """Who or what called the bot, as :class:`~playhouse.explain.CallInfo` JSON (written
+    with the row)."""
+    trace: str = ""
+    """What the worker did, as :class:`~playhouse.explain.Trace` JSON (written with the
+    job's end), unless it is kept in ``trace_blob``."""
+    trace_blob: str | None = None
+    """The trace's blob in the explanations container, when it was too large for a row."""
+    finished_at: float = 0.0
+    """When the worker sent its answer."""
+    applied_at: float = 0.0
+    """When the answer was shown."""
     etag: str | None = None
+
+
+class JobProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """How far a worker got with one request (the ``progress`` table; the job's keys)."""
+
+    request_id: str
+    state: ProgressState
+    at: float
+    attempt: int = 1
+    max_attempts: int = 1
+    reason: str = ""
+    """Why the last sample was rejected (``retrying``)."""
+    worker: str = ""
+    received_at: float = 0.0
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """One scheduling decision of one persona (the ``decisions`` table), for the status
+    page: replied, passed (the draw was over the chance) or held back by a cap."""
+
+    persona: str
+    at: float
+    outcome: Literal["reply", "pass", "blocked"]
+    reason: str = ""
+    room: str = ""
+    thread_id: str = ""
+    target: str = ""
+    target_author: str = ""
+    probability: float = 0.0
+    draw: float = 0.0
 
 
 ItemKind = Literal["thread", "comment"]

@@ -45,6 +45,10 @@ class PersonaState(msgspec.Struct, frozen=True, kw_only=True):
     failed: int = 0
     last_answer_at: float = 0.0
     last_error: str = ""
+    samples: int = 0
+    """Samples drawn for it (every attempt), since the worker started."""
+    rejections: tuple[tuple[str, int], ...] = ()
+    """Of those, the rejected ones by reason (``no_end_tag``, ``near_copy`` ...)."""
 
 
 class WorkerBeat(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,11 +164,11 @@ class MetricsRepo:
         )
         if not entities:
             return 0
-        done = await self.t.submit(
+        done = len(await self.t.submit(
             TABLE_METRICS,
             (("delete", {"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"]})
              for e in entities),
             "prune samples",
-        )
+        ))
         log.info("samples.pruned", count=done)
         return done

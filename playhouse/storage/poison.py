@@ -11,12 +11,10 @@ depth is the queue's whole count.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -26,7 +24,7 @@ from playhouse.errors import InvalidInput
 from playhouse.storage.queues import PoisonEntry, QueueStore, decode_poison
 
 if TYPE_CHECKING:
-    from playhouse.config import Settings
+    pass
 
 log = structlog.get_logger()
 
@@ -95,7 +93,7 @@ async def peek_poison(
     return reports
 
 
-def describe(entry: PoisonEntry) -> str:
+def describe_entry(entry: PoisonEntry) -> str:
     """The parked message in a few words: persona, kind, room and ids when it has them."""
     if entry.payload_blob:
         return f"(message in blob {CONTAINER_PAYLOADS}/{entry.payload_blob})"
@@ -105,36 +103,6 @@ def describe(entry: PoisonEntry) -> str:
         return f"(not JSON, {len(entry.content_b64) * 3 // 4} bytes)"
     words = [f"{k}={fields[k]}" for k in _SHOWN_FIELDS if isinstance(fields.get(k), str)]
     return " ".join(words) or "(no known fields)"
-
-
-def format_reports(reports: Sequence[QueueReport], *, now: float | None = None) -> str:
-    """The reports as text, one block per poison queue."""
-    if not reports:
-        return "every poison queue is empty\n"
-    now = time.time() if now is None else now
-    lines: list[str] = []
-    for report in reports:
-        distinct = len(report.shown)
-        lines.append(f"{report.queue}: {report.depth} entr{'y' if report.depth == 1 else 'ies'}"
-                     f" (showing {distinct})")
-        for shown in report.shown:
-            if shown.entry is None:
-                lines.append("  (unreadable entry)")
-                continue
-            entry = shown.entry
-            copies = f"  [{shown.copies} copies]" if shown.copies > 1 else ""
-            lines.append(f"  {_age(now - entry.at):>6} ago  after {entry.dequeue_count} "
-                         f"deliveries  {describe(entry)}{copies}")
-            lines.append(f"      {entry.reason[:300]}")
-    return "\n".join(lines) + "\n"
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 async def purge(queues: QueueStore, selected: Sequence[str]) -> dict[str, int]:
@@ -159,32 +127,3 @@ async def purge(queues: QueueStore, selected: Sequence[str]) -> dict[str, int]:
             deleted[name] = count
             log.info("poison.purged", queue=name, deleted=count)
     return deleted
-
-
-def poison_command(
-    settings: Settings, action: str, *, queue: str | None, limit: int, out: TextIO
-) -> int:
-    """``playhouse poison list|purge``: connect, act, print; the exit code."""
-    from playhouse.runner import resolve_connection_string
-    from playhouse.storage import Storage
-
-    selected = pick_queues(queue)
-    if not 1 <= limit <= RECEIVE_MAX:
-        raise InvalidInput(f"--limit is 1 to {RECEIVE_MAX}, not {limit}")
-    conn = resolve_connection_string(settings)
-
-    async def act() -> str:
-        storage = await Storage.connect(conn, timeout_s=settings.storage.timeout_s,
-                                        namespace=settings.storage.namespace)
-        try:
-            if action == "purge":
-                deleted = await purge(storage.queues, selected)
-                if not deleted:
-                    return "nothing to purge\n"
-                return "".join(f"{name}: deleted {n}\n" for name, n in deleted.items())
-            return format_reports(await peek_poison(storage.queues, selected, limit=limit))
-        finally:
-            await storage.close()
-
-    out.write(asyncio.run(act()))
-    return 0

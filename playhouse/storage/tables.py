@@ -41,7 +41,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from playhouse.constants import TABLE_BATCH_MAX
-from playhouse.errors import Conflict, InvalidInput, NotFound, StorageUnavailable
+from playhouse.errors import BadRequest, Conflict, InvalidInput, NotFound, StorageUnavailable
 
 log = structlog.get_logger()
 
@@ -54,6 +54,8 @@ every character is outside the BMP, under Azure's 64 KiB property limit."""
 PART_SEP = "__"
 KEY_MAX_CHARS = 512
 _FORBIDDEN_KEY_CHARS = frozenset("/\\#?")
+ROWS_PER_QUERY = 14
+"""Row keys per query of :meth:`Tables.rows` (with the partition key: 15 comparisons)."""
 ETAG_RETRIES = 40
 """Read-modify-write attempts before a contended row gives up with Conflict."""
 
@@ -70,14 +72,15 @@ def table_name(namespace: str, name: str) -> str:
 
 
 def check_key(kind: str, value: str) -> str:
-    """Reject what Azure forbids in PartitionKey/RowKey, with a readable reason."""
+    """Reject what Azure forbids in PartitionKey/RowKey, with a readable reason (a name or
+    id that cannot exist: the asker's mistake, :class:`BadRequest`)."""
     if not value:
-        raise InvalidInput(f"{kind} must not be empty")
+        raise BadRequest(f"{kind} must not be empty")
     if len(value) > KEY_MAX_CHARS:
-        raise InvalidInput(f"{kind} is longer than {KEY_MAX_CHARS} characters")
+        raise BadRequest(f"{kind} is longer than {KEY_MAX_CHARS} characters")
     for ch in value:
         if ch in _FORBIDDEN_KEY_CHARS or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            raise InvalidInput(f"{kind} {value!r} contains the forbidden character {ch!r}")
+            raise BadRequest(f"{kind} {value!r} contains the forbidden character {ch!r}")
     check_text(kind, value)
     return value
 
@@ -125,15 +128,23 @@ def to_entity(obj: msgspec.Struct, partition: str, row: str, **extra: Any) -> En
         if isinstance(value, tuple | list):
             value = msgspec.json.encode(value).decode()
         if isinstance(value, str):
-            check_text(name, value)
-            if len(value) > PART_CHARS:
-                parts = [value[i : i + PART_CHARS] for i in range(0, len(value), PART_CHARS)]
-                entity[name] = parts[0]
-                for n, part in enumerate(parts[1:], start=1):
-                    entity[f"{name}{PART_SEP}{n}"] = part
-                continue
+            entity.update(text_properties(name, value))
+            continue
         entity[name] = value
     return entity
+
+
+def text_properties(name: str, value: str) -> Entity:
+    """``value`` as the properties that store it: ``name``, and ``name__1`` … when it is
+    longer than one property allows (checked, see :func:`check_text`)."""
+    check_text(name, value)
+    if len(value) <= PART_CHARS:
+        return {name: value}
+    parts = [value[i : i + PART_CHARS] for i in range(0, len(value), PART_CHARS)]
+    out: Entity = {name: parts[0]}
+    for n, part in enumerate(parts[1:], start=1):
+        out[f"{name}{PART_SEP}{n}"] = part
+    return out
 
 
 def from_entity(entity: Mapping[str, Any], cls: type[S]) -> S:
@@ -427,6 +438,27 @@ class Tables:
                     break
         return out
 
+    async def rows(self, table: str, keys: Iterable[tuple[str, str]], what: str
+                   ) -> list[Entity]:
+        """The rows of ``keys`` (partition, row) that exist: one query per partition and
+        per :data:`ROWS_PER_QUERY` keys (a filter allows 15 comparisons)."""
+        by_partition: dict[str, list[str]] = {}
+        for pk, rk in dict.fromkeys(keys):
+            by_partition.setdefault(pk, []).append(rk)
+        found: list[Entity] = []
+        for pk, wanted in by_partition.items():
+            for start in range(0, len(wanted), ROWS_PER_QUERY):
+                chunk = wanted[start:start + ROWS_PER_QUERY]
+                names = [f"r{i}" for i in range(len(chunk))]
+                # Spaces around the parentheses: the SDK finds @names between spaces.
+                flt = ("PartitionKey eq @pk and ( "
+                       + " or ".join(f"RowKey eq @{n}" for n in names) + " )")
+                found.extend(await self.query(
+                    table, flt, what,
+                    parameters={"pk": pk, **dict(zip(names, chunk, strict=True))},
+                ))
+        return found
+
     async def page(
         self,
         table: str,
@@ -477,19 +509,20 @@ class Tables:
 
     async def submit(
         self, table: str, operations: Iterable[tuple[str, Entity]], what: str
-    ) -> int:
+    ) -> list[str]:
         """Run ``(op, entity)`` pairs as transactions: grouped by partition, 100 at most
-        each, sequentially. Returns how many operations ran. Each chunk is atomic; a
-        failure raises and leaves earlier chunks written."""
-        by_partition: dict[str, list[tuple[str, Entity]]] = {}
-        for op, entity in operations:
-            by_partition.setdefault(str(entity["PartitionKey"]), []).append((op, entity))
-        done = 0
+        each, sequentially. Returns each operation's new ETag, in the order given. Each
+        chunk is atomic; a failure raises and leaves earlier chunks written."""
+        by_partition: dict[str, list[tuple[int, tuple[str, Entity]]]] = {}
+        for index, (op, entity) in enumerate(operations):
+            by_partition.setdefault(str(entity["PartitionKey"]), []).append((index, (op, entity)))
+        etags: dict[int, str] = {}
         client = self.client(table)
         for ops in by_partition.values():
             for start in range(0, len(ops), TABLE_BATCH_MAX):
                 chunk = ops[start : start + TABLE_BATCH_MAX]
                 with self.translate(what):
-                    await client.submit_transaction(chunk)
-                done += len(chunk)
-        return done
+                    answers = await client.submit_transaction([op for _, op in chunk])
+                for (index, _), answer in zip(chunk, answers, strict=True):
+                    etags[index] = str((answer or {}).get("etag", "*"))
+        return [etags[i] for i in range(len(etags))]

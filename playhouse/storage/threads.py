@@ -1,4 +1,4 @@
-"""Threads and their comment trees, and the scheduler's memory of who answered what.
+"""Threads and their comment trees.
 
 Keys:
 
@@ -10,11 +10,12 @@ Keys:
   ``parent_id`` makes the tree; ``depth`` is stored so a page can indent without walking.
 * Every new thread is also written to its room's listings (``storage.listings``) and,
   like every comment once it has its text, to its author's history (``storage.authored``).
-  Activity (:meth:`ThreadRepo.touch`) moves the listings too: at once, or through
-  ``ThreadRepo.defer_listing`` when a process (the web app) coalesces those writes.
-* ``replies``: PK a comment id, RK a persona name: that persona has answered (or been
-  asked to answer) that comment. Inserting the row is the claim, so two schedulers, or
-  one restarted, never ask twice.
+
+Counters (a thread's ``comment_count``, ``last_activity``) move by :meth:`ThreadRepo.touch`:
+conditionally on the row a caller already holds (one round trip), or read-modify-write
+with ETag retries when it holds none or lost the race; the thread's listings move with
+them (the web app writes counters coalesced, :mod:`playhouse.web.counters`, so this too is
+off the path from a post to its acknowledgement).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
 
 from playhouse import ids
-from playhouse.constants import TABLE_COMMENTS, TABLE_REPLIES, TABLE_THREADS
+from playhouse.constants import PATH_MAX, TABLE_COMMENTS, TABLE_THREADS
 from playhouse.errors import Conflict, NotFound, PlayhouseError
 from playhouse.storage.accounts import room_key
 from playhouse.storage.models import Comment, Page, Thread
@@ -52,6 +53,13 @@ def _thread_id(value: str) -> str:
     return value
 
 
+def no_thread(thread_id: str, room: str | None = None) -> NotFound:
+    """The one answer for a thread that is not there (in ``room``), or not for the asker:
+    a private thread must not be told apart from a missing one."""
+    where = f" in r/{room}" if room is not None else ""
+    return NotFound(f"no thread {thread_id!r}{where}")
+
+
 class ThreadRepo:
     def __init__(self, tables: Tables, *, listings: ListingIndex | None = None,
                  authored: AuthorIndex | None = None) -> None:
@@ -59,25 +67,26 @@ class ThreadRepo:
         self._rooms: dict[str, str] = {}
         self.listings = listings
         self.authored = authored
-        self.defer_listing: Callable[[Thread], None] | None = None
-        """Set by a process that moves the listings of touched threads itself, later."""
 
     async def create(self, thread: Thread) -> Thread:
         """Store a new thread; Conflict when one with that id exists."""
         tid = _thread_id(thread.thread_id)
         room = room_key(thread.room)
-        await self.t.upsert(
-            TABLE_THREADS,
-            {"PartitionKey": THREAD_INDEX_PK, "RowKey": tid, "room": room},
-            f"thread {tid}",
-        )
-        await self.t.insert(
-            TABLE_THREADS, to_entity(thread, room, ids.invert(tid)), f"thread {tid}"
+        # The index row is idempotent (it never changes), so the two writes go together.
+        _, etag = await asyncio.gather(
+            self.t.upsert(
+                TABLE_THREADS,
+                {"PartitionKey": THREAD_INDEX_PK, "RowKey": tid, "room": room},
+                f"thread {tid}",
+            ),
+            self.t.insert(
+                TABLE_THREADS, to_entity(thread, room, ids.invert(tid)), f"thread {tid}"
+            ),
         )
         self._rooms[tid] = room
         log.info("thread.created", thread_id=tid, room=thread.room, author=thread.author)
         await self._index(thread)
-        return thread
+        return msgspec.structs.replace(thread, etag=etag)
 
     async def _index(self, thread: Thread) -> None:
         """List a new thread and add it to its author's history; a failure is logged (the
@@ -102,15 +111,18 @@ class ThreadRepo:
         if room is None:
             entity = await self.t.get(TABLE_THREADS, THREAD_INDEX_PK, tid, f"thread {tid}")
             if entity is None:
-                raise NotFound(f"no thread {thread_id!r}")
+                raise no_thread(thread_id)
             room = self._rooms[tid] = str(entity["room"])
         return room
 
-    async def get(self, thread_id: str) -> Thread:
-        room = await self._room_of(thread_id)
-        entity = await self.t.get(TABLE_THREADS, room, ids.invert(thread_id), f"thread {thread_id}")
+    async def get(self, thread_id: str, *, room: str | None = None) -> Thread:
+        """The thread; with ``room`` (a name the caller expects it in) it is read there in
+        one round trip, and NotFound when it is not in that room."""
+        room = room_key(room) if room is not None else await self._room_of(thread_id)
+        entity = await self.t.get(TABLE_THREADS, room, ids.invert(_thread_id(thread_id)),
+                                  f"thread {thread_id}")
         if entity is None:
-            raise NotFound(f"no thread {thread_id!r}")
+            raise no_thread(thread_id)
         return from_entity(entity, Thread)
 
     async def list(self, room: str, *, limit: int = 50, token: str | None = None) -> Page[Thread]:
@@ -135,30 +147,54 @@ class ThreadRepo:
         return [from_entity(e, Thread) for e in entities]
 
     async def touch(
-        self, thread_id: str, *, comments: int = 0, at: float | None = None
+        self, thread_id: str, *, comments: int = 0, at: float | None = None,
+        known: Thread | None = None, answers: Sequence[str] = (),
     ) -> Thread:
-        """Count new comments and move ``last_activity`` forward."""
+        """Count new comments and move ``last_activity`` forward; ``answers`` names the
+        bot of each answer counted (``bot_replies``); ``known`` is the row as the caller
+        last saw it (with its ETag): tried first, without a read."""
         when = time.time() if at is None else at
-        room = await self._room_of(thread_id)
 
         def change(thread: Thread) -> Thread:
+            replies = dict(thread.bot_replies)
+            for name in answers:
+                replies[name] = replies.get(name, 0) + 1
             return msgspec.structs.replace(
                 thread,
                 comment_count=thread.comment_count + comments,
                 last_activity=max(thread.last_activity, when),
+                bot_replies=tuple(sorted(replies.items())) if answers else thread.bot_replies,
             )
 
-        thread, _ = await self.t.modify(
+        if known is not None and known.etag:
+            room = room_key(known.room)
+            updated = change(known)
+            try:
+                etag = await self.t.update(
+                    TABLE_THREADS, to_entity(updated, room, ids.invert(thread_id)),
+                    f"thread {thread_id}", etag=known.etag,
+                )
+                touched = msgspec.structs.replace(updated, etag=etag)
+                await self._relist(touched)
+                return touched
+            except Conflict:
+                pass  # changed since: read it again
+        room = await self._room_of(thread_id)
+        thread, etag = await self.t.modify(
             TABLE_THREADS, room, ids.invert(thread_id), Thread, change, f"thread {thread_id}"
         )
-        if self.defer_listing is not None:
-            self.defer_listing(thread)
-        elif self.listings is not None:
+        touched = msgspec.structs.replace(thread, etag=etag)
+        await self._relist(touched)
+        return touched
+
+    async def _relist(self, thread: Thread) -> None:
+        """Move a touched thread in its room's listings (a failure is logged: the next
+        change moves it)."""
+        if self.listings is not None:
             try:
-                await self.listings.apply(thread.room, thread_id, thread=thread)
+                await self.listings.apply(thread.room, thread.thread_id, thread=thread)
             except PlayhouseError as exc:
-                log.warning("thread.index_failed", thread_id=thread_id, reason=str(exc))
-        return thread
+                log.warning("thread.index_failed", thread_id=thread.thread_id, reason=str(exc))
 
 
 class CommentRepo:
@@ -199,6 +235,7 @@ class CommentRepo:
         etag = await self.t.update(
             TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}", etag=comment.etag
         )
+        await self._index(comment)  # a placeholder's answer: now it has its text
         return msgspec.structs.replace(comment, etag=etag)
 
     async def get(self, thread_id: str, comment_id: str) -> Comment:
@@ -233,8 +270,38 @@ class CommentRepo:
         )
         return [from_entity(e, Comment) for e in entities]
 
+    async def some(self, thread_id: str, comment_ids: builtins.list[str]) -> builtins.list[Comment]:
+        """The comments of ``comment_ids`` that exist (at most :data:`PATH_MAX`), in id
+        order: one single-partition query."""
+        tid = _thread_id(thread_id)
+        wanted = list(dict.fromkeys(check_key("comment id", c) for c in comment_ids))
+        if not wanted:
+            return []
+        if len(wanted) > PATH_MAX:
+            raise ValueError(f"at most {PATH_MAX} comments per query")
+        names = [f"r{i}" for i in range(len(wanted))]
+        # Spaces around the parentheses: the SDK finds @names between spaces.
+        flt = "PartitionKey eq @pk and ( " + " or ".join(f"RowKey eq @{n}" for n in names) + " )"
+        entities = await self.t.query(
+            TABLE_COMMENTS, flt, f"comments of {tid}",
+            parameters={"pk": tid, **dict(zip(names, wanted, strict=True))},
+        )
+        return [from_entity(e, Comment) for e in entities]
+
+    async def ancestors(self, comment: Comment) -> builtins.list[Comment]:
+        """The ancestors of ``comment``, oldest first (the nearest :data:`PATH_MAX`): one
+        query on the ids it keeps, or a walk for a comment stored before paths were."""
+        if comment.parent_id is None:
+            return []
+        if comment.path:
+            found = {c.comment_id: c for c in await self.some(comment.thread_id,
+                                                              [*comment.path])}
+            return [found[c] for c in comment.path if c in found]
+        return await self.chain(comment.thread_id, comment.parent_id)
+
     async def chain(self, thread_id: str, comment_id: str) -> builtins.list[Comment]:
-        """``comment_id`` and its ancestors, oldest first (what a reply prompt needs)."""
+        """``comment_id`` and its ancestors, oldest first, walked one read at a time
+        (comments stored before paths were kept; :meth:`ancestors` is the one-query way)."""
         chain: builtins.list[Comment] = []
         seen: set[str] = set()
         current: str | None = comment_id
@@ -248,44 +315,3 @@ class CommentRepo:
             current = comment.parent_id
         chain.reverse()
         return chain
-
-
-class ReplyRepo:
-    def __init__(self, tables: Tables) -> None:
-        self.t = tables
-
-    async def claim(self, comment_id: str, persona: str, request_id: str) -> bool:
-        """Record that ``persona`` answers ``comment_id``; False when it already did."""
-        entity = {
-            "PartitionKey": check_key("comment id", comment_id),
-            "RowKey": check_key("persona", persona),
-            "request_id": request_id,
-            "at": time.time(),
-        }
-        try:
-            await self.t.insert(TABLE_REPLIES, entity, f"reply of {persona} to {comment_id}")
-        except Conflict:
-            return False
-        return True
-
-    async def claimed_by(self, comment_id: str, persona: str) -> str | None:
-        """The request id that claimed ``persona``'s answer to ``comment_id``, if any."""
-        entity = await self.t.get(
-            TABLE_REPLIES, check_key("comment id", comment_id), check_key("persona", persona),
-            f"reply of {persona} to {comment_id}",
-        )
-        return None if entity is None else str(entity.get("request_id", ""))
-
-    async def answered(self, comment_id: str, persona: str) -> bool:
-        entity = await self.t.get(
-            TABLE_REPLIES, check_key("comment id", comment_id), check_key("persona", persona),
-            f"reply of {persona} to {comment_id}",
-        )
-        return entity is not None
-
-    async def personas(self, comment_id: str) -> list[str]:
-        entities = await self.t.query(
-            TABLE_REPLIES, "PartitionKey eq @pk", f"replies to {comment_id}",
-            parameters={"pk": check_key("comment id", comment_id)}, select=["RowKey"],
-        )
-        return [str(e["RowKey"]) for e in entities]

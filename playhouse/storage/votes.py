@@ -68,7 +68,7 @@ def vote_key(item_id: str, voter: str) -> str:
 
 
 @dataclass(frozen=True)
-class Cast:
+class VoteCast:
     """What a vote did: the tally after it, and the voter's vote before it."""
 
     tally: Tally
@@ -85,7 +85,7 @@ class VoteRepo:
         self.t = tables
         self._locks = RowLocks()
 
-    async def cast(self, thread_id: str, item_id: str, voter: str, value: int) -> Cast:
+    async def cast(self, thread_id: str, item_id: str, voter: str, value: int) -> VoteCast:
         """Set ``voter``'s vote on the item to ``value`` (+1, -1, or 0 to withdraw it)."""
         if value not in VALUES:
             raise InvalidInput("a vote is +1, -1 or 0")
@@ -98,7 +98,7 @@ class VoteRepo:
                      value=value, score=cast.tally.score, version=cast.tally.version)
         return cast
 
-    async def _cast(self, thread_id: str, item_id: str, voter: str, value: int) -> Cast:
+    async def _cast(self, thread_id: str, item_id: str, voter: str, value: int) -> VoteCast:
         what = f"vote of {voter} on {item_id}"
         for attempt in range(VOTE_RETRIES):
             tally_row, vote_row = await asyncio.gather(
@@ -109,7 +109,7 @@ class VoteRepo:
                      else Tally(thread_id=thread_id, item_id=item_id))
             previous = int(vote_row["value"]) if vote_row is not None else 0
             if previous == value:
-                return Cast(tally=tally, previous=previous, value=value)
+                return VoteCast(tally=tally, previous=previous, value=value)
             updated = msgspec.structs.replace(
                 tally,
                 ups=tally.ups + (value == 1) - (previous == 1),
@@ -131,7 +131,7 @@ class VoteRepo:
             except (Conflict, NotFound):
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 1.3**attempt)))
                 continue
-            return Cast(tally=updated, previous=previous, value=value)
+            return VoteCast(tally=updated, previous=previous, value=value)
         log.warning("vote.contended", thread_id=thread_id, item_id=item_id, tries=VOTE_RETRIES)
         raise Conflict(f"{what}: still contended after {VOTE_RETRIES} attempts")
 
@@ -165,7 +165,7 @@ class VoteRepo:
 
     # -- a voter's own votes ---------------------------------------------------------
 
-    async def remember(self, voter: str, cast: Cast, *, is_thread: bool) -> None:
+    async def remember(self, voter: str, cast: VoteCast, *, is_thread: bool) -> None:
         """Copy the voter's vote where their pages look for it (after :meth:`cast`)."""
         pk = PK_VOTER_PREFIX + user_key(voter)
         rk = f"{cast.tally.thread_id}.{cast.tally.item_id}"

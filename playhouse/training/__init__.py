@@ -17,10 +17,10 @@ from playhouse.training.checkpoints import latest_checkpoint
 from playhouse.training.options import (
     CHECKPOINTS,
     EVAL_FILE,
-    MANIFEST,
     MODEL,
     PERSONA_FILE,
     TRAIN_FILE,
+    TRAINING_MANIFEST,
     ScratchConfig,
     TrainingError,
     TrainOptions,
@@ -33,9 +33,9 @@ from playhouse.training.simpletransformers_glue import register_tags, tag_blocks
 __all__ = [
     "CHECKPOINTS",
     "EVAL_FILE",
-    "MANIFEST",
     "MODEL",
     "PERSONA_FILE",
+    "TRAINING_MANIFEST",
     "TRAIN_FILE",
     "ScratchConfig",
     "TrainOptions",

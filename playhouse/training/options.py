@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+# What `dataset build` writes is what training reads: the names are the dataset's.
+from playhouse.dataset.build import EVAL_FILE as EVAL_FILE
+from playhouse.dataset.build import TRAIN_FILE as TRAIN_FILE
 from playhouse.errors import PlayhouseError
 
-TRAIN_FILE: Final = "train.txt"
-EVAL_FILE: Final = "eval.txt"
 CHECKPOINTS: Final = "checkpoints"
 MODEL: Final = "model"
 PERSONA_FILE: Final = "persona.toml"
-MANIFEST: Final = "training.json"
+TRAINING_MANIFEST: Final = "training.json"
 
 
 class TrainingError(PlayhouseError):
@@ -64,6 +65,9 @@ class TrainOptions:
     force: bool = False
     rooms: tuple[str, ...] = ()
     """Rooms for the persona draft (default: the dataset's subreddits that are valid rooms)."""
+    grammar: str | None = None
+    """The grammar ``train.txt`` is written in (default: the dataset's ``stats.json``, else
+    the grammar its first lines read in)."""
     keep_checkpoints: int = 2
     progress: bool = True
 

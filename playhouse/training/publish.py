@@ -9,8 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from playhouse.grammar import GRAMMAR_VERSION
-from playhouse.training.options import CHECKPOINTS, MANIFEST, MODEL, TrainingError, TrainOptions
+from playhouse.grammar import PLAYHOUSE, Grammar
+from playhouse.training.options import (
+    CHECKPOINTS,
+    MODEL,
+    TRAINING_MANIFEST,
+    TrainingError,
+    TrainOptions,
+)
 
 _NOT_PUBLISHED: Final = frozenset(
     {
@@ -35,7 +41,8 @@ def _publish(source: Path, out: Path, manifest: dict[str, Any]) -> Path:
         for path in sorted(source.iterdir()):
             if path.is_file() and path.name not in _NOT_PUBLISHED:
                 _copy_file(path, partial / path.name)
-        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (partial / TRAINING_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n",
+                                                 encoding="utf-8")
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise TrainingError(
@@ -58,11 +65,24 @@ def _toml_string(value: str) -> str:
 
 
 def persona_draft(
-    name: str, model_dir: Path, rooms: Sequence[str], *, description: str, n_positions: int
+    name: str,
+    model_dir: Path,
+    rooms: Sequence[str],
+    *,
+    description: str,
+    n_positions: int,
+    grammar: Grammar = PLAYHOUSE,
 ) -> str:
-    """The text of a persona file for a freshly trained model (``personas check`` passes it)."""
-    new_tokens = 96
-    prompt = max(16, min(400, n_positions - new_tokens))
+    """The text of a persona file for a freshly trained model (``personas check`` passes it).
+
+    It records the grammar the model was trained in; its sampling settings are that
+    grammar's defaults, written out so they can be edited."""
+    prompt = max(16, min(400, n_positions - 96))
+    sampling: dict[str, object] = {
+        "temperature": 0.8, "top_k": 40, "top_p": 0.95, "repetition_penalty": 1.1,
+        "max_new_tokens": 96, "max_prompt_tokens": prompt,
+    }
+    sampling.update(grammar.generation_defaults({"max_prompt_tokens": prompt}))
     room_list = ", ".join(_toml_string(room) for room in rooms)
     return (
         f"# Draft persona written by `playhouse train`. Try it with `playhouse sample {name} "
@@ -72,19 +92,14 @@ def persona_draft(
         f"display_name = {_toml_string(name)}\n"
         'kind = "text"\n'
         f"model = {_toml_string(str(model_dir.resolve()))}\n"
-        f"grammar_version = {GRAMMAR_VERSION}\n"
+        f"grammar = {_toml_string(grammar.name)}\n"
         f"rooms = [{room_list}]\n"
         f"description = {_toml_string(description)}\n\n"
         "[activity]\n"
         "posts_per_day = 4\n"
         "active_hours = [0, 24]\n\n"
         "[generation]\n"
-        "temperature = 0.8\n"
-        "top_k = 40\n"
-        "top_p = 0.95\n"
-        "repetition_penalty = 1.1\n"
-        f"max_new_tokens = {new_tokens}\n"
-        f"max_prompt_tokens = {prompt}\n"
+        + "".join(f"{key} = {value}\n" for key, value in sampling.items())
     )
 
 

@@ -14,7 +14,9 @@ from typing import Final
 
 import structlog
 
-from playhouse.grammar import GRAMMAR_VERSION
+from playhouse.errors import ConfigError, InvalidInput
+from playhouse.grammar import GRAMMAR_VERSION, GRAMMARS, Grammar, detect
+from playhouse.grammar import get as get_grammar
 from playhouse.training.checkpoints import latest_checkpoint
 from playhouse.training.options import (
     CHECKPOINTS,
@@ -33,6 +35,7 @@ log = structlog.get_logger()
 _ROOM_RE: Final = re.compile(r"[A-Za-z0-9_]{3,32}")
 _PERSONA_RE: Final = re.compile(r"[A-Za-z0-9_-]{2,32}")
 _TOKENIZER_LINES: Final = 20_000
+_SNIFFED_LINES: Final = 50
 
 
 def _check_start(options: TrainOptions) -> None:
@@ -70,6 +73,31 @@ def rooms_for(options: TrainOptions) -> tuple[str, ...]:
     return rooms
 
 
+def grammar_for(options: TrainOptions) -> Grammar:
+    """The grammar ``train.txt`` is written in: ``options.grammar`` (checked against the
+    file's first lines), else the one ``stats.json`` records, else the one those lines read in.
+    """
+    lines = _read_lines(options.data / TRAIN_FILE, _SNIFFED_LINES)
+    stats_file = options.data / "stats.json"
+    name = options.grammar
+    if name is None and stats_file.is_file():
+        name = json.loads(stats_file.read_text(encoding="utf-8")).get("grammar")
+    if name is None:
+        found = detect(lines)
+        if found is None:
+            known = ", ".join(GRAMMARS)
+            raise TrainingError(f"{options.data / TRAIN_FILE}: its lines are in none of the "
+                                f"grammars ({known}); pass --grammar NAME")
+        return found
+    try:
+        grammar = get_grammar(str(name))
+        for line in lines:
+            grammar.parse_training_line(line)
+    except (ConfigError, InvalidInput) as exc:
+        raise TrainingError(f"{options.data / TRAIN_FILE} in grammar {name!r}: {exc}") from None
+    return grammar
+
+
 def _read_lines(path: Path, limit: int) -> list[str]:
     lines: list[str] = []
     with path.open(encoding="utf-8") as fh:
@@ -81,15 +109,17 @@ def _read_lines(path: Path, limit: int) -> list[str]:
     return lines
 
 
-def _prepare_base(options: TrainOptions, base_dir: Path) -> None:
-    """Write the model training starts from (tags registered, embeddings resized)."""
+def _prepare_base(options: TrainOptions, base_dir: Path, grammar: Grammar) -> None:
+    """Write the model training starts from (the grammar's tags registered as tokens,
+    embeddings resized; an ssi-bot grammar's tags stay text, as ssi-bot trains)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     if options.from_scratch:
-        from playhouse.generation.tinymodels import build_tokenizer
+        from playhouse.demo.tinymodels import build_tokenizer
 
         lines = _read_lines(options.data / TRAIN_FILE, _TOKENIZER_LINES)
-        tokenizer = build_tokenizer(lines, base_dir, vocab_size=options.scratch.vocab_size)
+        tokenizer = build_tokenizer(lines, base_dir, vocab_size=options.scratch.vocab_size,
+                                    tags=grammar.token_strings)
         cfg = options.scratch
         config = GPT2Config(
             vocab_size=len(tokenizer), n_positions=cfg.n_positions, n_embd=cfg.n_embd,
@@ -106,7 +136,7 @@ def _prepare_base(options: TrainOptions, base_dir: Path) -> None:
             model = AutoModelForCausalLM.from_pretrained(options.base)
         except (OSError, ValueError) as exc:
             raise TrainingError(f"cannot load the base model {options.base!r}: {exc}") from exc
-        added = register_tags(tokenizer)
+        added = register_tags(tokenizer, grammar.token_strings)
         if added or model.get_input_embeddings().num_embeddings < len(tokenizer):
             model.resize_token_embeddings(len(tokenizer))
         if model.config.model_type != "gpt2":
@@ -132,6 +162,7 @@ def train(options: TrainOptions) -> TrainReport:
     started = time.monotonic()
     _check_start(options)
     rooms = rooms_for(options)
+    grammar = grammar_for(options)
     checkpoints = options.out / CHECKPOINTS
     resumed: Path | None = None
     if options.resume and checkpoints.is_dir():
@@ -147,7 +178,7 @@ def train(options: TrainOptions) -> TrainReport:
         start_from = resumed
         if start_from is None:
             start_from = checkpoints / "base"
-            _prepare_base(options, start_from)
+            _prepare_base(options, start_from, grammar)
         (checkpoints / "cache").mkdir(parents=True, exist_ok=True)
         if not options.progress:
             from transformers.utils import logging as hf_logging
@@ -192,14 +223,15 @@ def train(options: TrainOptions) -> TrainReport:
         "data": str(options.data.resolve()),
         "options": {k: v for k, v in asdict(options).items()
                     if k not in {"data", "out", "scratch"}},
-        "grammar_version": GRAMMAR_VERSION,
+        "grammar": grammar.name,
+        **({"grammar_version": GRAMMAR_VERSION} if grammar.name == "playhouse" else {}),
     }
     model_dir = _publish(best_dir if use_best else checkpoints, options.out, manifest)
     n_positions = int(json.loads((model_dir / "config.json").read_text()).get("n_positions", 1024))
     persona_file = options.out / PERSONA_FILE
     persona_file.write_text(
         persona_draft(options.name, model_dir, rooms, description=_description(options),
-                      n_positions=n_positions),
+                      n_positions=n_positions, grammar=grammar),
         encoding="utf-8",
     )
     report = TrainReport(

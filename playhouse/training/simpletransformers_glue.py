@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,8 @@ def _tagblocks_class() -> Any:
             def flush() -> None:
                 for encoded in tokenizer(pending, add_special_tokens=False)["input_ids"]:
                     ids.extend(encoded)
-                    if eos is not None:
+                    # An ssi-bot line already ends with <|endoftext|>.
+                    if eos is not None and (not encoded or encoded[-1] != eos):
                         ids.append(eos)
                 pending.clear()
 
@@ -144,15 +146,17 @@ def _lm_class() -> Any:
     return PlayhouseLM
 
 
-def register_tags(tokenizer: Any) -> int:
-    """Add the grammar's tags as ordinary (non-special) tokens; how many were new.
+def register_tags(tokenizer: Any, tags: Sequence[str] = ALL_TAGS) -> int:
+    """Add a grammar's tags (:attr:`~playhouse.grammar.Grammar.token_strings`) as ordinary
+    (non-special) tokens; how many were new.
 
     Special tokens would be stripped wherever text is decoded with ``skip_special_tokens``.
     """
     from tokenizers import AddedToken
 
-    added = tokenizer.add_tokens(
-        [AddedToken(tag, special=False, normalized=False) for tag in ALL_TAGS]
+    added = (
+        tokenizer.add_tokens([AddedToken(tag, special=False, normalized=False) for tag in tags])
+        if tags else 0
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

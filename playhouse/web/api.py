@@ -12,11 +12,11 @@ import msgspec
 from litestar import Controller, Request, get
 from litestar.params import Parameter
 
+from playhouse import views
 from playhouse.storage.models import Comment
-from playhouse.web import views
+from playhouse.views import CommentOut, PersonaLook, RoomOut, ThreadOut
 from playhouse.web.context import context_of, current_user
 from playhouse.web.pages import THREAD_COMMENTS_MAX, Node, comment_tree, visible_rooms
-from playhouse.web.protocol import CommentOut, PersonaLook, RoomOut, ThreadOut
 
 
 class ThreadPage(msgspec.Struct, frozen=True, kw_only=True):

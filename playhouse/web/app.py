@@ -1,28 +1,32 @@
-"""The Litestar application factory."""
+"""The Litestar application factory: routes, middleware, and the parts it runs.
+
+:func:`create_app` is handed a built :class:`~playhouse.web.context.WebContext` and the
+background parts (:class:`Service`\\ s: the results consumer, the chores, the bots'
+scheduler when this instance hosts it) by the web entrypoint
+(:func:`playhouse.web.main.assemble`); it starts them with the app and stops them, in
+reverse order, when the app stops.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from functools import partial
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.memory import MemoryChannelsBackend
+from litestar.config.app import AppConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi.config import OpenAPIConfig
+from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 
 from playhouse.errors import PlayhouseError
-from playhouse.scheduling.scheduler import Scheduler
-from playhouse.storage.models import Comment
-from playhouse.storage.reindex import index_all
 from playhouse.web import (
     api,
     auth,
@@ -32,19 +36,12 @@ from playhouse.web import (
     pages,
     profiles,
     status,
-    views,
     votes,
+    why,
 )
 from playhouse.web.assets import static_dir
-from playhouse.web.calls import CallRecovery
-from playhouse.web.consumer import ResultsConsumer
-from playhouse.web.context import SESSION_MAX_AGE_S, WebContext, room_channel, thread_channel
-from playhouse.web.limits import Limits
-from playhouse.web.posting import recover_call
-from playhouse.web.presence import PresenceRefresh
-from playhouse.web.protocol import Thinking, encode
-from playhouse.web.scores import ScoreFeed
-from playhouse.web.sessions import SessionGuard
+from playhouse.web.context import SESSION_MAX_AGE_S, WebContext
+from playhouse.web.headers import add_security_headers
 from playhouse.web.templating import template_config
 
 if TYPE_CHECKING:
@@ -52,12 +49,37 @@ if TYPE_CHECKING:
     from litestar.types import Scope
     from redis.asyncio import Redis
 
-    from playhouse.config import Settings
-    from playhouse.personas import Cast
-    from playhouse.storage import Storage
-
 SESSION_COOKIE = "playhouse_session"
 log = structlog.get_logger()
+
+
+class Service(Protocol):
+    """A part that runs beside the requests, from the app's start to its end."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class _Lifespan(InitPluginProtocol):
+    """Adds a lifespan after the plugins listed before it (Litestar enters lifespans in
+    order and leaves them in reverse)."""
+
+    def __init__(self, lifespan: Callable[[Litestar], AbstractAsyncContextManager[None]]) -> None:
+        self.lifespan = lifespan
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.lifespan.append(self.lifespan)
+        return app_config
+
+
+def _closing(closers: Sequence[Callable[[], Awaitable[object]]]
+             ) -> Callable[[], Awaitable[None]]:
+    async def close_all() -> None:
+        for close in closers:
+            await close()
+
+    return close_all
 
 
 async def _log_crash(exc: BaseException, scope: Scope) -> None:
@@ -69,7 +91,7 @@ async def _log_crash(exc: BaseException, scope: Scope) -> None:
             state["playhouse"].metrics.errors.labels("crash").inc()
 
 
-def _derive(secret: bytes, purpose: str) -> bytes:
+def derive(secret: bytes, purpose: str) -> bytes:
     return hashlib.sha256(purpose.encode() + b":" + secret).digest()
 
 
@@ -84,96 +106,72 @@ def channels_backend(redis_url: str | None) -> tuple[ChannelsBackend, Redis | No
     return RedisChannelsPubSubBackend(redis=redis), redis
 
 
-def create_app(
-    settings: Settings,
-    storage: Storage,
-    cast: Cast,
-    *,
-    secret: bytes,
-    consume: bool = True,
-    schedule: bool = False,
-    instance: str | None = None,
-) -> Litestar:
-    """The web app over open ``storage``; ``consume`` runs the results consumer in it and
-    ``schedule`` the bots' scheduler (which schedules only while it holds the lease)."""
-    secure = settings.web.secure_cookies
-    backend, redis = channels_backend(settings.web.redis_url)
-    channels = ChannelsPlugin(
+def channels_plugin(backend: ChannelsBackend) -> ChannelsPlugin:
+    return ChannelsPlugin(
         backend=backend, arbitrary_channels_allowed=True,
         subscriber_max_backlog=2000, subscriber_backlog_strategy="dropleft",
     )
-    limits = Limits.from_rates(posts_per_minute=settings.web.posts_per_minute,
-                               logins_per_minute=settings.web.logins_per_minute, redis=redis)
-    guard = SessionGuard(storage)
-    ctx = WebContext(settings=settings, storage=storage, cast=cast, limits=limits,
-                     channels=channels, instance=instance or os.urandom(4).hex(),
-                     sessions=guard)
-    consumer = ResultsConsumer(ctx)
-    feed = ScoreFeed(storage, ctx.publish)
-    voting = votes.VoteService(ctx, votes.vote_limiter(settings.web.votes_per_minute, redis),
-                               feed)
-    recovery = CallRecovery(storage, partial(recover_call, ctx))
-    presence = PresenceRefresh(ctx.presence, ctx.instance,
-                               lambda text, room: ctx.publish(text, room_channel(room)))
 
-    def show_thinking(placeholder: Comment) -> None:
-        ctx.publish(encode(Thinking(comment=views.comment_out(placeholder))),
-                    thread_channel(placeholder.thread_id))
 
-    scheduler = Scheduler.create(storage, cast, settings.scheduler,
-                                 on_placeholder=show_thinking) if schedule else None
-    interval = settings.web.sample_interval_s
-    sampler = status.Sampler(ctx, interval) if interval > 0 else None
+def create_app(
+    ctx: WebContext,
+    *,
+    secret: bytes,
+    services: Sequence[Service] = (),
+    on_close: Sequence[Callable[[], Awaitable[object]]] = (),
+) -> Litestar:
+    """The web app over ``ctx``: ``services`` start with it (in order) and stop with it
+    (in reverse); then the counters are written and background tasks drained; ``on_close``
+    runs last, once the fan-out has stopped too (closing the Redis client, say)."""
+    secure = ctx.settings.web.secure_cookies
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        storage.threads.defer_listing = feed.touched
-        ctx.spawn(index_all(storage), "index_all")  # what was stored before the indexes
-        presence.start()
-        if consume:
-            consumer.start()
-            recovery.start()
-        if scheduler is not None:
-            await scheduler.start()
-        if sampler is not None:
-            sampler.start()
+        # Entered after the Channels plugin's own lifespan (see _Lifespan), so the parts
+        # stop, and the counters are written and broadcast, while the fan-out still runs.
+        started: list[Service] = []
         try:
+            for service in services:
+                await service.start()
+                started.append(service)
             yield
         finally:
-            if sampler is not None:
-                await sampler.stop()
-            if scheduler is not None:
-                await scheduler.stop()
-            await recovery.stop()
-            await consumer.stop()
-            await presence.stop()
+            for service in reversed(started):
+                await service.stop()
+            ctx.announcer.close()
+            await ctx.counters.close()
             await ctx.drain()
-            await feed.close()
-            if storage.threads.defer_listing == feed.touched:
-                storage.threads.defer_listing = None
-            if redis is not None:
-                await redis.aclose()
 
     session = auth.SessionConfig(
-        secret=_derive(secret, "session"), key=SESSION_COOKIE, httponly=True, samesite="lax",
+        secret=derive(secret, "session"), key=SESSION_COOKIE, httponly=True, samesite="lax",
         secure=secure, max_age=SESSION_MAX_AGE_S,
     )
     return Litestar(
         route_handlers=[
             *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket, *status.ROUTES,
-            *votes.ROUTES, *profiles.ROUTES, *leaderboard.ROUTES,
+            *why.ROUTES, *votes.ROUTES, *profiles.ROUTES, *leaderboard.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
-        plugins=[channels],
-        middleware=[ctx.metrics.middleware, session.middleware, guard.middleware],
-        csrf_config=CSRFConfig(secret=_derive(secret, "csrf").hex(), cookie_secure=secure,
-                               cookie_samesite="lax", exclude=["/api", "/schema"]),
+        plugins=[ctx.channels, _Lifespan(lifespan)],
+        middleware=[ctx.metrics.middleware, session.middleware, ctx.sessions.middleware],
+        # No path is excluded from CSRF: Litestar compiles ``exclude`` into an unanchored
+        # regex searched anywhere in the path (``/r/apiVault/leave`` matched "/api"). The
+        # API and the schema are GET-only, and safe methods are never checked; a handler
+        # that must take unsafe requests without the token says so itself with
+        # ``opt={"exclude_from_csrf": True}``.
+        csrf_config=CSRFConfig(secret=derive(secret, "csrf").hex(), cookie_secure=secure,
+                               cookie_samesite="lax"),
         template_config=template_config(),
         openapi_config=OpenAPIConfig(title="playhouse", version="1", path="/schema"),
         exception_handlers=errors.HANDLERS,
         after_exception=[_log_crash],
-        lifespan=[lifespan],
+        before_send=[add_security_headers],
+        # Last, after every lifespan (the Channels plugin's included: its Redis backend
+        # shuts down on the client these close).
+        on_shutdown=[_closing(on_close)],
         logging_config=None,  # logging is structlog's, configured once by the CLI
-        state=State({"playhouse": ctx, "consumer": consumer, votes.STATE_KEY: voting,
-                     leaderboard.STATE_KEY: leaderboard.Boards()}),
+        state=State({"playhouse": ctx, leaderboard.STATE_KEY: leaderboard.Boards()}),
     )
+
+
+__all__ = ["MemoryChannelsBackend", "Service", "channels_backend", "create_app"]

@@ -3,16 +3,23 @@
 Passwords are hashed with argon2 (in a worker thread: hashing is slow on purpose). The
 session is Litestar's client-side cookie, encrypted and authenticated with AES-GCM, so
 a tampered cookie reads as no session at all; logging out voids every copy of it
-(:mod:`playhouse.web.sessions`). Forms carry Litestar's CSRF token. Login
-attempts are limited per IP and per user name, registrations per IP.
+(:mod:`playhouse.web.sessions`). Forms carry Litestar's CSRF token.
+
+Login attempts are limited per address; wrong passwords strictly per (address, user
+name), so someone guessing is slowed without locking the name's owner out, and loosely
+per user name, a ceiling past which only an address with no recent failure for that name
+may still try. A correct password gives back what its attempt took. Registrations are
+limited per address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from dataclasses import dataclass
+from math import ceil
 from typing import Annotated, Any
 
 import structlog
@@ -27,7 +34,6 @@ from playhouse import ids
 from playhouse.errors import Conflict, InvalidInput
 from playhouse.storage.models import User
 from playhouse.web.context import (
-    LOGGED_OUT,
     SESSION_ID,
     SESSION_ISSUED,
     SESSION_MAX_AGE_S,
@@ -35,8 +41,8 @@ from playhouse.web.context import (
     client_ip,
     context_of,
     current_user,
-    user_channel,
 )
+from playhouse.web.forms import read_form
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
@@ -45,7 +51,13 @@ USERNAME = re.compile(r"^[A-Za-z0-9_-]{3,24}$")
 PASSWORD_MIN = 8
 PASSWORD_MAX = 256
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not a real password, only for timing")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist (same time as a real check);
+    made on first use, not at import."""
+    return _hasher.hash("not a real password, only for timing")
 
 
 class _SessionBackend(ClientSideSessionBackend):
@@ -91,8 +103,7 @@ def check_new_account(username: str, password: str, reserved: set[str]) -> str |
 
 
 async def _form(request: Request[Any, Any, Any]) -> dict[str, str]:
-    form = await request.form()
-    return {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    return dict((await read_form(request)).items())
 
 
 @get("/login", name="login")
@@ -111,24 +122,57 @@ async def login(request: Request[Any, Any, Any]) -> Template | Redirect:
     password = form.get("password", "")
     target = safe_next(form.get("next"))
     ip = client_ip(request)
-    wait = await ctx.limits.logins_per_ip.take(ip)
-    if not wait and username:
-        wait = await ctx.limits.logins_per_user.take(username.casefold())
-    if wait:
-        log.warning("login.limited", ip=ip, username=username[:40])
+
+    def refused(wait: float, why: str) -> Template:
+        log.warning("login.limited", ip=ip, username=username[:40], why=why)
         return page(request, "login.html", status_code=429, next=target, username=username,
-                    error=f"too many attempts; try again in {wait:.0f} s")
+                    error=LIMITED[why].format(name=username, wait=max(1, ceil(wait))))
+
+    wait = await ctx.limits.logins_per_ip.take(ip)
+    if wait:
+        return refused(wait, "address")
+    # Only a possible name has buckets (junk names cannot fill the limiter's memory).
+    counted = USERNAME.match(username) is not None
+    pair = f"{ip} {username.casefold()}"
+    by_user = False
+    if counted:
+        # The strict limit is per (address, name): it slows whoever guesses, not the owner.
+        fresh = await ctx.limits.login_failures_per_client.untouched(pair)
+        wait = await ctx.limits.login_failures_per_client.take(pair)
+        if wait:
+            return refused(wait, "client")
+        # The per-name ceiling holds back a guess spread over many addresses; an address
+        # with no recent failure for this name may still try (the owner's own device).
+        wait = await ctx.limits.login_failures_per_user.take(username.casefold())
+        by_user = not wait
+        if wait and not fresh:
+            return refused(wait, "user")
     user = None
-    if USERNAME.match(username):
+    if counted:
         user = await ctx.storage.users.find(username)
-    ok = await asyncio.to_thread(_verify, user.password_hash if user else _DUMMY_HASH, password)
+    ok = await asyncio.to_thread(_verify, user.password_hash if user else None, password)
     if user is None or not ok or user.disabled:
         log.info("login.failed", username=username[:40], ip=ip)
         return page(request, "login.html", status_code=400, next=target, username=username,
                     error="wrong user name or password")
+    # A correct password is not a failure: give back what the attempt took.
+    await ctx.limits.login_failures_per_client.give_back(pair)
+    if by_user:
+        await ctx.limits.login_failures_per_user.give_back(username.casefold())
     start_session(request, user)
     log.info("login.succeeded", username=user.username)
     return Redirect(path=target)
+
+
+LIMITED = {
+    "address": "too many login attempts from your address; try again in {wait} s",
+    "client": "too many wrong passwords for u/{name} from your address; try again in "
+              "{wait} s (this does not lock u/{name} out elsewhere)",
+    "user": "u/{name} has had too many wrong passwords from several places, and this device "
+            "had one of them: try again in {wait} s, or log in from a device that has "
+            "not failed recently",
+}
+"""Why a login attempt was held back, as the page says it."""
 
 
 def start_session(request: Request[Any, Any, Any], user: User) -> None:
@@ -137,9 +181,11 @@ def start_session(request: Request[Any, Any, Any], user: User) -> None:
                          SESSION_ID: ids.new_id()})
 
 
-def _verify(password_hash: str, password: str) -> bool:
+def _verify(password_hash: str | None, password: str) -> bool:
+    """Whether ``password`` matches; without a hash (no such user) it checks against a
+    dummy one, so both answers take as long."""
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -194,10 +240,10 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
         if everywhere or not isinstance(session_id, str):  # (sessions from before ids)
             everywhere = True
             await ctx.storage.users.end_sessions(user, time.time())
-            ctx.publish(LOGGED_OUT, user_channel(user))
+            ctx.broadcast.logged_out(user)
         else:
             await ctx.storage.users.end_session(user, session_id, keep_s=SESSION_MAX_AGE_S)
-            ctx.publish(f"{LOGGED_OUT}:{session_id}", user_channel(user))
+            ctx.broadcast.logged_out(user, session_id)
         ctx.sessions.forget(user)
         log.info("account.logged_out", username=user, everywhere=everywhere)
     return Redirect(path="/")

@@ -1,166 +1,201 @@
 """The results consumer: apply what workers answered and show it live.
 
-Reads ``gen-results-interactive`` (what people asked for) before ``gen-results`` (the
-bots' traffic), in pages of up to 32, applies each result through
-:func:`playhouse.jobs.apply_result` (idempotent on the request id), broadcasts the
-replaced placeholder or the new thread, and only then deletes the message. A page's
-results are applied concurrently, one task per thread (results for the same thread in
-order), and each result queue has its own loop, so a person's answer never queues behind
-a page of bot traffic. When idle it backs off to ``poll_max_s``; a bot call made on this
-instance (``ctx.results_expected``) wakes it to poll quickly for ``hot_s`` seconds. A message
-that cannot be decoded goes to the poison queue at once; one whose application keeps
-failing goes there after ``max_attempts`` deliveries. A failed generation is applied
-like any result: its placeholder becomes a visible "… could not answer" comment.
+Two :class:`~playhouse.queueloop.QueueLoop`\\ s, one per result queue:
+``gen-results-interactive`` (what people asked for) and ``gen-results`` (the bots'
+traffic), so a page of bot results being applied never holds up the answer a person
+waits for. A page's results are applied concurrently, one lane per thread (results for
+the same thread in order), through :mod:`playhouse.applying` (idempotent on the
+request id); the replaced placeholder or the new thread is broadcast, and only then is
+the message deleted. A message that cannot be decoded is parked at once; one whose
+application keeps failing is parked after ``web.max_deliveries`` deliveries. A failed
+generation is applied like any result: its placeholder becomes a visible "… could not
+answer" comment.
+
+Polling costs what it must: idle, each loop backs off to ``web.results_poll_max_s``; while
+this instance awaits an answer (:meth:`ResultsConsumer.expect`, called when it asks a
+bot) the loop that will carry it polls quickly, slowing as the wait grows, until the
+answer is applied (here or by another instance) or ``web.expect_s`` has passed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Callable
+from functools import partial
 
 import structlog
 
-from playhouse.constants import RECEIVE_MAX, RESULT_QUEUES
-from playhouse.errors import InvalidInput, PlayhouseError
-from playhouse.jobs import Applied, apply_result
+from playhouse.applying import Applied, apply_answer, finish_job
+from playhouse.constants import QUEUE_RESULTS, QUEUE_RESULTS_INTERACTIVE, RESULT_QUEUES
+from playhouse.errors import PlayhouseError, StorageUnavailable
 from playhouse.messages import GenerationResult, decode_result
-from playhouse.storage.queues import Received
-from playhouse.web import views
-from playhouse.web.context import WebContext, room_channel, thread_channel
-from playhouse.web.loops import BackgroundLoop
-from playhouse.web.protocol import CommentReplaced, ThreadEvent, encode
+from playhouse.priority import PEOPLE_FIRST_S
+from playhouse.queueloop import Delivery, Polling, QueueLoop, RetryPolicy
+from playhouse.web.context import WebContext
 
 log = structlog.get_logger()
 
+class Expectations:
+    """Answers this instance awaits, per result queue: request id → when it was asked."""
 
-class ResultsConsumer(BackgroundLoop):
-    """Polls the results queue; ``run_once`` handles one page (what tests call)."""
+    def __init__(self, expect_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.expect_s = expect_s
+        self.clock = clock
+        self._waiting: dict[str, dict[str, float]] = {q: {} for q in RESULT_QUEUES}
+        self.none_waiting = {q: asyncio.Event() for q in RESULT_QUEUES}
+        """Per queue: set while no answer on it is awaited."""
+        for event in self.none_waiting.values():
+            event.set()
+
+    def expect(self, queue: str, request_id: str) -> None:
+        self._waiting.setdefault(queue, {}).setdefault(request_id, self.clock())
+        self.none_waiting[queue].clear()
+
+    def settled(self, queue: str, request_id: str) -> None:
+        waiting = self._waiting.get(queue, {})
+        waiting.pop(request_id, None)
+        if not waiting:
+            self.none_waiting[queue].set()
+
+    def oldest(self, queue: str) -> float | None:
+        """Seconds the oldest awaited answer on ``queue`` has been awaited (None: none);
+        an answer awaited longer than ``expect_s`` is forgotten (another instance applied
+        it, or it will come at the idle pace)."""
+        waiting = self._waiting.get(queue, {})
+        now = self.clock()
+        for request_id in [r for r, at in waiting.items() if now - at > self.expect_s]:
+            del waiting[request_id]
+        if not waiting:
+            self.none_waiting[queue].set()
+            return None
+        return now - min(waiting.values())
+
+    def count(self) -> int:
+        return sum(len(w) for w in self._waiting.values())
+
+
+class ResultsConsumer:
+    """Applies results; ``run_once`` handles one page of each queue (what tests call)."""
 
     name = "consumer"
 
-    def __init__(
-        self,
-        ctx: WebContext,
-        *,
-        poll_min_s: float = 0.05,
-        poll_max_s: float = 2.0,
-        hot_s: float = 120.0,
-        hot_poll_s: float = 0.02,
-        max_attempts: int = 5,
-        visibility_timeout: int = 60,
-    ) -> None:
-        super().__init__()
+    def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
-        self.poll_min_s = poll_min_s
-        self.poll_max_s = poll_max_s
-        self.hot_s = hot_s
-        self.hot_poll_s = hot_poll_s
-        self.max_attempts = max_attempts
-        self.visibility_timeout = visibility_timeout
-
-    async def run_once(self, queues: Sequence[str] = RESULT_QUEUES) -> int:
-        """Apply one page of results from ``queues`` (in order); returns how many
-        messages were handled."""
-        messages: list[Received] = []
-        for queue in queues:
-            if len(messages) >= RECEIVE_MAX:
-                break
-            messages += await self.ctx.storage.queues.receive(
-                queue, max_messages=RECEIVE_MAX - len(messages),
-                visibility_timeout=self.visibility_timeout,
+        web = ctx.settings.web
+        self.expectations = Expectations(web.expect_s)
+        self.loops: dict[str, QueueLoop[GenerationResult]] = {
+            queue: QueueLoop(
+                name=f"results-{queue}", queues=ctx.storage.queues, sources=(queue,),
+                decode=decode_result, handle=self._handle,
+                retry=RetryPolicy(web.max_deliveries),
+                polling=Polling(min_s=0.05, max_s=web.results_poll_max_s),
+                visibility_timeout_s=60,
+                hurry=partial(self.expectations.oldest, queue),
             )
-        lanes: dict[str, list[tuple[Received, GenerationResult | InvalidInput]]] = {}
-        for message in messages:
-            decoded: GenerationResult | InvalidInput
-            try:
-                decoded = decode_result(message.content)
-                key = decoded.thread_id or decoded.room or message.id
-            except InvalidInput as exc:
-                decoded, key = exc, message.id
-            lanes.setdefault(key, []).append((message, decoded))
+            for queue in RESULT_QUEUES
+        }
+        self._tasks: list[asyncio.Task[None]] = []
 
-        async def lane(batch: list[tuple[Received, GenerationResult | InvalidInput]]) -> None:
-            for message, decoded in batch:
-                await self.handle(message, decoded)
+    def expect(self, request_id: str, interactive: bool = True) -> None:
+        """This instance asked for ``request_id``: poll its queue quickly until it comes."""
+        queue = QUEUE_RESULTS_INTERACTIVE if interactive else QUEUE_RESULTS
+        self.expectations.expect(queue, request_id)
+        self.loops[queue].wake()
 
-        await asyncio.gather(*(lane(batch) for batch in lanes.values()))
-        return len(messages)
+    async def run_once(self) -> int:
+        """Apply one page from each result queue, people's first; how many were handled."""
+        handled = 0
+        for queue in RESULT_QUEUES:
+            handled += await self.loops[queue].run_once()
+        return handled
 
-    async def handle(self, message: Received, result: GenerationResult | InvalidInput) -> None:
-        """Apply one decoded result (or poison the message that could not be decoded)."""
-        queues = self.ctx.storage.queues
-        if isinstance(result, InvalidInput):
-            log.warning("result.malformed", message_id=message.id, reason=str(result))
-            await queues.to_poison(message, str(result))
-            return
+    async def _handle(self, loop: QueueLoop[GenerationResult],
+                      deliveries: list[Delivery[GenerationResult]]) -> None:
+        people = deliveries[0].queue == QUEUE_RESULTS_INTERACTIVE
+        if not people:
+            await self._people_first()
+        lanes: dict[str, list[Delivery[GenerationResult]]] = {}
+        for delivery in deliveries:
+            result = delivery.body
+            lanes.setdefault(result.thread_id or result.room or delivery.id, []).append(delivery)
+
+        async def lane(batch: list[Delivery[GenerationResult]]) -> None:
+            for delivery in batch:
+                if not people:
+                    await self.ctx.people.turn()
+                await self.handle(loop, delivery)
+
+        if people:
+            with self.ctx.people.working():
+                await asyncio.gather(*(lane(batch) for batch in lanes.values()))
+        else:
+            await asyncio.gather(*(lane(batch) for batch in lanes.values()))
+
+    async def handle(self, loop: QueueLoop[GenerationResult],
+                     delivery: Delivery[GenerationResult]) -> None:
+        """Apply one result; settle its message."""
+        result = delivery.body
         try:
-            applied = await apply_result(self.ctx.storage, result)
-        except PlayhouseError as exc:
-            if message.dequeue_count >= self.max_attempts:
-                log.error("result.poisoned", request_id=result.request_id, reason=str(exc))
-                await queues.to_poison(message, f"could not apply: {exc}")
-            else:
-                log.warning("result.retry", request_id=result.request_id, reason=str(exc),
-                            attempt=message.dequeue_count)
+            applied = await apply_answer(self.ctx.storage, result)
+        except StorageUnavailable as exc:
+            log.warning("result.retry", request_id=result.request_id, reason=str(exc)[:200])
             self.ctx.metrics.errors.labels("consumer").inc()
+            return  # not the result's fault: it reappears after its visibility timeout
+        except PlayhouseError as exc:
+            self.ctx.metrics.errors.labels("consumer").inc()
+            await loop.failed(delivery, f"could not apply: {exc}")
             return
         if applied.kind != "duplicate":
             self.ctx.metrics.result_applied(result)
-        await self.broadcast(applied)
-        await queues.delete(message)
+        self.expectations.settled(delivery.queue, result.request_id)
+        self.show(applied, result)  # shown first: the job's bookkeeping is nobody's wait
+        try:
+            await finish_job(self.ctx.storage, result, applied)
+        except PlayhouseError as exc:  # shown and stored: the next delivery closes the job
+            await loop.failed(delivery, f"could not record the job's end: {exc}")
+            return
+        await loop.done(delivery)
         log.info("result.applied", request_id=result.request_id, kind=applied.kind,
                  failed=applied.failed, elapsed_ms=result.elapsed_ms,
                  comment_id=applied.comment.comment_id if applied.comment else None)
 
-    async def broadcast(self, applied: Applied) -> None:
-        thread = applied.thread
-        if applied.kind == "duplicate" or thread is None:
+    def show(self, applied: Applied, result: GenerationResult) -> None:
+        """Broadcast what applying ``result`` changed and count it in its room (the
+        thread's fresh counts are broadcast once written, see :mod:`~playhouse.web.counters`)."""
+        if applied.kind == "duplicate":
             return
         if applied.comment is not None:
-            comment = applied.comment
-            self.ctx.publish(
-                encode(CommentReplaced(comment=views.comment_out(comment))),
-                thread_channel(comment.thread_id),
-            )
-            with contextlib.suppress(PlayhouseError):  # fresh reply count for room pages
-                thread = await self.ctx.storage.threads.get(thread.thread_id)
-        self.ctx.publish(
-            encode(ThreadEvent(thread=views.thread_out(thread))), room_channel(thread.room)
-        )
+            self.ctx.broadcast.replaced(applied.comment)
+            if applied.counts:
+                self.ctx.counters.count(room=result.room, thread=applied.comment.thread_id,
+                                        comments=1, at=applied.at, bot=result.persona)
+        elif applied.thread is not None:
+            self.ctx.broadcast.thread(applied.thread)
+            self.ctx.counters.saw_thread(applied.thread)
+            self.ctx.counters.count(room=result.room, threads=1, at=applied.at)
 
-    async def run(self) -> None:
-        """Poll until :meth:`stop`, one loop per result queue: a page of bot results being
-        applied never holds up the answer a person is waiting for."""
-        await asyncio.gather(*(self._poll(queue) for queue in RESULT_QUEUES))
+    async def _people_first(self) -> None:
+        """Before a page of bots' results: let a person's awaited answer be applied first
+        (the two loops share one process), waiting at most
+        :data:`~playhouse.priority.PEOPLE_FIRST_S`."""
+        people = QUEUE_RESULTS_INTERACTIVE
+        if self.expectations.oldest(people) is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.expectations.none_waiting[people].wait(),
+                                   PEOPLE_FIRST_S)
 
-    async def _poll(self, queue: str) -> None:
-        """Quickly while results come, backing off when idle; the people's queue is woken
-        by a bot call on this instance."""
-        loop = asyncio.get_running_loop()
-        wait = self.poll_min_s
-        hot_until = 0.0
-        expected = self.ctx.results_expected if queue == RESULT_QUEUES[0] else asyncio.Event()
-        while not self.stopping:
-            if expected.is_set():
-                expected.clear()
-                hot_until = loop.time() + self.hot_s
-            try:
-                handled = await self.run_once((queue,))
-            except PlayhouseError as exc:
-                log.warning("consumer.failed", reason=str(exc))
-                handled = 0
-            if handled:
-                wait = self.poll_min_s
-                continue
-            hot = loop.time() < hot_until
-            wait = self.hot_poll_s if hot else min(wait * 2, self.poll_max_s)
-            stop, wake = asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(
-                expected.wait()
-            )
-            try:
-                await asyncio.wait({stop, wake}, timeout=wait,
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in (stop, wake):
-                    waiter.cancel()
+    # ----------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(loop.run(), name=loop.name)
+                       for loop in self.loops.values()]
+
+    async def stop(self) -> None:
+        for loop in self.loops.values():
+            loop.stop()
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,34 +1,40 @@
 """What every web handler works with: storage, the cast, settings, limits and channels.
 
-One :class:`WebContext` is built by :func:`playhouse.web.app.create_app` and handed to
-handlers through dependency injection (``ctx: WebContext``). The access rule for rooms
+One :class:`WebContext` is built by the web entrypoint (:mod:`playhouse.commands.web`) and
+reaches handlers through the app's state (:func:`context_of`). The access rule for rooms
 lives here too, because pages, the REST API and the websocket must apply the same one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from playhouse.errors import Forbidden, NotFound
-from playhouse.storage.accounts import room_key
+from playhouse.errors import Forbidden
+from playhouse.priority import PeopleFirst
 from playhouse.storage.models import Room, Thread
+from playhouse.storage.threads import no_thread
 from playhouse.web.metrics import WebMetrics
-from playhouse.web.presence import PresenceBook
+from playhouse.web.presence import PresenceAnnouncer, PresenceBook
 
 if TYPE_CHECKING:
     from litestar.channels import ChannelsPlugin
     from litestar.connection import ASGIConnection
 
     from playhouse.config import Settings
+    from playhouse.events import Broadcaster
     from playhouse.personas import Cast
     from playhouse.storage import Storage
+    from playhouse.web.budget import SocketSlots
+    from playhouse.web.counters import Counters
     from playhouse.web.limits import Limits
+    from playhouse.web.scores import ScoreFeed
     from playhouse.web.sessions import SessionGuard
+    from playhouse.web.waiting import Waiting
 
 log = structlog.get_logger()
 
@@ -43,48 +49,48 @@ SESSION_MAX_AGE_S = 14 * 24 * 3600
 """A session's lifetime: the cookie's max-age, and enforced on the issue time as well."""
 
 
-def room_channel(room: str) -> str:
-    """Channel of a room's events: new threads, thread activity, presence."""
-    return f"room.{room_key(room)}"
-
-
-def user_channel(username: str) -> str:
-    """Channel that tells the sockets of ``username`` (on any instance) they logged out."""
-    return f"user.{username.casefold()}"
-
-
-LOGGED_OUT = "logged_out"
-"""On a user's channel: ``logged_out`` closes all of the user's sockets,
-``logged_out:<session id>`` those of that one session."""
-
-
-def ends_session(event: bytes | str, session_id: object) -> bool:
-    """Whether a :data:`LOGGED_OUT` event on the user's channel ends ``session_id``."""
-    text = event.decode(errors="replace") if isinstance(event, bytes) else event
-    return text == LOGGED_OUT or (
-        isinstance(session_id, str) and text == f"{LOGGED_OUT}:{session_id}"
-    )
-
-
-def thread_channel(thread_id: str) -> str:
-    """Channel of one thread's comments, placeholders and replacements."""
-    return f"thread.{thread_id}"
+async def _nothing() -> None:
+    return None
 
 
 @dataclass
 class WebContext:
+    """What a web instance's handlers share; built once by its entrypoint."""
+
     settings: Settings
     storage: Storage
     cast: Cast
     limits: Limits
     channels: ChannelsPlugin
+    """The fan-out (memory, or Redis across instances): sockets subscribe through it."""
     instance: str
     sessions: SessionGuard
+    broadcast: Broadcaster
+    """The one way anything is shown live (:mod:`playhouse.events`)."""
+    counters: Counters
+    """Room and thread counters, coalesced."""
+    slots: SocketSlots
+    """Open sockets per address and per user (capped)."""
+    scores: ScoreFeed
+    """Votes' score events and index moves, coalesced (:mod:`playhouse.web.scores`)."""
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
+    people: PeopleFirst = field(default_factory=PeopleFirst)
+    """The person's work in progress, which the bots' work yields to
+    (:mod:`playhouse.priority`)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    results_expected: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when this instance asked a bot for something: its results consumer wakes up."""
+    expecting: Callable[[str, bool], None] = lambda request_id, interactive: None
+    """Told of every request this instance asks a bot for (request id, asked by a person):
+    the results consumer then polls quickly until its answer comes."""
+    watch_status: Callable[[], Awaitable[None]] = _nothing
+    """Told when someone looks at the status page or ``/metrics``: the sampler samples."""
+    waiting: Waiting | None = None
+    """Where the bots' pending answers stand (:mod:`playhouse.web.waiting`)."""
+    announcer: PresenceAnnouncer = field(init=False)
+    """Publishes this instance's viewers of a room when they change (coalesced)."""
+
+    def __post_init__(self) -> None:
+        self.announcer = PresenceAnnouncer(self.presence, self.instance, self.broadcast.send)
 
     def spawn(self, work: Coroutine[Any, Any, None], what: str) -> None:
         """Run ``work`` in the background, logging (never raising) a failure."""
@@ -104,9 +110,6 @@ class WebContext:
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
-    def publish(self, text: str, *channels: str) -> None:
-        self.channels.publish(text, list(channels))
-
     def is_persona(self, name: str) -> bool:
         folded = name.casefold()
         return any(p.casefold() == folded for p in self.cast.personas)
@@ -120,9 +123,14 @@ class WebContext:
         return room, member
 
     async def readable_thread(self, thread_id: str, user: str | None) -> tuple[Thread, Room]:
-        """A thread, checked against its room's access rule."""
+        """A thread, checked against its room's access rule. A thread of a private room
+        is, to anyone else, a thread that does not exist: the same NotFound, naming
+        nothing (not even its room)."""
         thread = await self.storage.threads.get(thread_id)
-        room, _ = await self.readable_room(thread.room, user)
+        try:
+            room, _ = await self.readable_room(thread.room, user)
+        except Forbidden:
+            raise no_thread(thread_id) from None
         return thread, room
 
 
@@ -146,13 +154,4 @@ def context_of(connection: ASGIConnection[Any, Any, Any, Any]) -> WebContext:
     return ctx
 
 
-__all__ = [
-    "NotFound",
-    "PresenceBook",
-    "WebContext",
-    "client_ip",
-    "context_of",
-    "current_user",
-    "room_channel",
-    "thread_channel",
-]
+__all__ = ["PresenceBook", "WebContext", "client_ip", "context_of", "current_user"]

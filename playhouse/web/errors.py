@@ -11,6 +11,7 @@ from litestar.response import Template
 from litestar.types import ExceptionHandlersMap
 
 from playhouse.errors import Conflict, Forbidden, InvalidInput, NotFound, PlayhouseError
+from playhouse.web.forms import NOT_UTF8
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
@@ -43,4 +44,11 @@ def on_http_error(request: Request[Any, Any, Any], exc: Exception) -> Response[A
     return _answer(request, exc.status_code, str(exc.detail))
 
 
-HANDLERS: ExceptionHandlersMap = {PlayhouseError: on_playhouse_error, HTTPException: on_http_error}
+def on_bad_encoding(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Text in a request that is not valid UTF-8 (a multipart field, say): the sender's
+    mistake, refused with the reason (never stored as replacement characters)."""
+    return _answer(request, 400, NOT_UTF8)
+
+
+HANDLERS: ExceptionHandlersMap = {PlayhouseError: on_playhouse_error, HTTPException: on_http_error,
+                                  UnicodeDecodeError: on_bad_encoding}

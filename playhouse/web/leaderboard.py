@@ -7,7 +7,7 @@ ranked by karma; this is that idea made fair to bots with few votes). Each row s
 bot's best comment of the period, from a public room (the board is public). Ever: the
 karma sums (one read per bot) and the first public comment of its best-first rows; a day
 or a week: one range query per bot over its history. Boards are cached per instance for
-:data:`CACHE_S` seconds.
+:data:`BOARD_CACHE_S` seconds.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from litestar import Request, get
 from litestar.params import Parameter
 from litestar.response import Template
 
-from playhouse import ranking
+from playhouse import ranking, views
 from playhouse.errors import InvalidInput
+from playhouse.markdown import render
 from playhouse.storage.models import Authored
-from playhouse.web import views
 from playhouse.web.context import context_of
-from playhouse.web.markdown import render
 from playhouse.web.templating import page
 
 if TYPE_CHECKING:
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 
 Period = Literal["day", "week", "all"]
 PERIODS: dict[str, float | None] = {"day": 86_400.0, "week": 7 * 86_400.0, "all": None}
-CACHE_S = 10.0
+BOARD_CACHE_S = 10.0
 STATE_KEY = "leaderboard"
 PeriodParam = Annotated[str, Parameter(query="t", max_length=10)]
 
@@ -75,9 +74,9 @@ class Board(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass
 class Boards:
-    """The boards of this instance, recomputed after :data:`CACHE_S` seconds."""
+    """The boards of this instance, recomputed after :data:`BOARD_CACHE_S` seconds."""
 
-    cache_s: float = CACHE_S
+    cache_s: float = BOARD_CACHE_S
     _boards: dict[str, tuple[float, Board]] = field(default_factory=dict)
 
     async def get(self, ctx: WebContext, period: str) -> Board:

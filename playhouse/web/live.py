@@ -1,4 +1,5 @@
-"""The websocket endpoint ``/ws``: subscribe to a room or a thread, page history, post.
+"""The websocket endpoint ``/ws``: subscribe to a room or a thread, page history, post,
+vote.
 
 Every socket holds at most one subscription (a room, or a thread with its room). The
 channel subscription starts *before* the history is read, and live events that arrive
@@ -13,63 +14,66 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import msgspec
 import structlog
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from playhouse import ids
-from playhouse.errors import Forbidden, NotFound, PlayhouseError, StorageUnavailable
-from playhouse.storage.models import Comment
-from playhouse.web import views
-from playhouse.web.context import (
-    SESSION_ID,
-    WebContext,
-    client_ip,
-    context_of,
-    current_user,
-    ends_session,
-    room_channel,
-    thread_channel,
-    user_channel,
+from playhouse.constants import PATH_MAX
+from playhouse.errors import (
+    BadRequest,
+    InvalidInput,
+    LoginRequired,
+    NotFound,
+    NotSubscribed,
+    PlayhouseError,
+    StorageUnavailable,
+    TooFast,
+    TooManySockets,
+    describe,
 )
-from playhouse.web.posting import (
-    PostRefused,
-    announce,
-    check_rate,
-    count_in_room,
-    store_post,
+from playhouse.events import (
+    CommentEvent,
+    CommentReplaced,
+    LiveEvent,
+    LoggedOut,
+    Presence,
+    Thinking,
+    decode_event,
 )
+from playhouse.storage.models import Comment, Thread
+from playhouse.storage.threads import no_thread
+from playhouse.views import comment_out, thread_out
+from playhouse.web.budget import SocketBudget, frame_cost
+from playhouse.web.context import SESSION_ID, WebContext, client_ip, context_of, current_user
+from playhouse.web.posting import announce, check_rate, store_post
 from playhouse.web.protocol import (
     Ack,
     ClientMessage,
-    CommentOut,
-    CommentReplaced,
     Error,
-    ErrorCode,
     Hello,
     History,
     HistoryRequest,
     Ping,
     Pong,
-    Post,
-    ProtocolError,
+    PostMessage,
     ServerEvent,
     Subscribe,
     Subscribed,
-    Thinking,
     Unsubscribe,
-    Vote,
+    VoteMessage,
+    client_id_of,
     decode_client,
-    encode,
+    encode_frame,
 )
+from playhouse.web.votes import on_socket_vote
 
 if TYPE_CHECKING:
     from litestar.channels import Subscriber
 
 log = structlog.get_logger()
 
-_comment_probe = msgspec.json.Decoder(dict[str, Any])
+UNAVAILABLE = "storage is unavailable right now: nothing was saved; send it again in a moment"
 
 
 class Session:
@@ -88,16 +92,20 @@ class Session:
         self.room: str | None = None
         self.thread_id: str | None = None
         self.replaying = False
-        self.held: list[bytes] = []
+        self.held: list[tuple[bytes, LiveEvent]] = []
         self.replayed: set[str] = set()
         self.closed = False
         self.account: Subscriber | None = None
         """The user's own channel: a logout anywhere closes this socket."""
         self.account_pump: asyncio.Task[None] | None = None
+        self.budget = SocketBudget.from_settings(ctx.settings.web)
+        self.socket_id = f"{ctx.instance}:{ids.new_id()}"
+        self.slotted = False
+        """Counted in :attr:`WebContext.slots` (released when the socket ends)."""
 
     # ------------------------------------------------------------------ sending
     async def send(self, event: ServerEvent) -> None:
-        await self.send_text(encode(event))
+        await self.send_text(encode_frame(event))
 
     async def send_text(self, text: str) -> None:
         if self.closed:
@@ -108,16 +116,24 @@ class Session:
             except (WebSocketDisconnect, RuntimeError, OSError):
                 self.closed = True
 
-    async def error(self, code: ErrorCode, reason: str, client_id: str | None = None) -> None:
+    async def refuse(self, exc: BaseException, client_id: str | None = None) -> None:
+        """Answer with the error frame ``exc`` maps to (:mod:`playhouse.errors`)."""
+        code, _, reason = describe(exc)
+        if isinstance(exc, StorageUnavailable):
+            reason = UNAVAILABLE
         await self.send(Error(code=code, reason=reason, client_id=client_id))
 
     async def _on_event(self, data: bytes) -> None:
-        asked = self.ctx.presence.to_answer(data, self.ctx.instance,
-                                            asyncio.get_running_loop().time())
-        if asked is not None:
-            self._publish_presence(asked)
+        event = decode_event(data)
+        if event is None:
+            return
+        if isinstance(event, Presence):
+            asked = self.ctx.presence.to_answer(event, self.ctx.instance,
+                                                asyncio.get_running_loop().time())
+            if asked is not None:
+                self.ctx.announcer.changed(asked, force=True)
         if self.replaying:
-            self.held.append(data)
+            self.held.append((data, event))
             return
         await self.send_text(data.decode())
 
@@ -131,37 +147,84 @@ class Session:
     async def run(self) -> None:
         await self.socket.accept()
         await self.send(Hello(user=self.user, instance=self.ctx.instance))
-        log.info("socket.opened", user=self.user or "-", ip=self.ip)
-        if self.user is not None:
-            self.account = await self.ctx.channels.subscribe([user_channel(self.user)])
-            self.account_pump = asyncio.create_task(self._watch_account(self.account))
         try:
+            full = await self.ctx.slots.claim(self.socket_id, self.ip, self.user)
+            if full is not None:
+                await self._refuse_socket(full)
+                return
+            self.slotted = True
+            log.info("socket.opened", user=self.user or "-", ip=self.ip)
+            if self.user is not None:
+                self.account = await self.ctx.channels.subscribe(
+                    [self.ctx.broadcast.channels.user(self.user)]
+                )
+                self.account_pump = asyncio.create_task(self._watch_account(self.account))
             while not self.closed:
                 event = await self.socket.receive()
                 if event["type"] == "websocket.disconnect":
                     break
                 text, data = event.get("text"), event.get("bytes")
                 frame = text if isinstance(text, str) else data
-                await self.handle_frame(frame if isinstance(frame, str | bytes) else b"")
+                frame = frame if isinstance(frame, str | bytes) else b""
+                verdict = self.budget.charge()
+                if verdict == "ok":
+                    await self.handle_frame(frame)
+                else:
+                    await self._too_fast(frame, verdict)
         except WebSocketDisconnect:
             pass
         finally:
             self.closed = True
             await self.unsubscribe()
             await self._stop_watching_account()
+            if self.slotted:
+                await self.ctx.slots.release(self.socket_id, self.ip, self.user)
             log.info("socket.closed", user=self.user or "-")
+
+    async def _refuse_socket(self, full: str) -> None:
+        """Over the cap of open sockets (``full``: ``address`` or ``user``): say so, close."""
+        web = self.ctx.settings.web
+        if full == "user":
+            reason = (f"you have {web.ws_sockets_per_user} live pages open already; close "
+                      "some and reload this one")
+        else:
+            reason = (f"{web.ws_sockets_per_address} live pages are open from your address "
+                      "already; close some and reload this one")
+        log.warning("socket.refused", reason="too_many_sockets", cap=full, ip=self.ip,
+                    user=self.user or "-")
+        await self.refuse(TooManySockets(reason))
+        await self._close(1008, "too many open sockets")
+
+    async def _too_fast(self, frame: str | bytes, verdict: str) -> None:
+        """A frame over the socket's budget: not handled, answered ``too_fast`` (with its
+        client id, so the page settles a post); a socket that keeps on past its patience
+        is closed with 1008 (policy violation), so it is told at most that many times."""
+        client_id = client_id_of(frame)
+        if verdict == "close":
+            log.warning("socket.flooded", user=self.user or "-", ip=self.ip,
+                        refused=self.budget.refused)
+            await self.refuse(TooFast("too many messages, too fast: this connection is "
+                                      "closed; reload the page"), client_id)
+            await self._close(1008, "too many messages")
+        else:
+            await self.refuse(TooFast("too many messages, too fast: this one was not "
+                                      "handled; wait a moment and send it again"), client_id)
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.closed = True
+        with contextlib.suppress(Exception):
+            await self.socket.close(code=code, reason=reason)
 
     async def _watch_account(self, subscriber: Subscriber) -> None:
         """Close the socket when its session is logged out (here, or on another instance,
         or everywhere): the page reconnects, and the voided cookie makes the new socket
         anonymous."""
-        async for event in subscriber.iter_events():
-            if not ends_session(event, self.session_id):
+        async for data in subscriber.iter_events():
+            event = decode_event(data)
+            if not isinstance(event, LoggedOut) or not event.ends(self.session_id):
                 continue  # another browser of this user logged out
-            await self.error("login_required", "you logged out; log in again to post")
-            self.closed = True
-            with contextlib.suppress(Exception):
-                await self.socket.close(code=4401, reason="logged out")
+            await self.refuse(LoginRequired("you logged out; log in again to post"))
+            await self._close(4401, "logged out")
             log.info("socket.logged_out", user=self.user or "-")
             return
 
@@ -181,28 +244,40 @@ class Session:
                 await self.ctx.channels.unsubscribe(subscriber)
 
     async def handle_frame(self, frame: str | bytes) -> None:
+        """Answer one frame. Nothing a frame holds ends the socket: a frame that is not a
+        message is answered with an error, and so is one the server fails on."""
         try:
             msg = decode_client(frame)
-        except ProtocolError as exc:
-            await self.error(exc.code, exc.reason, exc.client_id)
+        except PlayhouseError as exc:
+            await self.refuse(exc, client_id_of(frame))
             return
-        # A failed post is answered with its client id, so the page settles that post
-        # (shows the reason, keeps the text) instead of waiting for an ack that never comes.
-        client_id = msg.client_id if isinstance(msg, Post | Vote) else None
+        except Exception:  # decode_client raises only InvalidInput; kept as a last guard
+            log.exception("socket.decode_failed", user=self.user or "-")
+            await self.refuse(InvalidInput("the server could not read that message"),
+                              client_id_of(frame))
+            return
+        # A refused post (or vote) is answered with its client id, so the page settles it
+        # (shows the reason, keeps the text) instead of waiting for an answer that never
+        # comes. A vote costs what a post does: its frame.
+        client_id = msg.client_id if isinstance(msg, PostMessage | VoteMessage) else None
+        if isinstance(msg, Subscribe):  # it reads storage: it costs more of the budget
+            verdict = self.budget.charge(frame_cost("subscribe", len(msg.pending)))
+            if verdict != "ok":
+                await self._too_fast(frame, verdict)
+                return
         try:
             await self.dispatch(msg)
         except StorageUnavailable as exc:
             log.warning("socket.storage_unavailable", user=self.user or "-", reason=str(exc))
-            await self.error("overloaded", "storage is unavailable right now: nothing was "
-                             "saved; send it again in a moment", client_id)
+            await self.refuse(exc, client_id)
         except PlayhouseError as exc:
-            await self.error("internal", f"could not do that: {exc}", client_id)
-        except Exception:
+            await self.refuse(exc, client_id)
+        except Exception as exc:
             log.exception("socket.failed", user=self.user or "-")
-            await self.error("internal", "the server failed to handle that message", client_id)
+            await self.refuse(exc, client_id)
 
     async def dispatch(self, msg: ClientMessage) -> None:
-        if isinstance(msg, Post):
+        if isinstance(msg, PostMessage):
             await self.post(msg)
         elif isinstance(msg, Subscribe):
             await self.subscribe(msg)
@@ -210,35 +285,24 @@ class Session:
             await self.history(msg)
         elif isinstance(msg, Unsubscribe):
             await self.unsubscribe()
+        elif isinstance(msg, VoteMessage):
+            await on_socket_vote(self, msg)
         elif isinstance(msg, Ping):
             await self.send(Pong())
-        elif isinstance(msg, Vote):
-            from playhouse.web.votes import on_socket_vote
-
-            await on_socket_vote(self, msg)
 
     # ------------------------------------------------------------ subscriptions
     async def subscribe(self, msg: Subscribe) -> None:
-        try:
-            room, _ = await self.ctx.readable_room(msg.room, self.user)
-            thread = None
-            if msg.thread_id is not None:
-                thread = await self.ctx.storage.threads.get(msg.thread_id)
-                if thread.room.casefold() != room.name.casefold():
-                    raise NotFound(f"no thread {msg.thread_id!r} in r/{room.name}")
-        except Forbidden as exc:
-            await self.error("forbidden", str(exc))
-            return
-        except NotFound as exc:
-            await self.error("not_found", str(exc))
-            return
         if msg.after is not None and not ids.is_id(msg.after):
-            await self.error("bad_message", "`after` is not an id")
-            return
+            raise BadRequest("`after` is not an id")
+        room, _ = await self.ctx.readable_room(msg.room, self.user)
+        thread = None
+        if msg.thread_id is not None:
+            thread = await _thread_in(self.ctx, msg.thread_id, room.name)
         await self.unsubscribe()
-        channels = [room_channel(room.name)]
+        names = self.ctx.broadcast.channels
+        channels = [names.room(room.name)]
         if thread is not None:
-            channels.append(thread_channel(thread.thread_id))
+            channels.append(names.thread(thread.thread_id))
         self.replaying = True
         self.held, self.replayed = [], set()
         self.subscriber = await self.ctx.channels.subscribe(channels)
@@ -254,18 +318,20 @@ class Session:
                 await self._room_history(room.name, msg.after)
         finally:
             await self._release_held()
-        self._publish_presence(room.name, ask=True)
+        # This page learns who watches through this instance now, from its own socket;
+        # everyone else hears of the newcomer in the coalesced list (other instances
+        # answer its ``ask`` with theirs).
+        await self.send(self.ctx.presence.event(room.name, self.ctx.instance))
+        self.ctx.announcer.changed(room.name, ask=True)
         log.info("socket.subscribed", user=self.user or "-", room=room.name,
                  thread_id=msg.thread_id or "-")
 
     async def _release_held(self) -> None:
         held, self.held = self.held, []
         self.replaying = False
-        for data in held:
-            if self.replayed and b'"type":"comment"' in data[:20]:
-                event = _comment_probe.decode(data)
-                if event.get("comment", {}).get("id") in self.replayed:
-                    continue
+        for data, event in held:
+            if isinstance(event, CommentEvent) and event.comment.id in self.replayed:
+                continue  # the history carried it
             await self.send_text(data.decode())
         self.replayed = set()
 
@@ -297,7 +363,7 @@ class Session:
 
     async def _send_history(self, room: str, thread_id: str, items: list[Comment],
                             *, more: bool) -> None:
-        comments = tuple(views.comment_out(c) for c in items)
+        comments = tuple(comment_out(c) for c in items)
         self.replayed.update(c.id for c in comments)
         await self.send(History(room=room, thread_id=thread_id, comments=comments, more=more))
 
@@ -310,20 +376,23 @@ class Session:
             newer = await self.ctx.storage.threads.since(room, ids.id_time(after), limit=page + 1)
             newer = [t for t in newer if t.thread_id > after]
             threads, more = newer[:page], len(newer) > page
-        await self.send(History(room=room, threads=tuple(views.thread_out(t) for t in threads),
+        await self.send(History(room=room, threads=tuple(thread_out(t) for t in threads),
                                 more=more))
 
     async def _pending(self, thread_id: str, pending: tuple[str, ...]) -> None:
-        """Send the current state of placeholders the page still shows (after a reconnect)."""
-        for comment_id in pending:
-            if not ids.is_id(comment_id) or comment_id in self.replayed:
-                continue
+        """Send the current state of placeholders the page still shows (after a reconnect):
+        read a query at a time, :data:`PATH_MAX` ids each."""
+        wanted = [c for c in dict.fromkeys(pending) if ids.is_id(c) and c not in self.replayed]
+        found: list[Comment] = []
+        for start in range(0, len(wanted), PATH_MAX):
             try:
-                comment = await self.ctx.storage.comments.get(thread_id, comment_id)
-            except (NotFound, PlayhouseError):
-                continue
-            out: CommentOut = views.comment_out(comment)
-            self.replayed.add(comment_id)
+                found += await self.ctx.storage.comments.some(thread_id,
+                                                              wanted[start:start + PATH_MAX])
+            except PlayhouseError as exc:
+                log.warning("socket.pending_failed", thread_id=thread_id, reason=str(exc)[:200])
+        for comment in found:
+            out = comment_out(comment)
+            self.replayed.add(comment.comment_id)
             if comment.status == "placeholder":
                 await self.send(Thinking(comment=out))
             else:
@@ -331,11 +400,9 @@ class Session:
 
     async def history(self, msg: HistoryRequest) -> None:
         if self.room is None:
-            await self.error("not_subscribed", "subscribe to a room or thread first")
-            return
+            raise NotSubscribed("subscribe to a room or thread first")
         if not ids.is_id(msg.after):
-            await self.error("bad_message", "`after` is not an id")
-            return
+            raise BadRequest("`after` is not an id")
         if self.thread_id is not None:
             await self._thread_history(self.room, self.thread_id, msg.after)
         else:
@@ -349,34 +416,33 @@ class Session:
         if self.room is not None:
             room, self.room, self.thread_id = self.room, None, None
             self.ctx.presence.leave(room, self.user)
-            self._publish_presence(room)
-
-    def _publish_presence(self, room: str, *, ask: bool = False) -> None:
-        self.ctx.publish(self.ctx.presence.event(room, self.ctx.instance, ask=ask),
-                         room_channel(room))
+            self.ctx.announcer.changed(room)
 
     # ------------------------------------------------------------------ posting
-    async def post(self, msg: Post) -> None:
+    async def post(self, msg: PostMessage) -> None:
         if self.user is None:
-            await self.error("login_required", "log in to post", msg.client_id)
-            return
+            raise LoginRequired("log in to post")
         if self.room is None or self.room.casefold() != msg.room.casefold():
-            await self.error("not_subscribed", f"subscribe to r/{msg.room} before posting there",
-                             msg.client_id)
-            return
-        try:
+            raise NotSubscribed(f"subscribe to r/{msg.room} before posting there")
+        with self.ctx.people.working():  # the bots' results wait (playhouse.priority)
             await check_rate(self.ctx, self.user, self.ip)
             stored = await store_post(self.ctx, self.user, msg)
-        except PostRefused as exc:
-            await self.error(exc.code, exc.reason, msg.client_id)
-            return
-        comment_id = stored.comment.comment_id if stored.comment else None
-        await self.send(Ack(client_id=msg.client_id, thread_id=stored.thread.thread_id,
-                            comment_id=comment_id))
-        log.info("post.accepted", user=self.user, room=stored.room.name,
-                 thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
-        announce(self.ctx, stored)
-        await count_in_room(self.ctx, stored)
+            comment_id = stored.comment.comment_id if stored.comment else None
+            await self.send(Ack(client_id=msg.client_id, thread_id=stored.thread.thread_id,
+                                comment_id=comment_id, called=stored.called,
+                                not_called=stored.not_called, notice=stored.notice))
+            log.info("post.accepted", user=self.user, room=stored.room.name,
+                     thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
+            announce(self.ctx, stored)
+
+
+async def _thread_in(ctx: WebContext, thread_id: str, room: str) -> Thread:
+    """The thread, if it is in ``room``; else the one NotFound for a missing thread, so a
+    thread elsewhere (a private room's, say) is not told apart from one that is not."""
+    try:
+        return await ctx.storage.threads.get(thread_id, room=room)
+    except NotFound:
+        raise no_thread(thread_id, room) from None
 
 
 RESUME_GRACE_S = 10.0

@@ -7,7 +7,7 @@ Two kinds of figures go into one exposition:
   metrics in a registry of the app's own, never the global one);
 * read from storage at scrape time: queue depths and every worker's latest heartbeat
   (batch sizes, generation latency, tokens, per-persona counters), exposed by
-  :class:`_StorageCollector` from a :class:`Snapshot` taken just before rendering. Worker
+  :class:`_StorageCollector` from a :class:`Figures` taken just before rendering. Worker
   counters are cumulative per worker, labelled by worker id, so a restart reads as a
   counter reset, which is what Prometheus expects.
 """
@@ -44,7 +44,7 @@ REQUEST_LATENCY_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 
 @dataclass
-class Snapshot:
+class Figures:
     """What storage said at one moment (``depths`` is None when it did not answer)."""
 
     at: float
@@ -78,7 +78,7 @@ class WebMetrics:
         )
         self.websockets = Gauge("playhouse_websocket_clients",
                                 "Websocket connections open on this instance.", registry=r)
-        self._snapshot = Snapshot(at=0.0, depths=None)
+        self._snapshot = Figures(at=0.0, depths=None)
         r.register(_StorageCollector(self))
 
     def result_applied(self, result: GenerationResult, *, now: float | None = None) -> None:
@@ -90,7 +90,7 @@ class WebMetrics:
             waited = (now or time.time()) - ids.id_time(result.request_id)
             self.latency.observe(max(0.0, waited))
 
-    def render(self, snapshot: Snapshot) -> bytes:
+    def render(self, snapshot: Figures) -> bytes:
         """The exposition text with ``snapshot`` as the storage figures (synchronous, so
         two scrapes cannot interleave their snapshots)."""
         self._snapshot = snapshot
@@ -142,7 +142,7 @@ class _StorageCollector(Collector):
         yield from _worker_families(snap)
 
 
-def _worker_families(snap: Snapshot) -> Iterator[Metric]:
+def _worker_families(snap: Figures) -> Iterator[Metric]:
     labels = ["worker", "kind"]
     alive = GaugeMetricFamily("playhouse_worker_up",
                               "1 while a worker's heartbeat is fresh, 0 once stopped or silent.",

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from dataclasses import dataclass, field
+from math import ceil
 from typing import Annotated, Any
 
 import structlog
@@ -17,19 +19,24 @@ from litestar.exceptions import HTTPException
 from litestar.params import Parameter
 from litestar.response import Redirect, Template
 
+from playhouse import views
 from playhouse.errors import Conflict, Forbidden, NotFound, PlayhouseError
 from playhouse.personas import ROOM_NAME_PATTERN
-from playhouse.storage.models import Comment, Room
-from playhouse.web import sorting, views
+from playhouse.storage.models import Comment, Membership, Room
+from playhouse.storage.threads import no_thread
+from playhouse.web import sorting
 from playhouse.web.context import WebContext, context_of, current_user
+from playhouse.web.forms import read_form
 from playhouse.web.sorting import SortParam, WindowParam
 from playhouse.web.templating import page
+from playhouse.web.why import bots_now
 
 log = structlog.get_logger()
 
 MAX_NEST = 8
 """Deeper replies are shown at this level (a phone screen has no room for more)."""
 THREAD_COMMENTS_MAX = 2000
+DESCRIPTION_MAX_CHARS = 500
 ROOM_NAME = re.compile(ROOM_NAME_PATTERN)
 Token = Annotated[str | None, Parameter(query="page", max_length=2000)]
 
@@ -95,12 +102,18 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
     if user is not None and threads.items:
         mine = await ctx.storage.votes.mine_threads(user, [r.thread_id for r in threads.items])
     owner = False
+    members: list[Membership] = []
     if member and user is not None:
         membership = await ctx.storage.members.get(found.name, user)
         owner = membership is not None and membership.role == "owner"
-    return page(request, "room.html", room=views.room_out(found, ctx.cast, member=member),
-                threads=threads.items, next_page=threads.next, owner=owner, sort=order,
-                window=window, mine=mine, loaded_at=time.time(), request_page=token is not None,
+        if owner:
+            members = sorted(await ctx.storage.members.of_room(found.name),
+                             key=lambda m: (m.role != "owner", m.username))
+    shown = views.room_out(found, ctx.cast, member=member)
+    return page(request, "room.html", room=shown, threads=threads.items,
+                next_page=threads.next, owner=owner, members=members,
+                bots_now=await bots_now(ctx, shown.bots), sort=order, window=window,
+                mine=mine, loaded_at=time.time(), request_page=token is not None,
                 newest=max((r.thread_id for r in threads.items), default=""))
 
 
@@ -109,9 +122,12 @@ async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str
                       sort: SortParam = None) -> Template:
     ctx = context_of(request)
     user = current_user(request)
-    thread, found = await ctx.readable_thread(thread_id, user)
-    if found.name.casefold() != room.casefold():
-        raise NotFound(f"no thread {thread_id!r} in r/{room}")
+    try:
+        thread, found = await ctx.readable_thread(thread_id, user)
+    except NotFound:
+        found = None
+    if found is None or found.name.casefold() != room.casefold():
+        raise no_thread(thread_id, room)  # missing, private or elsewhere: one answer
     comments: list[Comment] = []
     token: str | None = None
     while len(comments) < THREAD_COMMENTS_MAX:
@@ -146,21 +162,28 @@ async def create_room(request: Request[Any, Any, Any]) -> Template | Redirect:
     user = current_user(request)
     if user is None:
         return Redirect(path="/login?next=/rooms/new")
-    form = await request.form()
-    name = str(form.get("name", "")).strip()
-    description = " ".join(str(form.get("description", "")).split())
+    form = await read_form(request)
+    name = form.get("name", "").strip()
+    description = " ".join(form.get("description", "").split())
     public = form.get("public") == "on"
-    bots = tuple(
-        b for b in form.getall("bots", []) if isinstance(b, str) and b in ctx.cast.personas
-    )
-    default_bot = str(form.get("default_bot", "")) or None
+    bots = tuple(b for b in form.getall("bots", []) if b in ctx.cast.personas)
+    default_bot = form.get("default_bot", "") or None
     error = None
+    status = 400
     if not ROOM_NAME.match(name):
         error = "room names are 3-32 letters, digits or '_'"
-    elif len(description) > 500 or "\x00" in description:
-        error = "the description is at most 500 characters"
+    elif (control := _control_character(description)) is not None:
+        error = f"the description contains {control}"
+    elif len(description) > DESCRIPTION_MAX_CHARS:
+        error = (f"the description is {len(description)} characters, at most "
+                 f"{DESCRIPTION_MAX_CHARS}")
     elif default_bot is not None and default_bot not in bots:
         error = "the default bot must be one of the room's bots"
+    if error is None and (wait := await ctx.limits.rooms_per_user.take(user)):
+        status = 429
+        per_hour = ctx.settings.web.rooms_per_hour
+        error = (f"you can create {per_hour} rooms an hour; try again in "
+                 f"{max(1, ceil(wait / 60))} min")
     if error is None:
         now = time.time()
         try:
@@ -169,13 +192,25 @@ async def create_room(request: Request[Any, Any, Any]) -> Template | Redirect:
                 bots=bots, created_by=user, created_at=now, last_activity=now,
             ))
         except Conflict:
+            await ctx.limits.rooms_per_user.give_back(user)  # nothing was created
             error = f"r/{name} exists already"
-    if error is not None:
-        return page(request, "new_room.html", status_code=400, error=error,
+    if error is not None:  # the form comes back as it was filled in
+        return page(request, "new_room.html", status_code=status, error=error,
                     personas=sorted(ctx.cast.personas),
-                    form={"name": name, "description": description, "public": public})
+                    form={"name": name, "description": description, "public": public,
+                          "bots": bots, "default_bot": default_bot})
     await ctx.storage.members.join(name, user, role="owner")
     return Redirect(path=f"/r/{name}")
+
+
+def _control_character(text: str) -> str | None:
+    """How to name the first control character of ``text`` (NUL by its name), or None."""
+    for ch in text:
+        if ch == "\x00":
+            return "a NUL character"
+        if unicodedata.category(ch) == "Cc":
+            return f"a control character (U+{ord(ch):04X})"
+    return None
 
 
 @post("/r/{room:str}/join")
@@ -185,7 +220,7 @@ async def join_room(request: Request[Any, Any, Any], room: str) -> Redirect:
     found = await ctx.storage.rooms.get(room)
     if not found.public and not await ctx.storage.members.is_member(found.name, user):
         raise Forbidden(f"r/{found.name} is private: its owner adds members")
-    await ctx.storage.members.join(found.name, user)
+    await ctx.storage.members.join(found.name, user)  # a member already keeps their role
     return Redirect(path=f"/r/{found.name}")
 
 
@@ -194,22 +229,75 @@ async def leave_room(request: Request[Any, Any, Any], room: str) -> Redirect:
     ctx = context_of(request)
     user = _require_user(request)
     found = await ctx.storage.rooms.get(room)
-    await ctx.storage.members.leave(found.name, user)
+    await _leave(ctx, found, user)
     return Redirect(path="/" if not found.public else f"/r/{found.name}")
 
 
-@post("/r/{room:str}/members")
-async def add_member(request: Request[Any, Any, Any], room: str) -> Redirect:
-    """The owner of a room adds someone to it (how private rooms get members)."""
+async def _leave(ctx: WebContext, room: Room, user: str) -> None:
+    """``user`` leaves ``room``; Conflict while she is its only owner (the room would be
+    left without anyone who can add or remove members)."""
+    membership = await ctx.storage.members.get(room.name, user)
+    if membership is None:
+        return
+    if membership.role == "owner":
+        owners = [m for m in await ctx.storage.members.of_room(room.name) if m.role == "owner"]
+        if len(owners) <= 1:
+            raise Conflict(f"you are the only owner of r/{room.name}: make another member "
+                           "an owner first, then leave")
+    await ctx.storage.members.leave(room.name, user)
+
+
+async def _as_owner(request: Request[Any, Any, Any], room: str) -> tuple[WebContext, Room, str]:
+    """The room, for its owner only (Forbidden for anyone else)."""
     ctx = context_of(request)
     user = _require_user(request)
     found = await ctx.storage.rooms.get(room)
     membership = await ctx.storage.members.get(found.name, user)
     if membership is None or membership.role != "owner":
-        raise Forbidden(f"only the owner of r/{found.name} adds members")
-    form = await request.form()
-    invited = await ctx.storage.users.get(str(form.get("username", "")).strip() or "-")
-    await ctx.storage.members.join(found.name, invited.display_name)
+        raise Forbidden(f"only an owner of r/{found.name} manages its members")
+    return ctx, found, user
+
+
+async def _form_user(ctx: WebContext, request: Request[Any, Any, Any]) -> str:
+    """The user named by the form's ``username`` (NotFound when there is none)."""
+    form = await read_form(request)
+    return (await ctx.storage.users.get(form.get("username", "").strip() or "-")).display_name
+
+
+@post("/r/{room:str}/members")
+async def add_member(request: Request[Any, Any, Any], room: str) -> Redirect:
+    """An owner of a room adds someone to it (how private rooms get members); a member
+    already keeps their role."""
+    ctx, found, _ = await _as_owner(request, room)
+    await ctx.storage.members.join(found.name, await _form_user(ctx, request))
+    return Redirect(path=f"/r/{found.name}")
+
+
+@post("/r/{room:str}/members/remove")
+async def remove_member(request: Request[Any, Any, Any], room: str) -> Redirect:
+    """An owner removes a member (herself: as leaving); other owners leave by themselves."""
+    ctx, found, user = await _as_owner(request, room)
+    target = await _form_user(ctx, request)
+    if target.casefold() == user.casefold():
+        await _leave(ctx, found, user)
+        return Redirect(path="/" if not found.public else f"/r/{found.name}")
+    membership = await ctx.storage.members.get(found.name, target)
+    if membership is None:
+        raise NotFound(f"u/{target} is not a member of r/{found.name}")
+    if membership.role == "owner":
+        raise Forbidden(f"u/{target} is an owner of r/{found.name}: owners leave by themselves")
+    await ctx.storage.members.leave(found.name, target)
+    log.info("room.member_removed", room=found.name, username=target, by=user)
+    return Redirect(path=f"/r/{found.name}")
+
+
+@post("/r/{room:str}/members/owner")
+async def make_owner(request: Request[Any, Any, Any], room: str) -> Redirect:
+    """An owner makes a member an owner too (how ownership is handed over)."""
+    ctx, found, user = await _as_owner(request, room)
+    target = await _form_user(ctx, request)
+    await ctx.storage.members.set_role(found.name, target, "owner")
+    log.info("room.owner_added", room=found.name, username=target, by=user)
     return Redirect(path=f"/r/{found.name}")
 
 
@@ -245,4 +333,4 @@ def _require_user(request: Request[Any, Any, Any]) -> str:
 
 
 ROUTES = [home, room_page, thread_page, new_room_page, create_room, join_room, leave_room,
-          add_member, image]
+          add_member, remove_member, make_owner, image]

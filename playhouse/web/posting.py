@@ -1,292 +1,366 @@
-"""A person's post: validate, store first, then announce and ask the bots it calls.
+"""A person's post: validate, store it with its bot calls, then show it and ask the bots.
 
-:func:`store_post` checks the text and writes the thread or comment; only after it
-returns does the caller acknowledge, and only then :func:`announce` broadcasts the post
-and, in the background, submits a generation request per bot called (a mention, a
-reply to a bot, the room's default bot on a new thread) and broadcasts its "thinking"
-placeholder. A failure after the write never loses the post: it is already stored.
-A post that calls bots writes its call to the ``bot-calls`` queue before the post itself
-(:mod:`playhouse.web.calls`), so the call is not lost either when this process dies
-after the ack: another instance (or this one restarted) makes it after a grace period.
+:func:`store_post` checks the text, reads what the post needs, and writes the thread or
+comment together with the job rows of the bots it calls (:mod:`playhouse.asking`: a
+mention, a reply to a bot, the room's default bot on a new thread); only after it returns
+does the socket acknowledge. Storage is met in at most three steps in series: the room,
+thread and parent (together); the membership of a private room and the ancestors a
+bot's prompt needs (together, when wanted); the post and its jobs (together). The calls
+are worked out once, here, and carried on :class:`Stored`.
 
-The room's counters (threads, comments, last activity) move last, in
-:func:`count_in_room` after the broadcast: they feed the room list only, and every post
-in a room contends for that one row (a read-modify-write with ETag retries), so keeping
-it off the path from post to ack to broadcast leaves that path at the post's own writes.
-The socket awaits it before reading its next frame, so one socket never has two of these
-writes in flight.
+:func:`announce` then broadcasts the post, counts it in its room (coalesced, see
+:mod:`playhouse.web.counters`) and, in the background, dispatches each call: its
+placeholder shown as "thinking", its request queued. A failure after the write never
+loses the post nor its calls: the jobs are stored, and the call recovery dispatches any
+the process did not (:mod:`playhouse.web.calls`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from math import ceil
+from typing import TYPE_CHECKING, TypeVar
 
+import msgspec
 import structlog
 
-from playhouse import ids, jobs
-from playhouse.constants import COMMENT_MAX_CHARS, QUEUE_IMAGE, QUEUE_INTERACTIVE, TITLE_MAX_CHARS
-from playhouse.errors import Forbidden, NotFound, PlayhouseError, StorageUnavailable
-from playhouse.grammar import clean_text
-from playhouse.storage.models import Comment, Room, Thread
-from playhouse.storage.queues import Received
-from playhouse.web import calls, views
-from playhouse.web.context import WebContext, room_channel, thread_channel
-from playhouse.web.protocol import (
-    CommentEvent,
-    ErrorCode,
-    Post,
-    Thinking,
-    ThreadEvent,
-    encode,
+from playhouse import asking, availability, ids
+from playhouse.constants import (
+    COMMENT_MAX_CHARS,
+    PATH_MAX,
+    QUEUE_IMAGE,
+    QUEUE_INTERACTIVE,
+    TITLE_MAX_CHARS,
 )
+from playhouse.errors import (
+    BadRequest,
+    Empty,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    StorageUnavailable,
+    TooLong,
+)
+from playhouse.grammar import clean_text
+from playhouse.storage.models import Comment, Job, Room, Thread
+from playhouse.storage.threads import no_thread
+from playhouse.web.context import WebContext
+from playhouse.web.protocol import PostMessage
 
 if TYPE_CHECKING:
+    from playhouse.messages import GenerationRequest
     from playhouse.personas import Persona
 
 log = structlog.get_logger()
 
+P = TypeVar("P")
 
-class PostRefused(Exception):
-    """A post that is not stored; ``code`` and ``reason`` go back to the poster."""
-
-    def __init__(self, code: ErrorCode, reason: str) -> None:
-        super().__init__(reason)
-        self.code: ErrorCode = code
-        self.reason = reason
+CALL_RETRY_S = 600.0
+"""How long a bot call keeps retrying while storage is unreachable (the post is stored)."""
 
 
 @dataclass(frozen=True)
 class Stored:
-    """What a post wrote: a new thread, or a comment in an existing one."""
+    """What a post wrote: a new thread, or a comment in an existing one, and its calls."""
 
     room: Room
-    """As read before the post: its counters move after the broadcast."""
     thread: Thread
     comment: Comment | None
     parent: Comment | None
-    call: Received | None = None
-    """The ``bot-calls`` message written before the post; deleted once the bots are asked."""
+    calls: tuple[Job, ...] = ()
+    """The bots' jobs, recorded with the post (``called``); dispatched after the ack."""
+    unrecorded: tuple[Job, ...] = ()
+    """Jobs whose write failed while the post's own landed: recorded after the ack (the
+    post is stored, so it is acknowledged; its calls are retried, not refused)."""
+    called: tuple[str, ...] = ()
+    """The bots this post asks (decided once, before the write: see :func:`decide_calls`)."""
+    not_called: tuple[str, ...] = ()
+    """The bots it named but does not ask (over the per-post cap or the user's rate)."""
+    notice: str | None = None
+    """What the poster is told about ``not_called``."""
 
 
-def check_text(text: str, what: str, max_chars: int, *, allow_empty: bool = False) -> str:
-    """The cleaned text, or PostRefused with the reason (empty, too long, NUL)."""
+@dataclass(frozen=True)
+class Calls:
+    """Which of the bots a post names it asks, and what the poster is told about the rest."""
+
+    called: tuple[asking.Call, ...]
+    not_called: tuple[str, ...] = ()
+    notice: str | None = None
+
+
+def _names(personas: Sequence[str]) -> str:
+    shown = [f"u/{name}" for name in personas]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[asking.Call]) -> Calls:
+    """Cap the bots one post asks (``web.bots_per_post``, in the order
+    :func:`~playhouse.asking.calls_for` gives) and the bot calls one user makes a minute
+    (``web.bot_calls_per_minute``); the post itself is never refused for it."""
+    cap = ctx.settings.web.bots_per_post
+    called: list[asking.Call] = []
+    limited: list[str] = []
+    wait = 0.0
+    for call in wanted[:cap]:
+        waited = await ctx.limits.bot_calls_per_user.take(user)
+        if waited:
+            limited.append(call.persona.name)
+        else:
+            called.append(call)
+        wait = max(wait, waited)
+    over = [c.persona.name for c in wanted[cap:]]
+    if not over and not limited:
+        return Calls(called=tuple(called))
+    parts = []
+    if called:
+        parts.append(f"{_names([c.persona.name for c in called])} will answer")
+    if over:
+        parts.append(f"{_names(over)} not: one post calls at most {cap} bots")
+    if limited:
+        parts.append(f"{_names(limited)} not: you called bots too often; call them again "
+                     f"in {max(1, ceil(wait))} s")
+    log.info("bot.calls_capped", user=user, called=[c.persona.name for c in called],
+             over=over, limited=limited)
+    return Calls(called=tuple(called), not_called=tuple(over + limited),
+                 notice="; ".join(parts))
+
+
+def post_text(text: str, what: str, max_chars: int, *, allow_empty: bool = False) -> str:
+    """The cleaned text; an InvalidInput of the right kind (empty, too long, NUL) when it
+    cannot be posted."""
     if "\x00" in text:
-        raise PostRefused("bad_message", f"the {what} contains a NUL character")
+        raise InvalidInput(f"the {what} contains a NUL character")
     if len(text) > max_chars:
-        raise PostRefused("too_long", f"the {what} is {len(text)} characters, at most {max_chars}")
+        raise TooLong(f"the {what} is {len(text)} characters, at most {max_chars}")
     if allow_empty and not text.strip():
         return ""
     try:
         return clean_text(text, max_chars=max_chars)
-    except Exception as exc:  # InvalidInput: "empty" or "too long"
-        code: ErrorCode = "empty" if str(exc) == "empty" else "too_long"
-        reason = f"the {what} is empty" if code == "empty" else f"the {what} is {exc}"
-        raise PostRefused(code, reason) from exc
+    except Empty as exc:
+        raise Empty(f"the {what} is empty") from exc
+    except TooLong as exc:
+        raise TooLong(f"the {what} is {exc}") from exc
 
 
 async def check_rate(ctx: WebContext, user: str, ip: str) -> None:
     wait = max(await ctx.limits.posts_per_user.take(user),
                await ctx.limits.posts_per_ip.take(ip))
     if wait > 0:
-        raise PostRefused("rate_limited", f"too many posts; try again in {wait:.0f} s")
+        raise RateLimited(f"too many posts; try again in {wait:.0f} s")
 
 
-async def store_post(ctx: WebContext, user: str, msg: Post) -> Stored:
-    """Validate ``msg`` and write it; PostRefused (nothing written) when it is refused."""
-    try:
-        room, member = await ctx.readable_room(msg.room, user)
-    except NotFound as exc:
-        raise PostRefused("not_found", str(exc)) from exc
-    except Forbidden as exc:
-        raise PostRefused("forbidden", str(exc)) from exc
-    if not room.public and not member:  # readable_room already refused; kept explicit
-        raise PostRefused("forbidden", f"r/{room.name} is private")
+async def store_post(ctx: WebContext, user: str, msg: PostMessage) -> Stored:
+    """Validate ``msg`` and write it with its calls; a PlayhouseError (nothing written)
+    when it is refused."""
     if msg.thread_id is None:
-        return await _store_thread(ctx, user, room, msg)
-    return await _store_comment(ctx, user, room, msg)
+        if msg.parent_id is not None:
+            raise InvalidInput("a new thread has no parent_id")
+        title = " ".join(post_text(msg.title, "title", TITLE_MAX_CHARS).split())
+        body = post_text(msg.text, "text", COMMENT_MAX_CHARS, allow_empty=True)
+        room = await _room(ctx, msg.room)
+        await _may_post(ctx, room, user)
+        return await _store_thread(ctx, user, room, title, body)
+    if msg.title:
+        raise InvalidInput("a reply has no title")
+    text = post_text(msg.text, "text", COMMENT_MAX_CHARS)
+    return await _store_comment(ctx, user, msg, text)
 
 
-async def _store_thread(ctx: WebContext, user: str, room: Room, msg: Post) -> Stored:
-    if msg.parent_id is not None:
-        raise PostRefused("bad_message", "a new thread has no parent_id")
-    title = check_text(msg.title, "title", TITLE_MAX_CHARS)
-    body = check_text(msg.text, "text", COMMENT_MAX_CHARS, allow_empty=True)
+async def _room(ctx: WebContext, name: str) -> Room:
+    room = await ctx.storage.rooms.get(name)
+    ctx.counters.saw_room(room)
+    return room
+
+
+async def _may_post(ctx: WebContext, room: Room, user: str) -> None:
+    """Forbidden unless ``user`` may post in ``room`` (a private room: its members)."""
+    if not room.public and not await ctx.storage.members.is_member(room.name, user):
+        raise Forbidden(f"r/{room.name} is private: only its members can post there")
+
+
+async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
+                        body: str) -> Stored:
     now = time.time()
     thread = Thread(
-        thread_id=ids.new_id(now), room=room.name, title=" ".join(title.split()), body=body,
-        url=None, author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
+        thread_id=ids.new_id(now), room=room.name, title=title, body=body, url=None,
+        author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
     )
-    call = await _reserve_call(ctx, room, thread, None, None)
-    # A failed write leaves the call to the recovery: the write may have landed after all
-    # (a timeout), and a call whose post is not stored is dropped there.
-    await ctx.storage.threads.create(thread)
-    return Stored(room=room, thread=thread, comment=None, parent=None, call=call)
+    calls = await decide_calls(ctx, user, _called(ctx, room, thread, None, None))
+    jobs = _jobs(ctx, list(calls.called), room, thread, [], None, now)
+    thread, recorded, unrecorded = await _write(ctx, ctx.storage.threads.create(thread), jobs)
+    return Stored(room=room, thread=thread, comment=None, parent=None, calls=recorded,
+                  unrecorded=unrecorded, called=tuple(c.persona.name for c in calls.called),
+                  not_called=calls.not_called, notice=calls.notice)
 
 
-async def _store_comment(ctx: WebContext, user: str, room: Room, msg: Post) -> Stored:
+async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str) -> Stored:
     assert msg.thread_id is not None
-    if msg.title:
-        raise PostRefused("bad_message", "a reply has no title")
-    text = check_text(msg.text, "text", COMMENT_MAX_CHARS)
-    try:
-        thread = await ctx.storage.threads.get(msg.thread_id)
-    except NotFound as exc:
-        raise PostRefused("not_found", f"no thread {msg.thread_id!r}") from exc
-    if thread.room.casefold() != room.name.casefold():
-        raise PostRefused("not_found", f"no thread {msg.thread_id!r} in r/{room.name}")
-    parent: Comment | None = None
-    if msg.parent_id is not None:
+    if not ids.is_id(msg.thread_id):  # as the socket's subscribe answers it: not there
+        raise no_thread(msg.thread_id, msg.room)
+    if msg.parent_id is not None and not ids.is_id(msg.parent_id):
+        raise BadRequest(f"`parent_id` {msg.parent_id[:64]!r} is not an id")
+
+    async def parent_of() -> Comment | None:
+        if msg.parent_id is None or msg.thread_id is None:
+            return None
         try:
-            parent = await ctx.storage.comments.get(thread.thread_id, msg.parent_id)
+            return await ctx.storage.comments.get(msg.thread_id, msg.parent_id)
         except NotFound as exc:
-            raise PostRefused("not_found", f"no comment {msg.parent_id!r} to reply to") from exc
-        if parent.status == "placeholder":
-            raise PostRefused("bad_message", "that bot has not answered yet")
+            raise NotFound(f"no comment {msg.parent_id!r} to reply to") from exc
+
+    async def thread_of() -> Thread:
+        assert msg.thread_id is not None
+        try:
+            return await ctx.storage.threads.get(msg.thread_id, room=msg.room)
+        except NotFound:  # missing or elsewhere (a private room's, say): one answer for both
+            raise no_thread(msg.thread_id, msg.room) from None
+
+    room, thread, parent = await asyncio.gather(_room(ctx, msg.room), thread_of(), parent_of())
+    if parent is not None and parent.status == "placeholder":
+        raise InvalidInput("that bot has not answered yet")
+    ctx.counters.saw_thread(thread)
     now = time.time()
     comment = Comment(
         comment_id=ids.new_id(now), thread_id=thread.thread_id, room=thread.room,
         parent_id=parent.comment_id if parent else None, author=user, is_bot=False,
         persona=None, text=text, created_at=now, depth=parent.depth + 1 if parent else 0,
+        path=(*parent.path, parent.comment_id)[-PATH_MAX:] if parent else (),
     )
-    call = await _reserve_call(ctx, room, thread, comment, parent)
-    comment = await ctx.storage.comments.add(comment)  # on failure: as in _store_thread
-    thread = await ctx.storage.threads.touch(thread.thread_id, comments=1, at=now)
-    return Stored(room=room, thread=thread, comment=comment, parent=parent, call=call)
+    calls = await decide_calls(ctx, user, _called(ctx, room, thread, comment, parent))
+
+    async def ancestors() -> list[Comment]:
+        if not calls.called or parent is None:
+            return []
+        return await ctx.storage.comments.ancestors(parent)
+
+    above, _ = await asyncio.gather(ancestors(), _may_post(ctx, room, user))
+    chain = [*above, *([parent] if parent else []), comment]
+    jobs = _jobs(ctx, list(calls.called), room, thread, chain, comment, now)
+    comment, recorded, unrecorded = await _write(ctx, ctx.storage.comments.add(comment), jobs)
+    return Stored(room=room, thread=thread, comment=comment, parent=parent, calls=recorded,
+                  unrecorded=unrecorded, called=tuple(c.persona.name for c in calls.called),
+                  not_called=calls.not_called, notice=calls.notice)
 
 
-def _called(
-    ctx: WebContext, room: Room, thread: Thread, comment: Comment | None, parent: Comment | None
-) -> list[Persona]:
-    """The personas a post calls (``comment`` None: the thread itself is the post)."""
-    return jobs.bots_to_call(
-        ctx.cast, room_bots=views.room_bots(room, ctx.cast), default_bot=room.default_bot,
+async def _write(ctx: WebContext, post: Awaitable[P], jobs: list[Job]
+                 ) -> tuple[P, tuple[Job, ...], tuple[Job, ...]]:
+    """Write the post and its calls together: (the stored post, the recorded calls, the
+    calls still to record). A post that fails is refused whatever became of its calls
+    (jobs without their post are dropped by the call recovery); calls that fail after the
+    post landed are recorded again after the ack."""
+    stored, recorded = await asyncio.gather(post, asking.record(ctx.storage, jobs),
+                                            return_exceptions=True)
+    if isinstance(stored, BaseException):
+        raise stored
+    if isinstance(recorded, StorageUnavailable):
+        log.warning("bot.call_unrecorded", jobs=len(jobs), reason=str(recorded)[:200])
+        return stored, (), tuple(jobs)
+    if isinstance(recorded, BaseException):
+        raise recorded
+    return stored, tuple(recorded), ()
+
+
+def _called(ctx: WebContext, room: Room, thread: Thread, comment: Comment | None,
+            parent: Comment | None) -> list[asking.Call]:
+    """The personas a post calls, and why (``comment`` None: the thread itself is the
+    post)."""
+    return asking.calls_for(
+        ctx.cast, default_bot=room.default_bot,
         text=comment.text if comment else f"{thread.title}\n{thread.body}", parent=parent,
         is_top_level_post=comment is None, author=comment.author if comment else thread.author,
+        answered=comment.comment_id if comment else thread.thread_id,
     )
 
 
-async def _reserve_call(
-    ctx: WebContext, room: Room, thread: Thread, comment: Comment | None, parent: Comment | None
-) -> Received | None:
-    """Write the post's bot call before the post (None when it calls nobody), so that a
-    process that dies after acknowledging the post leaves the call to another instance."""
-    called = _called(ctx, room, thread, comment, parent)
-    if not called:
-        return None
-    call = calls.BotCall(
-        room=room.name, thread_id=thread.thread_id,
-        comment_id=comment.comment_id if comment else None,
-        personas=tuple(p.name for p in called), at=time.time(),
-    )
-    return await calls.reserve(ctx.storage, call, grace_s=ctx.settings.web.bot_call_grace_s)
+def _jobs(ctx: WebContext, calls: list[asking.Call], room: Room, thread: Thread,
+          chain: list[Comment], comment: Comment | None, now: float) -> list[Job]:
+    """The jobs of ``calls``; a call the bot declines (asleep, a cap reached, read off
+    the room's and thread's rows: no extra request) is recorded with why."""
+    hour_s = availability.HOUR_S / ctx.settings.scheduler.time_scale
+    jobs: list[Job] = []
+    for call in calls:
+        why = availability.decline(call.persona, now, thread=thread if comment else None,
+                                   room=room, hour_s=hour_s,
+                                   caps=ctx.settings.web.people_meet_caps)
+        info = msgspec.structs.replace(call.info, declined=why, at=now)
+        jobs.append(asking.new_job(_request(call.persona, thread, chain, comment),
+                                   depth=comment.depth + 1 if comment else 0, now=now,
+                                   call=info))
+    return jobs
 
+
+def _request(persona: Persona, thread: Thread, chain: list[Comment],
+             comment: Comment | None) -> GenerationRequest:
+    """What ``persona`` is asked for answering ``comment`` (None: the thread's post)."""
+    parent_id = comment.comment_id if comment else None
+    request_id = asking.request_id_for(parent_id or thread.thread_id, persona.name)
+    if persona.kind == "image":
+        asked = comment.text if comment else f"{thread.title}. {thread.body}"
+        return asking.image_request(
+            persona=persona, thread=thread, parent_id=parent_id,
+            prompt=asking.image_prompt_of(asked, persona).strip(" ."),
+            requester=comment.author if comment else thread.author, queue=QUEUE_IMAGE,
+            request_id=request_id)
+    return asking.reply_request(persona=persona, thread=thread, chain=chain,
+                                parent_id=parent_id, queue=QUEUE_INTERACTIVE,
+                                request_id=request_id)
 
 
 def announce(ctx: WebContext, stored: Stored) -> None:
-    """Broadcast the stored post (each event encoded once for all sockets), then ask the
-    bots it calls (in the background)."""
-    thread_event = encode(ThreadEvent(thread=views.thread_out(stored.thread)))
+    """Show the stored post, count it in its room, and make its calls (in the
+    background)."""
     if stored.comment is not None:
-        ctx.publish(
-            encode(CommentEvent(comment=views.comment_out(stored.comment))),
-            thread_channel(stored.thread.thread_id),
-        )
-    ctx.publish(thread_event, room_channel(stored.room.name))
-    ctx.spawn(call_bots(ctx, stored), "call_bots")
-
-
-async def count_in_room(ctx: WebContext, stored: Stored) -> None:
-    """Move the room's counters and last activity for a post already stored and shown;
-    a failure is logged (the post itself is safe)."""
-    comment = stored.comment
-    try:
-        if comment is None:
-            await ctx.storage.rooms.touch(stored.room.name, threads=1,
-                                          at=stored.thread.created_at)
-        else:
-            await ctx.storage.rooms.touch(stored.room.name, comments=1, at=comment.created_at)
-    except PlayhouseError as exc:
-        log.warning("room.count_failed", room=stored.room.name,
-                    thread_id=stored.thread.thread_id, reason=str(exc))
-
-
-CALL_RETRY_S = 600.0
-"""How long a bot call keeps retrying while storage is unreachable (the post is stored)."""
-
-
-def call_request_id(answered: str, persona: str) -> str:
-    """The request id of ``persona`` answering ``answered``: derived, so a retried call
-    finds its own claim and job instead of asking twice."""
-    return ids.derived_id(answered, f"call:{persona}")
+        ctx.broadcast.comment(stored.comment)
+        ctx.counters.count(room=stored.room.name, thread=stored.thread.thread_id, comments=1,
+                           at=stored.comment.created_at)
+    else:
+        ctx.broadcast.thread(stored.thread)
+        ctx.counters.saw_thread(stored.thread)
+        ctx.counters.count(room=stored.room.name, threads=1, at=stored.thread.created_at)
+    if stored.calls or stored.unrecorded:
+        ctx.spawn(call_bots(ctx, stored), "call_bots")
 
 
 async def call_bots(ctx: WebContext, stored: Stored) -> None:
-    """Submit one request per bot the post calls; broadcast each placeholder.
+    """Dispatch each call of a stored post and show its placeholder.
 
-    The post is acknowledged before this runs; when storage fails meanwhile the whole call
-    is retried with back-off for up to :data:`CALL_RETRY_S` (every step is idempotent on
-    the derived request id), so an outage delays the bots' answers instead of losing them.
+    The post is acknowledged before this runs; when storage fails meanwhile the calls are
+    retried with back-off for up to :data:`CALL_RETRY_S` (each step is idempotent on the
+    derived request id), so an outage delays the bots' answers instead of losing them.
     """
+    for job in (*stored.calls, *stored.unrecorded):
+        ctx.expecting(job.request_id, job.queue == QUEUE_INTERACTIVE)
+    with ctx.people.working():  # until the requests are on their queues
+        await asyncio.gather(*(_call(ctx, job, recorded=True) for job in stored.calls),
+                             *(_call(ctx, job, recorded=False) for job in stored.unrecorded))
+
+
+async def _call(ctx: WebContext, job: Job, *, recorded: bool) -> None:
     delay = 0.5
     deadline = time.monotonic() + CALL_RETRY_S
     while True:
         try:
-            await _call_bots_once(ctx, stored)
-            if stored.call is not None:
-                await calls.release(ctx.storage, stored.call)
-            return
+            if not recorded:
+                todo = await asking.record(ctx.storage, [job])
+                recorded = True
+                if not todo:
+                    return  # asked already, by someone else
+                job = todo[0]
+            shown = await asking.dispatch(ctx.storage, job)
+            break
         except StorageUnavailable as exc:
             if time.monotonic() > deadline:
                 raise
-            log.warning("bot.call_retry", thread_id=stored.thread.thread_id,
-                        retry_in=delay, reason=str(exc))
+            log.warning("bot.call_retry", request_id=job.request_id, retry_in=delay,
+                        reason=str(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-
-
-async def recover_call(
-    ctx: WebContext, room: Room, thread: Thread, comment: Comment | None, parent: Comment | None
-) -> None:
-    """Make a call that surfaced on ``bot-calls`` (its poster's instance did not finish)."""
-    await _call_bots_once(ctx, Stored(room=room, thread=thread, comment=comment, parent=parent))
-
-
-async def _call_bots_once(ctx: WebContext, stored: Stored) -> None:
-    comment = stored.comment
-    called = _called(ctx, stored.room, stored.thread, comment, stored.parent)
-    if not called:
-        return
-    chain: list[Comment] = []
-    if comment is not None:
-        chain = await ctx.storage.comments.chain(comment.thread_id, comment.comment_id)
-    answered = comment.comment_id if comment else stored.thread.thread_id
-    for persona in called:
-        request_id = call_request_id(answered, persona.name)
-        if not await ctx.storage.replies.claim(answered, persona.name, request_id) and (
-            await ctx.storage.replies.claimed_by(answered, persona.name) != request_id
-        ):
-            continue  # answered (or being answered) through someone else's request
-        parent_id = comment.comment_id if comment else None
-        if persona.kind == "image":
-            prompt = comment.text if comment else f"{stored.thread.title}. {stored.thread.body}"
-            request = jobs.image_request(
-                persona=persona, thread=stored.thread, parent_id=parent_id,
-                prompt=prompt.strip(), queue=QUEUE_IMAGE, request_id=request_id,
-            )
-        else:
-            request = jobs.reply_request(
-                persona=persona, thread=stored.thread, chain=chain, parent_id=parent_id,
-                queue=QUEUE_INTERACTIVE, request_id=request_id,
-            )
-        shown = await jobs.submit(ctx.storage, request)
-        ctx.results_expected.set()  # the results consumer polls quickly for a while
-        log.info("bot.called", persona=persona.name, thread_id=stored.thread.thread_id,
-                 request_id=request_id, queue=request.queue)
-        if shown is not None:
-            ctx.publish(
-                encode(Thinking(comment=views.comment_out(shown))),
-                thread_channel(stored.thread.thread_id),
-            )
+    log.info("bot.called", persona=job.persona, thread_id=job.thread_id,
+             request_id=job.request_id, queue=job.queue)
+    if shown is not None:
+        ctx.broadcast.thinking(shown)

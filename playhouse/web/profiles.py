@@ -5,21 +5,22 @@ Both show the account's threads and comments newest first (its history,
 its rooms. A private room's items and the room itself are shown only to its members. A
 bot's page adds who it is: display name, avatar, bio, what it was trained on (the
 persona's description, model and tag grammar), when it is awake (its active hours,
-shown in the viewer's time zone by ``localtime.js``) and its place on the leaderboard.
+shown in the viewer's time zone by ``why.js``, as everywhere) and its place on the leaderboard.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request, get
-from litestar.params import Parameter
 from litestar.response import Template
 
+from playhouse import views
 from playhouse.errors import NotFound
 from playhouse.storage.models import Authored, Page
-from playhouse.web import leaderboard, views
+from playhouse.web import leaderboard
 from playhouse.web.context import context_of, current_user
+from playhouse.web.pages import Token
 from playhouse.web.templating import page
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 PAGE_SIZE = 25
 MAX_READS = 4
 """Pages of history read to fill one page when private items are left out."""
-Token = Annotated[str | None, Parameter(query="page", max_length=2000)]
 
 
 async def _visibility(ctx: WebContext, viewer: str | None) -> tuple[dict[str, bool], set[str]]:

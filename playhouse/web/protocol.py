@@ -2,112 +2,39 @@
 
 Every frame is a JSON object whose ``type`` field names the message (msgspec's tagged
 unions). The browser sends :data:`ClientMessage`; the server answers and pushes
-:data:`ServerEvent`. Events meant for many sockets are encoded once by :func:`encode`
-and published through Litestar Channels as text.
+:data:`ServerEvent`: the answers below, and the live events of :mod:`playhouse.events`
+(published once for every watcher). A refused frame is answered with :class:`Error`,
+whose code comes from :mod:`playhouse.errors`.
 
 Client → server: ``subscribe``, ``history``, ``post``, ``vote``, ``unsubscribe``, ``ping``.
-Server → client: ``hello``, ``subscribed``, ``history``, ``ack``, ``voted``, ``comment``,
-``thinking``, ``comment_replaced``, ``thread``, ``score``, ``presence``, ``error``, ``pong``.
+Server → client: ``hello``, ``subscribed``, ``history``, ``ack``, ``voted``, ``error``,
+``pong``, and the live events (``comment``, ``thinking``, ``comment_replaced``,
+``waiting``, ``thread``, ``score``, ``presence``, ...).
 
-Texts travel twice: raw (``text``, ``title``, ``body``) and as the server's safe HTML
-(``html``, ``title_html``, ``body_html``, see :mod:`playhouse.web.markdown`), which is
-what pages show: a browser never turns text into HTML itself.
+Texts travel twice: raw and as the server's safe HTML (:mod:`playhouse.views`,
+:mod:`playhouse.markdown`), which is what pages show.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Final, Literal
 
 import msgspec
 
 from playhouse.constants import COMMENT_MAX_CHARS, TITLE_MAX_CHARS
+from playhouse.errors import BadJson, ErrorCode, ForgedAuthor, FrameTooLarge, InvalidInput
+from playhouse.events import LiveEvent
+from playhouse.views import CommentOut, ThreadOut
 
-MAX_FRAME_BYTES: Final = 16 * 1024
-"""Largest frame the server reads; a bigger one is answered with an ``error``."""
-MAX_PENDING_IDS: Final = 50
+MAX_PENDING_IDS: Final = 20
+"""Placeholders one ``subscribe`` may ask about (each is a storage read)."""
 CLIENT_ID_MAX: Final = 64
+ID_MAX: Final = 64
+ROOM_NAME_MAX: Final = 64
 
-Id = Annotated[str, msgspec.Meta(max_length=64)]
-RoomName = Annotated[str, msgspec.Meta(max_length=64)]
-ErrorCode = Literal[
-    "bad_json",
-    "bad_message",
-    "frame_too_large",
-    "too_long",
-    "empty",
-    "forged_author",
-    "login_required",
-    "forbidden",
-    "not_found",
-    "rate_limited",
-    "not_subscribed",
-    "overloaded",
-    "internal",
-]
-
-
-# --------------------------------------------------------------------------- views
-class PersonaLook(msgspec.Struct, frozen=True):
-    name: str
-    display_name: str
-    kind: str
-    colour: str
-    avatar: str
-    bio: str = ""
-    rooms: tuple[str, ...] = ()
-
-
-class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
-    """A comment as pages, the API and the websocket show it."""
-
-    id: str
-    thread_id: str
-    room: str
-    parent_id: str | None
-    author: str
-    is_bot: bool
-    text: str
-    created_at: str
-    """ISO 8601, UTC."""
-    status: str = "ok"
-    """``ok``, ``placeholder`` (the bot is thinking) or ``failed``."""
-    depth: int = 0
-    persona: str | None = None
-    image_url: str | None = None
-    html: str = ""
-    """``text`` rendered (safe Markdown); empty while the bot is thinking."""
-
-
-class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
-    """A thread's post and its activity."""
-
-    id: str
-    room: str
-    title: str
-    body: str
-    author: str
-    is_bot: bool
-    created_at: str
-    last_activity: str
-    comment_count: int
-    url: str | None = None
-    persona: str | None = None
-    image_url: str | None = None
-    title_html: str = ""
-    """``title`` rendered inline, without links (listings show it inside a link)."""
-    body_html: str = ""
-
-
-class RoomOut(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    description: str
-    public: bool
-    threads: int
-    comments: int
-    last_activity: str | None
-    bots: tuple[str, ...]
-    default_bot: str | None = None
-    member: bool = False
+Id = Annotated[str, msgspec.Meta(max_length=ID_MAX)]
+RoomText = Annotated[str, msgspec.Meta(max_length=ROOM_NAME_MAX)]
 
 
 # --------------------------------------------------------------------- client → server
@@ -119,7 +46,7 @@ class Subscribe(msgspec.Struct, frozen=True, tag="subscribe", forbid_unknown_fie
     current state is sent again after a reconnect.
     """
 
-    room: RoomName
+    room: RoomText
     thread_id: Id | None = None
     after: Id | None = None
     pending: Annotated[tuple[Id, ...], msgspec.Meta(max_length=MAX_PENDING_IDS)] = ()
@@ -131,27 +58,29 @@ class HistoryRequest(msgspec.Struct, frozen=True, tag="history", forbid_unknown_
     after: Id
 
 
-class Post(msgspec.Struct, frozen=True, tag="post", forbid_unknown_fields=True):
+class PostMessage(msgspec.Struct, frozen=True, tag="post", forbid_unknown_fields=True):
     """Start a thread (``thread_id`` null, ``title`` set) or reply in one.
 
     The author is always the session's user: there is no author field, and a frame that
     carries one is refused as forged.
     """
 
-    room: RoomName
+    room: RoomText
     client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX)]
-    text: Annotated[str, msgspec.Meta(max_length=COMMENT_MAX_CHARS * 4)] = ""
-    title: Annotated[str, msgspec.Meta(max_length=TITLE_MAX_CHARS * 4)] = ""
+    text: str = ""
+    """At most ``COMMENT_MAX_CHARS`` (a longer one is refused ``too_long``, saying so)."""
+    title: str = ""
+    """At most ``TITLE_MAX_CHARS``; the frame's size bounds both."""
     thread_id: Id | None = None
     parent_id: Id | None = None
 
 
-class Vote(msgspec.Struct, frozen=True, tag="vote", forbid_unknown_fields=True):
+class VoteMessage(msgspec.Struct, frozen=True, tag="vote", forbid_unknown_fields=True):
     """Vote on a thread's post (``comment_id`` null) or one of its comments: +1 up, -1
     down, 0 withdraws. The voter is the session's user; ``room`` must be the socket's
     subscription. Answered by ``voted`` (or an ``error`` with the same ``client_id``)."""
 
-    room: RoomName
+    room: RoomText
     thread_id: Id
     value: Literal[-1, 0, 1]
     comment_id: Id | None = None
@@ -166,7 +95,26 @@ class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
     pass
 
 
-ClientMessage = Subscribe | HistoryRequest | Post | Vote | Unsubscribe | Ping
+ClientMessage = Subscribe | HistoryRequest | PostMessage | VoteMessage | Unsubscribe | Ping
+
+
+def largest_valid_post() -> int:
+    """Bytes of the largest frame a valid post can take: its title and text at their
+    character limits, its names and ids at theirs, every character the costliest a JSON
+    encoder may write for it (one outside the BMP, escaped as a surrogate pair
+    ``\\ud83d\\ude00``: 12 bytes; a CJK character is 3 in UTF-8, 6 escaped; a quote 2)."""
+    import json
+
+    worst = "\U0001F600"
+    post = {"type": "post", "room": worst * ROOM_NAME_MAX, "client_id": worst * CLIENT_ID_MAX,
+            "text": worst * COMMENT_MAX_CHARS, "title": worst * TITLE_MAX_CHARS,
+            "thread_id": worst * ID_MAX, "parent_id": worst * ID_MAX}
+    return len(json.dumps(post, ensure_ascii=True).encode())
+
+
+MAX_FRAME_BYTES: Final = largest_valid_post() + 1024
+"""Largest frame the server reads (a bigger one is answered ``frame_too_large``): room for
+the largest valid post however it is encoded, with some to spare for whitespace."""
 
 
 # --------------------------------------------------------------------- server → client
@@ -196,6 +144,12 @@ class Ack(msgspec.Struct, frozen=True, tag="ack", kw_only=True):
     client_id: str
     thread_id: str
     comment_id: str | None = None
+    called: tuple[str, ...] = ()
+    """The bots the post asks."""
+    not_called: tuple[str, ...] = ()
+    """Bots it named that are not asked (over the per-post cap or the user's rate)."""
+    notice: str | None = None
+    """Said to the poster when some bots are not asked."""
 
 
 class Voted(msgspec.Struct, frozen=True, tag="voted", kw_only=True):
@@ -212,54 +166,10 @@ class Voted(msgspec.Struct, frozen=True, tag="voted", kw_only=True):
     version: int
 
 
-class ScoreEvent(msgspec.Struct, frozen=True, tag="score", kw_only=True):
-    """An item's votes changed (at most about one event per item per second: a burst of
-    votes is coalesced). ``version`` grows with every vote: keep the highest seen."""
-
-    room: str
-    thread_id: str
-    item_id: str
-    ups: int
-    downs: int
-    score: int
-    version: int
-
-
-class CommentEvent(msgspec.Struct, frozen=True, tag="comment", kw_only=True):
-    comment: CommentOut
-
-
-class Thinking(msgspec.Struct, frozen=True, tag="thinking", kw_only=True):
-    """A bot was asked to answer: its placeholder comment."""
-
-    comment: CommentOut
-
-
-class CommentReplaced(msgspec.Struct, frozen=True, tag="comment_replaced", kw_only=True):
-    """A placeholder became the bot's answer (or its visible failure note)."""
-
-    comment: CommentOut
-
-
-class ThreadEvent(msgspec.Struct, frozen=True, tag="thread", kw_only=True):
-    """A new thread, or fresh activity (reply count, last activity) on one: upsert by id."""
-
-    thread: ThreadOut
-
-
-class Presence(msgspec.Struct, frozen=True, tag="presence", kw_only=True):
-    """Who watches ``room`` through the server ``instance`` (merge instances client-side)."""
-
-    room: str
-    instance: str
-    users: tuple[str, ...]
-    anonymous: int
-    ask: bool = False
-    """Someone started watching through ``instance``: every other instance with viewers of
-    ``room`` answers with its own list, so the newcomer's page sees them all at once."""
-
-
 class Error(msgspec.Struct, frozen=True, tag="error", kw_only=True):
+    """A refusal: ``code`` names its kind (:data:`playhouse.errors.ErrorCode`), ``reason``
+    says what happened in words; ``client_id`` is the refused post's, when it had one."""
+
     code: ErrorCode
     reason: str
     client_id: str | None = None
@@ -269,56 +179,71 @@ class Pong(msgspec.Struct, frozen=True, tag="pong"):
     pass
 
 
-ServerEvent = (
-    Hello
-    | Subscribed
-    | History
-    | Ack
-    | Voted
-    | ScoreEvent
-    | CommentEvent
-    | Thinking
-    | CommentReplaced
-    | ThreadEvent
-    | Presence
-    | Error
-    | Pong
-)
+ServerEvent = Hello | Subscribed | History | Ack | Voted | Error | Pong | LiveEvent
 
 _encoder = msgspec.json.Encoder()
 _client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
 _server_decoder: msgspec.json.Decoder[ServerEvent] = msgspec.json.Decoder(ServerEvent)
-_probe_decoder = msgspec.json.Decoder(dict[str, object])
 
 
-class ProtocolError(Exception):
-    """A frame that is not a valid client message; ``code`` and ``reason`` go back to it."""
+class _Probe(msgspec.Struct):
+    """What a refused frame is looked at for: its type, its client id, a forged author."""
 
-    def __init__(self, code: ErrorCode, reason: str, client_id: str | None = None) -> None:
-        super().__init__(reason)
-        self.code: ErrorCode = code
-        self.reason = reason
-        self.client_id = client_id
+    type: object = None
+    client_id: object = None
+    author: object = msgspec.UNSET
+    is_bot: object = msgspec.UNSET
 
 
-def encode(event: ServerEvent | ClientMessage) -> str:
-    """JSON text of a message (encoded once, then sent to every subscriber)."""
+_probe_decoder = msgspec.json.Decoder(_Probe)
+
+
+def encode_frame(event: ServerEvent | ClientMessage) -> str:
+    """JSON text of a message."""
     return _encoder.encode(event).decode()
 
 
 def decode_client(frame: str | bytes) -> ClientMessage:
-    """Parse one frame from a browser, raising :class:`ProtocolError` with the reason."""
+    """Parse one frame from a browser; an :class:`~playhouse.errors.InvalidInput` (of the
+    kind that names what is wrong) when it is not a valid client message."""
     size = len(frame.encode() if isinstance(frame, str) else frame)
     if size > MAX_FRAME_BYTES:
-        raise ProtocolError(
-            "frame_too_large", f"frame is {size} bytes, at most {MAX_FRAME_BYTES} are read"
-        )
+        raise FrameTooLarge(f"frame is {size} bytes, at most {MAX_FRAME_BYTES} are read")
     try:
         return _client_decoder.decode(frame)
     except msgspec.ValidationError as exc:  # a subclass of DecodeError: test it first
         raise _explain(frame, exc) from exc
     except msgspec.DecodeError as exc:
-        raise ProtocolError("bad_json", f"not JSON: {exc}") from exc
+        raise BadJson(f"not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidInput("the message is nested too deeply (a message is a flat JSON "
+                           "object)") from exc
+    except Exception as exc:  # untrusted input: whatever the decoder raised, it is the frame's
+        raise InvalidInput(f"not a message ({type(exc).__name__})") from exc
+
+
+_CLIENT_ID = re.compile(rf'"client_id"\s*:\s*"([^"\\\x00-\x1f]{{1,{CLIENT_ID_MAX}}})"')
+
+
+def client_id_of(frame: str | bytes) -> str | None:
+    """The ``client_id`` a frame carries, or None (no usable id): what an error about the
+    frame is sent back with, so the page settles that post instead of waiting for an
+    answer that never comes. A frame that does not decode (cut short, nested too deep,
+    not JSON after the id) is searched for the first ``"client_id": "…"`` in it."""
+    probe = _probe(frame)
+    if probe is not None:
+        cid = probe.client_id
+        return cid if isinstance(cid, str) and 0 < len(cid) <= CLIENT_ID_MAX else None
+    text = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+    found = _CLIENT_ID.search(text)
+    return found.group(1) if found else None
+
+
+def _probe(frame: str | bytes) -> _Probe | None:
+    try:
+        return _probe_decoder.decode(frame)
+    except Exception:  # any malformed frame (msgspec also raises RecursionError)
+        return None
 
 
 def decode_server(frame: str | bytes) -> ServerEvent:
@@ -326,18 +251,13 @@ def decode_server(frame: str | bytes) -> ServerEvent:
     return _server_decoder.decode(frame)
 
 
-def _explain(frame: str | bytes, exc: msgspec.ValidationError) -> ProtocolError:
-    try:
-        raw = _probe_decoder.decode(frame)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return ProtocolError("bad_message", "a message is a JSON object with a `type` field")
-    client_id = raw.get("client_id")
-    cid = client_id if isinstance(client_id, str) and len(client_id) <= CLIENT_ID_MAX else None
-    if raw.get("type") == "post" and ("author" in raw or "is_bot" in raw):
-        return ProtocolError(
-            "forged_author", "the author of a post is the logged-in user; drop `author`", cid
-        )
+def _explain(frame: str | bytes, exc: msgspec.ValidationError) -> InvalidInput:
+    raw = _probe(frame)
+    if raw is None:
+        return InvalidInput("a message is a JSON object with a `type` field")
+    if raw.type == "post" and (raw.author is not msgspec.UNSET or raw.is_bot is not msgspec.UNSET):
+        return ForgedAuthor("the author of a post is the logged-in user; drop `author`")
     message = str(exc)
     if "Invalid value" in message and "type" in message:
-        return ProtocolError("bad_message", f"unknown message type {str(raw.get('type'))[:40]!r}")
-    return ProtocolError("bad_message", message, cid)
+        return InvalidInput(f"unknown message type {str(raw.type)[:40]!r}")
+    return InvalidInput(message)

@@ -4,42 +4,47 @@ A vote is stored (and its tally known) before :meth:`ScoreFeed.voted` hears of i
 each item the feed then, at most once per ``interval_s`` (the first change at once, the
 rest of a burst as one trailing update with the newest tally):
 
-* publishes a :class:`~playhouse.web.protocol.ScoreEvent` on the thread's channel (and,
-  for a thread's own votes, its room's), encoded once for every socket;
+* sends a :class:`~playhouse.events.ScoreEvent` through the one broadcaster (on the
+  thread's channel and, for a thread's own votes, its room's);
 * moves the item in its author's history and karma (:mod:`playhouse.storage.authored`)
   and, for a thread, in its room's listings (:mod:`playhouse.storage.listings`).
 
-Activity on a thread (a new comment, :meth:`ThreadRepo.touch`) moves its listings the same
-way (:meth:`ScoreFeed.touched`), off the path from a post to its acknowledgement. Both
-index writes keep the newest version whatever order they land in, so a late flush never
-undoes a newer one, and a flush that fails is tried again (:data:`RETRIES` times). What a
-process had not flushed when it stopped cleanly is flushed by :meth:`close`; a process
-that dies leaves those indexes a vote behind until the item's next vote.
+Activity on a thread (a new comment) moves its listings where the thread's counters are
+written (:mod:`playhouse.web.counters`, coalesced too, off the path from a post to its
+acknowledgement: :meth:`~playhouse.storage.threads.ThreadRepo.touch`). Both index writes
+keep the newest version whatever order they land in, so a late flush never undoes a newer
+one, and a flush that fails is tried again (:data:`FLUSH_RETRIES` times). What a process had not
+flushed when it stopped cleanly is flushed by :meth:`ScoreFeed.stop`; a process that dies
+leaves those indexes a vote behind until the item's next vote.
+
+The feed is one of the web app's services: when it starts it also indexes, in the
+background, what was stored before the listings and histories existed
+(:mod:`playhouse.storage.reindex`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 
-from playhouse.errors import NotFound, PlayhouseError
+from playhouse.errors import PlayhouseError
 from playhouse.storage.authored import of_comment, of_thread
-from playhouse.storage.models import Tally, Thread
-from playhouse.web.context import room_channel, thread_channel
-from playhouse.web.protocol import ScoreEvent, encode
+from playhouse.storage.models import Tally
+from playhouse.storage.reindex import index_all
 
 if TYPE_CHECKING:
+    from playhouse.events import Broadcaster
     from playhouse.storage import Storage
 
 log = structlog.get_logger()
 
 INTERVAL_S = 1.0
-RETRIES = 3
+FLUSH_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -57,15 +62,16 @@ class Target:
 
 
 class ScoreFeed:
-    def __init__(self, storage: Storage, publish: Callable[..., None], *,
+    """Coalesces each item's score changes; a web service (:meth:`start`, :meth:`stop`)."""
+
+    def __init__(self, storage: Storage, broadcast: Broadcaster | None, *,
                  interval_s: float = INTERVAL_S) -> None:
         self.storage = storage
-        self.publish = publish
-        """(encoded event, *channels)."""
+        self.broadcast = broadcast
+        """Where the score events go (None: nowhere, only the indexes move)."""
         self.interval_s = interval_s
         self._votes: dict[str, tuple[Target, Tally, int]] = {}
         """item id → newest tally not flushed yet, and its failed attempts."""
-        self._touched: dict[str, tuple[Thread, int]] = {}
         self._last: dict[str, float] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._running: set[str] = set()
@@ -73,21 +79,30 @@ class ScoreFeed:
         self.published = 0
         """Score events published (tests count them)."""
 
+    # -- the service ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Index, in the background, what was stored before the indexes existed."""
+        self._track(asyncio.get_running_loop().create_task(self._index_old()))
+
+    async def _index_old(self) -> None:
+        try:
+            await index_all(self.storage)
+        except Exception:
+            log.exception("index.crashed")
+
+    async def stop(self) -> None:
+        """Flush what is still pending (a clean shutdown loses no index move)."""
+        with contextlib.suppress(Exception):
+            await self.drain()
+
     # -- what happened -------------------------------------------------------------
 
     def voted(self, target: Target, tally: Tally) -> None:
         held = self._votes.get(target.item_id)
         if held is None or tally.version > held[1].version:
             self._votes[target.item_id] = (target, tally, 0)
-        self._schedule(f"v:{target.item_id}")
-
-    def touched(self, thread: Thread) -> None:
-        held = self._touched.get(thread.thread_id)
-        if held is None or (thread.last_activity, thread.comment_count) >= (
-            held[0].last_activity, held[0].comment_count
-        ):
-            self._touched[thread.thread_id] = (thread, 0)
-        self._schedule(f"t:{thread.thread_id}")
+        self._schedule(target.item_id)
 
     # -- when -----------------------------------------------------------------------
 
@@ -104,7 +119,9 @@ class ScoreFeed:
     def _start(self, key: str) -> None:
         self._timers.pop(key, None)
         self._running.add(key)
-        task = asyncio.get_running_loop().create_task(self._flush(key))
+        self._track(asyncio.get_running_loop().create_task(self._flush(key)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -113,15 +130,10 @@ class ScoreFeed:
         try:
             self._last[key] = loop.time()
             self._forget_old(loop.time())
-            kind, _, ident = key.partition(":")
-            if kind == "v":
-                await self._flush_votes(ident)
-            else:
-                await self._flush_touch(ident)
+            await self._flush_votes(key)
         finally:
             self._running.discard(key)
-            kind, _, ident = key.partition(":")
-            if ident in (self._votes if kind == "v" else self._touched):
+            if key in self._votes:
                 self._schedule(key)
 
     def _forget_old(self, now: float) -> None:
@@ -145,17 +157,12 @@ class ScoreFeed:
         except PlayhouseError as exc:
             log.warning("score.index_failed", item_id=item_id, attempt=failures + 1,
                         reason=str(exc))
-            if failures + 1 < RETRIES and item_id not in self._votes:
+            if failures + 1 < FLUSH_RETRIES and item_id not in self._votes:
                 self._votes[item_id] = (target, tally, failures + 1)
 
     def _publish(self, target: Target, tally: Tally) -> None:
-        event = encode(ScoreEvent(room=target.room, thread_id=target.thread_id,
-                                  item_id=target.item_id, ups=tally.ups, downs=tally.downs,
-                                  score=tally.score, version=tally.version))
-        channels = [thread_channel(target.thread_id)]
-        if target.is_thread:
-            channels.append(room_channel(target.room))
-        self.publish(event, *channels)
+        if self.broadcast is not None:
+            self.broadcast.score(target.room, tally)
         self.published += 1
 
     async def _index(self, target: Target, tally: Tally) -> None:
@@ -181,21 +188,6 @@ class ScoreFeed:
             await authored.add(of_comment(comment))
         await authored.apply(target.author, target.item_id, tally)
 
-    async def _flush_touch(self, thread_id: str) -> None:
-        held = self._touched.pop(thread_id, None)
-        if held is None:
-            return
-        thread, failures = held
-        try:
-            await self.storage.listings.apply(thread.room, thread_id, thread=thread)
-        except NotFound:
-            return
-        except PlayhouseError as exc:
-            log.warning("listing.index_failed", thread_id=thread_id, attempt=failures + 1,
-                        reason=str(exc))
-            if failures + 1 < RETRIES and thread_id not in self._touched:
-                self._touched[thread_id] = (thread, failures + 1)
-
     # -- the end --------------------------------------------------------------------
 
     async def drain(self) -> None:
@@ -203,19 +195,12 @@ class ScoreFeed:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        while self._tasks or self._votes or self._touched:
+        while self._tasks or self._votes:
             for item_id in list(self._votes):
-                if f"v:{item_id}" not in self._running:
-                    self._start(f"v:{item_id}")
-            for thread_id in list(self._touched):
-                if f"t:{thread_id}" not in self._running:
-                    self._start(f"t:{thread_id}")
+                if item_id not in self._running:
+                    self._start(item_id)
             for timer in self._timers.values():
                 timer.cancel()
             self._timers.clear()
             if self._tasks:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.drain()

@@ -6,10 +6,16 @@
   token when ``web.metrics_token`` is set.
 * ``/status`` (and its data, ``/status/data``, polled by ``web/static/status.js``) is for
   the user names in ``web.admins``: queue depth, throughput and latency over the last hour,
-  every worker that wrote a heartbeat, and each persona's state.
+  every worker that wrote a heartbeat, and each persona's state and the share of its
+  samples the grammar rejected (a persona whose model keeps failing it stands out).
+* ``/status/personas/<name>`` (and ``…/data``) is one persona for an operator: its recent
+  decisions — replied or skipped, and why (the scheduler's verdicts with their chance and
+  draw, the calls people made and the ones it declined) — and its rejections by reason.
 
-The :class:`Sampler` runs in each web instance: it records the queue depths every
-``web.sample_interval_s`` for the charts, and prunes old samples and long-gone workers.
+The :class:`Sampler` is a chore of each web instance: while someone looks at the status
+page or scrapes ``/metrics`` (in the last ``web.sample_watch_s``), it records the queue
+depths every ``web.sample_interval_s`` for the charts, and prunes old samples and
+long-gone workers; nobody watching, it costs no storage request.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
 from playhouse.constants import ALL_QUEUES
-from playhouse.errors import Forbidden
-from playhouse.storage.ops import Sample, WorkerBeat
+from playhouse.errors import Forbidden, NotFound
+from playhouse.explain import decode_call
+from playhouse.storage.models import Job, Verdict
+from playhouse.storage.ops import PersonaState, Sample, WorkerBeat
 from playhouse.web.context import WebContext, context_of, current_user
-from playhouse.web.loops import BackgroundLoop
-from playhouse.web.metrics import CONTENT_TYPE, Snapshot
+from playhouse.web.metrics import CONTENT_TYPE, Figures
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
@@ -48,7 +55,7 @@ async def queue_depths(ctx: WebContext) -> dict[str, int]:
     return dict(zip(ALL_QUEUES, depths, strict=True))
 
 
-async def snapshot(ctx: WebContext) -> Snapshot:
+async def snapshot(ctx: WebContext) -> Figures:
     """Queue depths and heartbeats now; ``depths`` None when storage did not answer."""
     now = time.time()
     try:
@@ -57,8 +64,8 @@ async def snapshot(ctx: WebContext) -> Snapshot:
         )
     except Exception as exc:  # any storage failure: report it as figures, not as a crash
         log.warning("snapshot.failed", reason=str(exc)[:200])
-        return Snapshot(at=now, depths=None)
-    return Snapshot(at=now, depths=depths, workers=workers)
+        return Figures(at=now, depths=None)
+    return Figures(at=now, depths=depths, workers=workers)
 
 
 @get("/healthz", name="healthz", cache=False)
@@ -87,6 +94,7 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise HTTPException(status_code=401, detail="metrics need the bearer token")
+    await ctx.watch_status()
     body = ctx.metrics.render(await snapshot(ctx))
     return Response(body, media_type=CONTENT_TYPE)
 
@@ -104,6 +112,7 @@ async def status_page(request: Request[Any, Any, Any]) -> Template | Redirect:
         return Redirect(path="/login?next=/status")
     if not is_admin(ctx, user):
         raise Forbidden("the status page is for the playhouse's admins")
+    await ctx.watch_status()
     return page(request, "status.html", data=await status_data(ctx))
 
 
@@ -115,6 +124,7 @@ async def status_json(request: Request[Any, Any, Any]) -> dict[str, Any]:
         raise HTTPException(status_code=401, detail="log in first")
     if not is_admin(ctx, user):
         raise Forbidden("the status page is for the playhouse's admins")
+    await ctx.watch_status()
     return await status_data(ctx)
 
 
@@ -188,7 +198,7 @@ def _worker_out(w: WorkerBeat, now: float) -> dict[str, Any]:
     }
 
 
-def personas_out(ctx: WebContext, snap: Snapshot) -> list[dict[str, Any]]:
+def personas_out(ctx: WebContext, snap: Figures) -> list[dict[str, Any]]:
     """Each persona of the cast, merged over the workers' heartbeats: ``loaded`` when a
     live worker holds its model, ``unavailable`` when the live workers that tried failed
     to load it, ``idle`` when none holds it, ``no worker`` when no live worker serves it."""
@@ -206,46 +216,160 @@ def personas_out(ctx: WebContext, snap: Snapshot) -> list[dict[str, Any]]:
             state, reason = "idle", ""
         else:
             state, reason = "no worker", ""
+        samples, rejections = rejection_counts(every)
+        rejected = sum(rejections.values())
         out.append({
             "name": persona.name, "kind": persona.kind, "state": state, "reason": reason,
             "answered": sum(p.answered for p in every),
             "failed": sum(p.failed for p in every),
             "last_answer_at": max((p.last_answer_at for p in every), default=0.0),
             "last_error": next((p.last_error for p in every if p.last_error), ""),
+            "samples": samples, "rejected": rejected,
+            "rejection_rate": round(rejected / samples, 3) if samples else 0.0,
+            "rejections": dict(sorted(rejections.items(), key=lambda kv: -kv[1])),
+            "failing": samples >= FAILING_MIN_SAMPLES and rejected / samples >= FAILING_RATE,
         })
     return out
 
 
-class Sampler(BackgroundLoop):
-    """Records queue depths for the charts and prunes what is older than a day."""
+FAILING_RATE = 0.5
+"""A persona whose model has at least this share of its samples rejected stands out."""
+FAILING_MIN_SAMPLES = 4
 
-    name = "sampler"
 
-    def __init__(self, ctx: WebContext, interval_s: float) -> None:
-        super().__init__()
+def rejection_counts(states: list[PersonaState]) -> tuple[int, dict[str, int]]:
+    """Samples and rejections by reason, summed over workers' heartbeats."""
+    samples = sum(p.samples for p in states)
+    rejections: dict[str, int] = {}
+    for p in states:
+        for reason, n in p.rejections:
+            rejections[reason] = rejections.get(reason, 0) + n
+    return samples, rejections
+
+
+DECISIONS_SHOWN = 50
+CALLS_LOOKBACK_S = 6 * 3600.0
+
+
+async def persona_data(ctx: WebContext, name: str) -> dict[str, Any]:
+    """One persona for an operator: its state, rejection rates and recent decisions."""
+    persona = next((p for n, p in ctx.cast.personas.items()
+                    if n.casefold() == name.strip().casefold()), None)
+    if persona is None:
+        raise NotFound(f"no persona {name!r}")
+    snap = await snapshot(ctx)
+    mine = next(p for p in personas_out(ctx, snap) if p["name"] == persona.name)
+    now = snap.at
+    verdicts, jobs = await asyncio.gather(
+        ctx.storage.decisions.recent(persona.name, limit=DECISIONS_SHOWN),
+        ctx.storage.jobs.of_persona(persona.name, since=now - CALLS_LOOKBACK_S,
+                                    limit=DECISIONS_SHOWN),
+    )
+    decisions: list[dict[str, Any]] = [_verdict_out(v) for v in verdicts]
+    decisions += [d for d in (_call_out(j) for j in jobs) if d is not None]
+    decisions.sort(key=lambda d: -float(d["at"]))
+    rates = {reason: round(n / mine["samples"], 3) if mine["samples"] else 0.0
+             for reason, n in mine["rejections"].items()}
+    return {"now": now, "persona": mine, "rates": rates,
+            "decisions": decisions[:DECISIONS_SHOWN]}
+
+
+def _verdict_out(v: Verdict) -> dict[str, Any]:
+    why = {"reply": f"chance {v.probability:.0%}, drew {v.draw:.3f}",
+           "pass": f"chance {v.probability:.0%}, drew {v.draw:.3f}: over it",
+           "blocked": f"held back: {v.reason.replace('_', ' ')}"}[v.outcome]
+    return {"at": v.at, "source": "scheduler",
+            "outcome": "replied" if v.outcome == "reply" else "skipped",
+            "why": why, "room": v.room, "thread_id": v.thread_id, "target": v.target,
+            "target_author": v.target_author}
+
+
+def _call_out(job: Job) -> dict[str, Any] | None:
+    """A job a person's call made (the scheduler's are its verdicts)."""
+    call = decode_call(job.call)
+    if call is None or call.reason == "scheduler":
+        return None
+    by = f"u/{call.by}" if call.by else "someone"
+    why = {"mention": f"{by} mentioned it", "reply": f"{by} replied to it",
+           "default_bot": f"the room's default bot, for {by}'s thread"}[call.reason]
+    outcome = "replied"
+    if call.declined is not None:
+        outcome, why = "skipped", f"declined ({call.declined.reason.replace('_', ' ')}): {why}"
+    elif job.state == "failed":
+        outcome, why = "failed", f"{why}; {job.error[:200]}"
+    elif job.state in ("called", "pending"):
+        outcome = "pending"
+    return {"at": job.created_at, "source": "person", "outcome": outcome, "why": why,
+            "room": job.room, "thread_id": job.thread_id or "",
+            "target": call.answered, "target_author": call.answered_author}
+
+
+@get("/status/personas/{name:str}", name="status_persona", cache=False)
+async def status_persona_page(request: Request[Any, Any, Any],
+                              name: str) -> Template | Redirect:
+    ctx = context_of(request)
+    user = current_user(request)
+    if user is None:
+        return Redirect(path=f"/login?next=/status/personas/{name}")
+    if not is_admin(ctx, user):
+        raise Forbidden("the status page is for the playhouse's admins")
+    return page(request, "status_persona.html", data=await persona_data(ctx, name))
+
+
+@get("/status/personas/{name:str}/data", name="status_persona_data", cache=False,
+     media_type=MediaType.JSON)
+async def status_persona_json(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+    ctx = context_of(request)
+    user = current_user(request)
+    if user is None:
+        raise HTTPException(status_code=401, detail="log in first")
+    if not is_admin(ctx, user):
+        raise Forbidden("the status page is for the playhouse's admins")
+    return await persona_data(ctx, name)
+
+
+class Sampler:
+    """Records queue depths for the charts while someone watches, and prunes what is older
+    than a day."""
+
+    def __init__(self, ctx: WebContext, interval_s: float, watch_s: float) -> None:
         self.ctx = ctx
         self.interval_s = interval_s
+        self.watch_s = watch_s
+        self._watched_at = -math.inf
+        self._sampled_at = -math.inf
         self._pruned_at = 0.0
 
-    async def sample_once(self) -> None:
-        now = time.time()
-        depths = await queue_depths(self.ctx)
-        await self.ctx.storage.metrics.add(Sample(
-            source=f"web:{self.ctx.instance}", at=now, interval_s=self.interval_s,
-            depths=tuple(sorted(depths.items())),
-        ))
-        if now - self._pruned_at > 3600:
-            self._pruned_at = now
-            await self.ctx.storage.metrics.prune(now - KEEP_S)
-            await self.ctx.storage.workers.forget_before(now - KEEP_S)
+    async def watched(self) -> None:
+        """Someone looks at the figures: sample from now on, and now when no sample is
+        recent (the first view charts the depths of this moment)."""
+        now = time.monotonic()
+        self._watched_at = now
+        if now - self._sampled_at >= self.interval_s:
+            await self.sample()
 
     async def run(self) -> None:
-        while not self.stopping:
-            try:
-                await self.sample_once()
-            except Exception as exc:  # storage down: the next round tries again
-                log.warning("sample.failed", reason=str(exc)[:200])
-            await self.pause(self.interval_s)
+        """One chore run: a sample, unless nobody watched lately."""
+        if time.monotonic() - self._watched_at > self.watch_s:
+            return
+        await self.sample()
+
+    async def sample(self) -> None:
+        self._sampled_at = time.monotonic()
+        now = time.time()
+        try:
+            depths = await queue_depths(self.ctx)
+            await self.ctx.storage.metrics.add(Sample(
+                source=f"web:{self.ctx.instance}", at=now, interval_s=self.interval_s,
+                depths=tuple(sorted(depths.items())),
+            ))
+            if now - self._pruned_at > 3600:
+                self._pruned_at = now
+                await self.ctx.storage.metrics.prune(now - KEEP_S)
+                await self.ctx.storage.workers.forget_before(now - KEEP_S)
+        except Exception as exc:  # storage down: the next run tries again
+            log.warning("sample.failed", reason=str(exc)[:200])
 
 
-ROUTES = [healthz, readyz, metrics, status_page, status_json]
+ROUTES = [healthz, readyz, metrics, status_page, status_json, status_persona_page,
+          status_persona_json]

@@ -11,9 +11,10 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template.config import TemplateConfig
 
+from playhouse.markdown import render, render_title
+from playhouse.views import decode_notice, iso
 from playhouse.web.assets import templates_dir
 from playhouse.web.context import context_of, current_user
-from playhouse.web.markdown import render, render_title
 
 
 def _ago(ts: float) -> str:
@@ -36,6 +37,8 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     )
     env.filters["ago"] = _ago
     env.filters["utc"] = _utc
+    env.filters["iso"] = iso
+    env.filters["notice"] = decode_notice
     env.filters["md"] = render
     env.filters["md_title"] = render_title
     env.filters["md_title_plain"] = lambda text: render_title(text, links=False)

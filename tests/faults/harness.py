@@ -27,6 +27,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from playhouse.asking import answer_id, decode_job_request, thread_id_for
 from playhouse.constants import (
     QUEUES,
     TABLE_COMMENTS,
@@ -35,20 +36,12 @@ from playhouse.constants import (
     poison_queue,
 )
 from playhouse.emulator import free_port
-from playhouse.jobs import placeholder_id, thread_id_for
+from playhouse.events import CommentEvent, CommentReplaced
 from playhouse.storage import Storage
 from playhouse.storage.models import Comment, Job, Thread
 from playhouse.storage.tables import from_entity
 from playhouse.storage.threads import THREAD_INDEX_PK
-from playhouse.web.protocol import (
-    Ack,
-    CommentEvent,
-    CommentReplaced,
-    Error,
-    History,
-    ServerEvent,
-    decode_server,
-)
+from playhouse.web.protocol import Ack, Error, History, ServerEvent, decode_server
 from tests.integration.web_support import PASSWORD, ROOT, csrf_from
 
 SECRET_KEY = "faults-secret-" + "k" * 40
@@ -135,6 +128,10 @@ class Stack:
             "PLAYHOUSE_WEB_SECRET_KEY": SECRET_KEY,
             "PLAYHOUSE_WEB_POSTS_PER_MINUTE": "100000",
             "PLAYHOUSE_WEB_LOGINS_PER_MINUTE": "100000",
+            "PLAYHOUSE_WEB_WS_SOCKETS_PER_ADDRESS": "100000",  # every client is on loopback
+            "PLAYHOUSE_WEB_WS_MESSAGES_PER_S": "1000",  # the limits are tested elsewhere
+            "PLAYHOUSE_WEB_PEOPLE_MEET_CAPS": "false",  # every call goes to a worker
+            "PLAYHOUSE_WEB_BOT_CALLS_PER_MINUTE": "100000",
             "PLAYHOUSE_WEB_SAMPLE_INTERVAL_S": "0",
             "PLAYHOUSE_WEB_BOT_CALL_GRACE_S": "5",
             "PLAYHOUSE_WORKER_DEVICE": "cpu",
@@ -522,7 +519,8 @@ async def audit(storage: Storage, sent: Iterable[Sent], *, bot_calls: dict[str, 
             assert job.state == "failed" or thread_id_for(job.request_id) in thread_ids, job
         elif job.thread_id in thread_ids:
             assert by_job[job.request_id] == 1, f"job without its comment: {job}"
-            assert (job.thread_id, placeholder_id(job.request_id)) in keys, job
+            answer = answer_id(job.request_id, decode_job_request(job).comment_id)
+            assert (job.thread_id, answer) in keys, job
     for comment_id, persona in (bot_calls or {}).items():
         answers = [c for c in bots if c.parent_id == comment_id and c.persona == persona]
         assert len(answers) == 1, f"{persona} called by {comment_id}: answers {answers}"

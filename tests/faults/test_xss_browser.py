@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from litestar import Litestar, MediaType, get
 from playwright.async_api import async_playwright
 
 from playhouse.storage import Storage
@@ -186,3 +187,75 @@ async def test_markdown_payloads_never_execute_nor_stall_the_page(storage: Stora
     assert answered_s < 5.0
     assert "deep quote" in loaded_text and "deep list" in loaded_text  # nothing lost
     assert "<script>" + MARK in loaded_text  # Reddit's escapes undone, shown as text
+
+
+WATCH_CSP = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation",
+    (e) => window.__csp.push(e.violatedDirective + " " + e.blockedURI));
+"""
+
+
+def _framing_site(target: str) -> Litestar:
+    """Another origin of the same site (another port of 127.0.0.1) that frames ``target``."""
+
+    @get("/evil.html", media_type=MediaType.HTML)
+    async def evil() -> str:
+        return f'<!doctype html><iframe id="f" src="{target}" width="800"></iframe>'
+
+    return Litestar(route_handlers=[evil])
+
+
+async def test_the_policy_fits_the_pages_and_no_other_origin_frames_them(
+    storage: Storage,
+) -> None:
+    """Issue 12: pages had no Content-Security-Policy and no X-Frame-Options, so another
+    origin of the same site could frame them. The policy must not break the pages: each
+    page loads with no violation, and live updates (a script from this origin over the
+    websocket) still render, in the persona's colour."""
+    app = await build(storage)
+    async with serve(app) as base, user_client(base, "framed") as client, \
+            socket(base, client) as live:
+        await live.subscribe("Sports")
+        first = await live.post("Sports", client_id="t0", title="under a policy")
+        async with serve(_framing_site(f"{base}/r/Sports")) as evil, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                context = await browser.new_context()
+                await context.add_cookies([{"name": c.name, "value": c.value, "url": base}
+                                           for c in client.cookies.jar])  # type: ignore[misc]
+                await context.add_init_script(WATCH_CSP)
+                page = await context.new_page()
+                for path in ("/", "/r/Sports", f"/r/Sports/t/{first.thread_id}", "/rooms/new",
+                             "/login", "/register", "/r/NoSuchRoom", "/r/Sports?sort=top",
+                             "/u/framed", "/u/CoopBot", "/leaderboard"):
+                    await page.goto(base + path)
+                    await page.wait_for_load_state("load")
+                    assert await page.evaluate("window.__csp") == [], path
+                # The thread page is live under the policy: a bot's placeholder shows up
+                # in the persona's colour, live and after a reload (a style attribute).
+                await page.goto(f"{base}/r/Sports/t/{first.thread_id}")
+                await page.wait_for_function("document.body.dataset.page === 'thread'")
+                await live.subscribe("Sports", thread_id=first.thread_id)
+                await live.post("Sports", client_id="c1", thread_id=first.thread_id,
+                                text="u/CoopBot are you there?")
+                bot = page.locator(".comment.bot .author.bot").first
+                await bot.wait_for(timeout=15_000)
+                human = await page.locator(".author.human").first.evaluate(
+                    "e => getComputedStyle(e).color")
+                assert await bot.evaluate("e => getComputedStyle(e).color") != human
+                await page.reload()
+                bot = page.locator(".comment.bot .author.bot").first
+                await bot.wait_for(timeout=15_000)
+                assert await bot.evaluate("e => getComputedStyle(e).color") != human
+                assert await page.evaluate("window.__csp") == []
+                # Another origin of the same site frames a page: the browser refuses.
+                await page.goto(f"{evil}/evil.html")
+                await page.wait_for_load_state("load")
+                frames = [f for f in page.frames if f is not page.main_frame]
+                assert frames, "the frame was not even attempted"
+                for frame in frames:
+                    text = await frame.evaluate("document.body ? document.body.innerText : ''")
+                    assert "under a policy" not in text and "log out" not in text, text[:200]
+            finally:
+                await browser.close()

@@ -119,6 +119,27 @@ def test_personas_check_prints_the_shipped_cast(tmp_path: Path) -> None:
     assert error_lines(result.stdout) == []
 
 
+def test_personas_import_ssi_writes_files_that_check(tmp_path: Path) -> None:
+    ini = tmp_path / "ssi-bot.ini"
+    ini.write_text("[DEFAULT]\nnegative_keywords=darn\n\n[Barista_ssi]\n"
+                   "text_model_path = models/barista/\nsubreddits = Coffee\n"
+                   "new_submission_schedule=Coffee=6\nimage_post_frequency = 0.5\n",
+                   encoding="utf-8")
+    result = playhouse("personas", "import-ssi", str(ini), "--out", "personas", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "wrote personas/barista_ssi.toml (u/Barista_ssi, grammar ssi-bot)" in result.stdout
+    assert "image_post_frequency = 0.5: no image posts here" in result.stdout
+    check = playhouse("personas", "check", "personas", cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.splitlines()[1].split()[:4] == [
+        "Barista_ssi", "text", str(tmp_path / "models" / "barista"), "ssi-bot"]
+    again = playhouse("personas", "import-ssi", str(ini), "--out", "personas", cwd=tmp_path)
+    assert again.returncode == 1 and "pass --force to replace it" in again.stdout
+    missing = playhouse("personas", "import-ssi", "nope.ini", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("playhouse: cannot read the ssi-bot config nope.ini")
+
+
 def test_personas_check_defaults_to_the_personas_folder() -> None:
     result = playhouse("personas", "check", cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr

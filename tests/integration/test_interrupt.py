@@ -17,7 +17,7 @@ from playhouse.config import WorkerSettings
 from playhouse.constants import QUEUE_IMAGE, RESULT_QUEUES
 from playhouse.errors import Interrupted
 from playhouse.generation.engines import ImageEngine, make_engine
-from playhouse.generation.image import ImageModel, ImageParams
+from playhouse.generation.image import DiffusionParams, ImageModel
 from playhouse.generation.text import SamplingParams, TextModel
 from playhouse.generation.worker import Worker
 from playhouse.grammar import post_prompt
@@ -60,7 +60,8 @@ def test_image_generation_stops_between_denoising_steps(models_dir: Path) -> Non
     model = ImageModel.load(str(models_dir / "demo" / "ImageBot"), device="cpu")
     abort = _SetAfter(3)
     with pytest.raises(Interrupted):
-        model.generate(["a cat"], ImageParams(steps=50, width=64, height=64), seed=1, abort=abort)
+        model.generate(["a cat"], DiffusionParams(steps=50, width=64, height=64), seed=1,
+                       abort=abort)
     assert abort.looks == 3
 
 
@@ -70,7 +71,7 @@ def test_the_demo_picture_runs_at_the_personas_size(models_dir: Path) -> None:
     model = ImageModel.load(str(models_dir / "demo" / "ImageBot"), device="cpu")
     assert model.pipe.vae_scale_factor == 8
     cast = load_cast_strict(Path(__file__).resolve().parents[2] / "personas")
-    shipped = ImageParams.from_persona(cast.personas["ImageBot"])
+    shipped = DiffusionParams.from_persona(cast.personas["ImageBot"])
     (out,) = model.generate(["a cat"], dataclasses.replace(shipped, steps=1), seed=1)
     assert out.png is not None
     with Image.open(io.BytesIO(out.png)) as image:

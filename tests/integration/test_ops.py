@@ -12,7 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from playhouse import jobs
+from playhouse import asking
+from playhouse.commands.web import assemble
 from playhouse.config import WorkerSettings
 from playhouse.constants import AZURITE_ACCOUNT, AZURITE_KEY, QUEUE_BACKGROUND, QUEUE_RESULTS
 from playhouse.emulator import free_port
@@ -21,9 +22,7 @@ from playhouse.generation.heartbeat import Heartbeat
 from playhouse.generation.worker import Worker
 from playhouse.personas import Cast, load_cast_strict
 from playhouse.storage import Storage
-from playhouse.web.app import create_app
 from playhouse.web.consumer import ResultsConsumer
-from playhouse.web.main import seed_rooms
 
 from .conftest import add_persona
 from .web_support import SECRET, build, serve, settings, socket, the_cast, user_client
@@ -67,8 +66,8 @@ def make_worker(storage: Storage, cast: Cast, models_dir: Path, *, burst: bool,
 
 async def submit_posts(storage: Storage, cast: Cast, names: list[str]) -> None:
     for name in names:
-        await jobs.submit(storage, jobs.post_request(persona=cast.personas[name], room="Technology",
-                                                     queue=QUEUE_BACKGROUND))
+        await asking.submit(storage, asking.post_request(
+            persona=cast.personas[name], room="Technology", queue=QUEUE_BACKGROUND))
 
 
 async def consume_all(consumer: ResultsConsumer, storage: Storage) -> None:
@@ -143,8 +142,8 @@ async def test_readyz_answers_503_when_storage_is_down() -> None:
             f"TableEndpoint=http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT};")
     storage = await Storage.connect(dead, check=False, timeout_s=2)
     try:
-        app = create_app(settings(sample_interval_s=0), storage, the_cast(), secret=SECRET,
-                         consume=False)
+        app = assemble(settings(sample_interval_s=0), storage, the_cast(), secret=SECRET,
+                       consume=False)
         async with serve(app) as base, user_client(base, None) as client:
             assert (await client.get("/healthz")).status_code == 200
             ready = await client.get("/readyz")
@@ -206,9 +205,8 @@ async def test_status_shows_running_workers_and_unavailable_models(
 ) -> None:
     add_persona(persona_dir, "GhostBot", model="/nonexistent/model/folder")
     cast = load_cast_strict(persona_dir)
-    await storage.rooms.ensure(seed_rooms(cast))
-    app = create_app(settings(admins=("boss",), sample_interval_s=0.2), storage, cast,
-                     secret=SECRET, consume=True)
+    app = await build(storage, cast=cast, consume=True, admins=("boss",),
+                      sample_interval_s=0.2)
     await submit_posts(storage, cast, ["GhostBot", "CoopBot", "CoopBot"])
     worker = make_worker(storage, cast, models_dir, burst=False, interval_s=0.2)
     running = asyncio.create_task(worker.main())

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from playhouse import ids
+from playhouse.commands.poison import format_reports
 from playhouse.constants import (
     CONTAINER_PAYLOADS,
     QUEUE_INTERACTIVE,
@@ -18,7 +19,7 @@ from playhouse.constants import (
 from playhouse.errors import InvalidInput
 from playhouse.messages import ChainComment, GenerationRequest, PostContext, encode
 from playhouse.storage import Storage
-from playhouse.storage.poison import format_reports, peek_poison, pick_queues, purge
+from playhouse.storage.poison import peek_poison, pick_queues, purge
 
 from .test_cli import playhouse
 

@@ -262,3 +262,33 @@ async def test_make_run_end_to_end(models_dir: Path, tmp_path: Path) -> None:
         check_clean_exit(second, await stop(second))
     finally:
         kill_leftovers(second)
+
+
+ORPHANS_GONE_WITHIN_S = 60.0
+
+
+@pytest.mark.timeout(600)
+async def test_a_killed_supervisor_leaves_no_process_behind(models_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """SIGKILL gives `playhouse run` no chance to stop its children (they run in their own
+    sessions): they notice its death themselves and stop, freeing every port."""
+    port = free_port()
+    ph = start(tmp_path, models_dir, port, "killed")
+    try:
+        async with httpx.AsyncClient(base_url=ph.base, timeout=30) as client:
+            await wait_until_up(ph, client)
+        children = ph.child_pids()
+        (emulator,) = [e for e in ph.events() if e.get("event") == "emulator.running"]
+        assert len(children) >= 4, children  # Azurite, the web app and two workers
+        assert all(alive(pid) for pid in children)
+        ph.proc.kill()
+        ph.proc.wait(10)
+        deadline = time.monotonic() + ORPHANS_GONE_WITHIN_S
+        while leftovers := [pid for pid in children if alive(pid)]:
+            assert time.monotonic() < deadline, f"orphans still running: {leftovers}"
+            await asyncio.sleep(0.2)
+        while busy := [p for p in [port, *emulator["ports"]] if not port_free(p)]:
+            assert time.monotonic() < deadline, f"ports still taken: {busy}"
+            await asyncio.sleep(0.2)
+    finally:
+        kill_leftovers(ph)

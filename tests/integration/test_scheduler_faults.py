@@ -9,18 +9,17 @@ same broken persona lives among good ones under the scheduler.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from playhouse import ids, jobs
-from playhouse.config import WorkerSettings
+from playhouse import applying, asking, ids
 from playhouse.constants import (
     PK_ROOMS,
     QUEUE_BACKGROUND,
@@ -31,8 +30,7 @@ from playhouse.constants import (
 )
 from playhouse.emulator import Azurite
 from playhouse.generation.engines import make_engine
-from playhouse.generation.worker import Worker
-from playhouse.messages import GenerationResult, decode_result, encode
+from playhouse.messages import GenerationResult, encode
 from playhouse.personas import load_cast_strict
 from playhouse.scheduling.policy import HOUR_S
 from playhouse.scheduling.scheduler import Scheduler
@@ -41,8 +39,9 @@ from playhouse.storage.accounts import room_key
 from playhouse.storage.models import Comment, Thread
 from playhouse.storage.threads import THREAD_INDEX_PK
 
+from .scripted import Answering, ScriptedEngine
 from .test_scheduler import fast, small_cast, wait_for
-from .test_scheduler_sim import FakeClock, FakeWorker, read_world, seed_rooms
+from .test_scheduler_sim import FakeClock, fake_time, read_world, seed_rooms
 
 pytestmark = pytest.mark.integration
 
@@ -78,18 +77,6 @@ def self_replies(comments: dict[str, Comment], threads: dict[str, Thread]) -> li
     return out
 
 
-async def apply_results(storage: Storage) -> list[GenerationResult]:
-    """What the web's results consumer does, in this test's loop."""
-    applied = []
-    while messages := await storage.queues.receive(QUEUE_RESULTS):
-        for message in messages:
-            result = decode_result(message.content)
-            await jobs.apply_result(storage, result)
-            await storage.queues.delete(message)
-            applied.append(result)
-    return applied
-
-
 # --- a persona whose model fails to load --------------------------------------------
 
 
@@ -112,17 +99,12 @@ async def test_a_broken_persona_fails_visibly_and_the_others_go_on(
         last_activity=now))
     scheduler = Scheduler(storage, cast, fast(time_scale=50.0, max_replies_per_sweep=8))
     engine = make_engine("text", models_dir, device="cpu", max_models=3, max_bytes=1 << 30)
-    settings = WorkerSettings(gather_ms=0, visibility_timeout_s=60, poll_min_s=0.01,
-                              poll_max_s=0.05)
     results: list[GenerationResult] = []
-    for _ in range(6):
-        report = await scheduler.run_round()
-        assert report.skipped == ""
-        worker = Worker(queues=storage.queues, blobs=storage.blobs, cast=cast, engine=engine,
-                        settings=settings, burst=True, seed=5)
-        await worker.main()  # burst: answers everything queued, then returns
-        results += await apply_results(storage)
-        await asyncio.sleep(0.3)
+    async with Answering(storage, cast, engine).running() as worker:
+        for _ in range(6):
+            report = await scheduler.run_round()
+            assert report.skipped == ""
+            results += await worker.drain()  # everything queued, answered and applied
 
     by_persona = {name: [r for r in results if r.persona == name]
                   for name in ("Alpha", "Beta", "Ghost")}
@@ -159,12 +141,13 @@ async def test_clock_jumps_keep_the_caps_and_the_guards(
     cast = load_cast_strict(folder)
     start = time.time()
     clock = FakeClock(start)
-    monkeypatch.setattr(jobs, "time", SimpleNamespace(time=clock))  # rows carry fake time
+    fake_time(monkeypatch, clock)  # rows carry fake time
     await seed_rooms(storage, cast.rooms, start - 7 * 86400)
     scheduler = Scheduler(storage, cast, fast(sweep_interval_s=60.0, time_scale=1.0,
                                               background_max_depth=1000,
                                               max_replies_per_sweep=40), clock=clock)
-    worker = FakeWorker(storage, cast, seed=3)
+    engine = ScriptedEngine(cast, seed=3)
+    answering = Answering(storage, cast, engine)
     made: list[tuple[float, str, str]] = []  # (fake time, persona, kind)
 
     async def run_for(minutes: int) -> None:
@@ -172,19 +155,20 @@ async def test_clock_jumps_keep_the_caps_and_the_guards(
             report = await scheduler.run_round()
             assert report.skipped == "", report.skipped
             made.extend((clock.now, r.persona, r.kind) for r in report.posts + report.replies)
-            await worker.drain()
+            await answering.drain()
             clock.now += 60.0
 
-    await run_for(60)
-    before_jump = len(made)
-    assert before_jump, "nothing happened before the jumps"
-    clock.now -= 3 * HOUR_S  # backwards: everything stored is now "in the future"
-    with capture_logs() as logs:
+    async with answering.running():
         await run_for(60)
-    assert not [e for e in logs if e["log_level"] in ("error", "critical")]
-    after_back = len(made)
-    clock.now += 3 * 86400.0  # a leap forward: everything stored is days old
-    await run_for(90)
+        before_jump = len(made)
+        assert before_jump, "nothing happened before the jumps"
+        clock.now -= 3 * HOUR_S  # backwards: everything stored is now "in the future"
+        with capture_logs() as logs:
+            await run_for(60)
+        assert not [e for e in logs if e["log_level"] in ("error", "critical")]
+        after_back = len(made)
+        clock.now += 3 * 86400.0  # a leap forward: everything stored is days old
+        await run_for(90)
     assert len(made) > after_back, "the bots went quiet after the clock leapt forward"
 
     # Per-hour caps hold in every window of fake time the scheduler lived through, back
@@ -199,7 +183,7 @@ async def test_clock_jumps_keep_the_caps_and_the_guards(
         posts = [t for t, p, kind in made if p == name and kind == "post"]
         assert len(posts) == len(set(posts))  # one post per round at most
     assert busiest == 6  # the caps were reached, so they were what held the bots back
-    assert max(worker.answered.values()) == 1
+    assert max(engine.generated.values()) == 1
     world = await read_world(storage, ["Technology"])
     assert not duplicates(world.comments)
     assert not self_replies({c.comment_id: c for c in world.comments},
@@ -231,12 +215,12 @@ async def test_a_room_deleted_while_a_reply_is_pending(storage: Storage, tmp_pat
                     url=None, author="alice", is_bot=False, persona=None, created_at=now,
                     last_activity=now)
     await storage.threads.create(thread)
-    reply = jobs.reply_request(persona=cast.personas["Alpha"], thread=thread, chain=[],
-                               parent_id=None, queue=QUEUE_BACKGROUND)
-    post = jobs.post_request(persona=cast.personas["Beta"], room="Technology",
-                             queue=QUEUE_BACKGROUND)
+    reply = asking.reply_request(persona=cast.personas["Alpha"], thread=thread, chain=[],
+                                 parent_id=None, queue=QUEUE_BACKGROUND)
+    post = asking.post_request(persona=cast.personas["Beta"], room="Technology",
+                               queue=QUEUE_BACKGROUND)
     for request in (reply, post):
-        await jobs.submit(storage, request)
+        await asking.submit(storage, request)
     await _delete_thread(storage, thread)
     await _delete_room(storage, "Technology")
 
@@ -250,7 +234,7 @@ async def test_a_room_deleted_while_a_reply_is_pending(storage: Storage, tmp_pat
     with capture_logs() as logs:
         for request in (reply, post):
             for _ in range(2):  # a redelivered result changes nothing either
-                applied = await jobs.apply_result(storage, answer(request))
+                applied = await applying.apply_result(storage, answer(request))
                 assert applied.kind == "duplicate" and applied.dropped
     dropped = [e for e in logs if e["event"] == "result.dropped"]
     assert {e["reason"] for e in dropped} == {"thread gone", "room gone"}
@@ -259,7 +243,7 @@ async def test_a_room_deleted_while_a_reply_is_pending(storage: Storage, tmp_pat
         assert job.state == "failed" and "is gone" in job.error
     assert (await storage.threads.list("Technology")).items == []  # no orphan thread
     with pytest.raises(Exception, match="no thread"):
-        await storage.threads.get(jobs.thread_id_for(post.request_id))
+        await storage.threads.get(asking.thread_id_for(post.request_id))
 
     # Only the room row gone (the thread kept): the reply lands, the counters skip the room.
     await seed_rooms(storage, ["Other"], now)
@@ -267,14 +251,14 @@ async def test_a_room_deleted_while_a_reply_is_pending(storage: Storage, tmp_pat
                   url=None, author="alice", is_bot=False, persona=None, created_at=now,
                   last_activity=now)
     await storage.threads.create(kept)
-    late = jobs.reply_request(persona=cast.personas["Alpha"], thread=kept, chain=[],
-                              parent_id=None, queue=QUEUE_BACKGROUND)
-    await jobs.submit(storage, late)
+    late = asking.reply_request(persona=cast.personas["Alpha"], thread=kept, chain=[],
+                                parent_id=None, queue=QUEUE_BACKGROUND)
+    await asking.submit(storage, late)
     await _delete_room(storage, "Other")
-    applied = await jobs.apply_result(storage, answer(late))
+    applied = await applying.apply_result(storage, answer(late))
     assert applied.kind == "comment" and applied.comment is not None
     assert (await storage.jobs.get(late.request_id)).state == "done"
-    assert (await jobs.apply_result(storage, answer(late))).kind == "duplicate"
+    assert (await applying.apply_result(storage, answer(late))).kind == "duplicate"
 
 
 async def test_the_results_consumer_drops_a_result_for_a_deleted_room(
@@ -291,9 +275,9 @@ async def test_the_results_consumer_drops_a_result_for_a_deleted_room(
                     url=None, author="alice", is_bot=False, persona=None, created_at=now,
                     last_activity=now)
     await storage.threads.create(thread)
-    request = jobs.reply_request(persona=cast.personas["Alpha"], thread=thread, chain=[],
-                                 parent_id=None, queue=QUEUE_BACKGROUND)
-    await jobs.submit(storage, request)
+    request = asking.reply_request(persona=cast.personas["Alpha"], thread=thread, chain=[],
+                                   parent_id=None, queue=QUEUE_BACKGROUND)
+    await asking.submit(storage, request)
     await _delete_thread(storage, thread)
     await _delete_room(storage, "Technology")
     result = GenerationResult(request_id=request.request_id, kind="reply", persona="Alpha",
@@ -318,6 +302,7 @@ async def test_storage_gone_for_30_s_pauses_and_resumes(tmp_path: Path) -> None:
     emulator.start()
     storage = await Storage.connect(emulator.connection_string, timeout_s=3)
     scheduler: Scheduler | None = None
+    stack = contextlib.AsyncExitStack()
     try:
         await storage.ensure()
         folder = tmp_path / "personas"
@@ -328,7 +313,8 @@ async def test_storage_gone_for_30_s_pauses_and_resumes(tmp_path: Path) -> None:
         cast = load_cast_strict(folder)
         await seed_rooms(storage, cast.rooms, time.time())
         scheduler = Scheduler.create(storage, cast, fast(max_replies_per_sweep=4))
-        worker = FakeWorker(storage, cast, seed=11)
+        engine = ScriptedEngine(cast, seed=11)
+        answering = Answering(storage, cast, engine)
         rounds: list[str] = []
 
         async def person_asks(title: str) -> None:
@@ -343,11 +329,12 @@ async def test_storage_gone_for_30_s_pauses_and_resumes(tmp_path: Path) -> None:
             end = loop.time() + seconds
             while loop.time() < end:
                 try:
-                    await worker.drain()
-                except Exception as exc:  # storage is down: the fake worker waits too
+                    await answering.drain()
+                except Exception as exc:  # storage is down: the worker waits too
                     rounds.append(f"worker:{type(exc).__name__}")
                 await asyncio.sleep(0.3)
 
+        await stack.enter_async_context(answering.running())
         with capture_logs() as logs:
             await person_asks("before the outage?")
             await scheduler.start()
@@ -386,7 +373,7 @@ async def test_storage_gone_for_30_s_pauses_and_resumes(tmp_path: Path) -> None:
         assert not duplicates(after.comments)
         assert not self_replies({c.comment_id: c for c in after.comments},
                                 {t.thread_id: t for t in after.threads})
-        assert max(worker.answered.values()) == 1  # no request generated twice
+        assert max(engine.generated.values()) == 1  # no request generated twice
         placeholders = [c for c in after.comments if c.is_bot]
         assert len({c.job_id for c in placeholders}) == len(placeholders)
         for c in placeholders:
@@ -395,5 +382,6 @@ async def test_storage_gone_for_30_s_pauses_and_resumes(tmp_path: Path) -> None:
     finally:
         if scheduler is not None:
             await scheduler.stop()
+        await stack.aclose()
         await storage.close()
         emulator.stop()

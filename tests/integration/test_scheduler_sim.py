@@ -1,15 +1,15 @@
 """A simulated day of the playhouse: 8 personas, 5 rooms, the real scheduler on Azurite.
 
-A fake clock drives the scheduler's jobs at the fire times APScheduler's own
-``IntervalTrigger`` computes for them; a fake worker answers every request at once with
-canned text (seeded), and its results are applied by :func:`playhouse.jobs.apply_result`
-as the web's results consumer does. Timestamps written by :mod:`playhouse.jobs` come
-from the fake clock too. Nothing depends on the wall clock, so the run is reproducible.
+A fake clock drives the scheduler's chores at the fire times APScheduler's own
+``IntervalTrigger`` computes for them; the real worker answers every request at once
+through a scripted engine (canned, seeded text: tests/integration/scripted.py), and the
+web app's real results consumer applies the results and counts them. Timestamps written
+by :mod:`playhouse.asking` and :mod:`playhouse.applying` come from the fake clock too.
+Nothing depends on the wall clock, so the run is reproducible.
 """
 
 from __future__ import annotations
 
-import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,15 +20,15 @@ from types import SimpleNamespace
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
-from playhouse import jobs
+from playhouse import applying, asking, ids
 from playhouse.config import SchedulerSettings
-from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE
-from playhouse.messages import GenerationResult, decode_request
 from playhouse.personas import Cast, load_cast_strict
 from playhouse.scheduling.policy import HOUR_S, post_cap
 from playhouse.scheduling.scheduler import RoundReport, Scheduler
 from playhouse.storage import Storage
 from playhouse.storage.models import Comment, Room, Thread
+
+from .scripted import Answering, ScriptedEngine
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -80,54 +80,22 @@ def write_cast(folder: Path) -> Cast:
     return load_cast_strict(folder)
 
 
+def fake_time(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> None:
+    """Rows written when bots are asked and when they answer carry the fake time (and the
+    id clock, which fake times ahead of the real one would push forward for good, is put
+    back when the test ends)."""
+    for module in (asking, applying):
+        monkeypatch.setattr(module, "time", SimpleNamespace(time=clock))
+    monkeypatch.setattr(ids, "_last_micros", ids._last_micros)
+    monkeypatch.setattr(ids, "_counter", ids._counter)
+
+
 async def seed_rooms(storage: Storage, names: Iterable[str], at: float) -> None:
     await storage.rooms.ensure(
         Room(name=n, description="", public=True, default_bot=None, bots=(),
              created_by="test", created_at=at, last_activity=at)
         for n in names
     )
-
-
-class FakeWorker:
-    """Answers every queued request at once with canned, seeded text, and applies it."""
-
-    def __init__(self, storage: Storage, cast: Cast, seed: int) -> None:
-        self.storage = storage
-        self.cast = cast
-        self.rng = random.Random(seed)
-        self.answered: Counter[str] = Counter()
-
-    def _text(self, persona: str, room: str) -> str:
-        words = [w for p in self.cast.personas.values() for w in p.keywords.positive]
-        text = f"{self.rng.choice(words)} and {self.rng.choice(words)} again"
-        roll = self.rng.random()
-        if roll < 0.3:
-            text += "?"
-        elif roll < 0.4:
-            others = [p.name for p in self.cast.in_room(room) if p.name != persona]
-            if others:
-                text += f" u/{self.rng.choice(others)}"
-        return text
-
-    async def drain(self) -> int:
-        done = 0
-        for queue in (QUEUE_BACKGROUND, QUEUE_IMAGE):
-            while messages := await self.storage.queues.receive(queue, visibility_timeout=60):
-                for message in sorted(messages, key=lambda m: decode_request(m.content).request_id):
-                    request = decode_request(message.content)
-                    self.answered[request.request_id] += 1
-                    text = self._text(request.persona, request.room)
-                    result = GenerationResult(
-                        request_id=request.request_id, kind=request.kind,
-                        persona=request.persona, room=request.room, ok=True,
-                        thread_id=request.thread_id, parent_id=request.parent_id,
-                        title=f"{request.persona} on {text}" if request.kind == "post" else "",
-                        text=text, model="fake",
-                    )
-                    await jobs.apply_result(self.storage, result)
-                    await self.storage.queues.delete(message)
-                    done += 1
-        return done
 
 
 @dataclass
@@ -169,10 +137,16 @@ async def simulate(storage: Storage, cast: Cast, clock: FakeClock, *, hours: flo
                    humans: bool = True) -> list[tuple[float, str, str]]:
     """Drive the scheduler's jobs over ``hours`` of fake time; returns the request trace."""
     scheduler = Scheduler(storage, cast, SETTINGS, clock=clock)
-    worker = FakeWorker(storage, cast, seed=7)
+    async with Answering(storage, cast, ScriptedEngine(cast, seed=7)).running() as worker:
+        return await _simulate(scheduler, worker, storage, clock, hours=hours, humans=humans)
+
+
+async def _simulate(scheduler: Scheduler, worker: Answering, storage: Storage,
+                    clock: FakeClock, *, hours: float, humans: bool
+                    ) -> list[tuple[float, str, str]]:
     start = datetime.fromtimestamp(clock.now, UTC)
     end = clock.now + hours * HOUR_S - 1
-    specs = {spec.name: spec for spec in scheduler.job_specs()}
+    specs = {chore.name: chore for chore in scheduler.chores()}
     assert set(specs) == {"round", "housekeeping"}
     triggers = {name: IntervalTrigger(seconds=s.interval_s, start_date=start, timezone=UTC)
                 for name, s in specs.items()}
@@ -198,7 +172,9 @@ async def simulate(storage: Storage, cast: Cast, clock: FakeClock, *, hours: flo
                 trace.append((clock.now, request.persona, f"{request.kind}:{request.room}"))
             await worker.drain()
         due[name] = triggers[name].get_next_fire_time(when, when)
-    assert max(worker.answered.values(), default=1) == 1  # each request generated once
+    engine = worker.engine
+    assert isinstance(engine, ScriptedEngine)
+    assert max(engine.generated.values(), default=1) == 1  # each generated once
     return trace
 
 
@@ -253,7 +229,7 @@ async def test_a_simulated_day(storage: Storage, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     cast = write_cast(tmp_path / "personas")
     clock = FakeClock(T0)
-    monkeypatch.setattr(jobs, "time", SimpleNamespace(time=clock))
+    fake_time(monkeypatch, clock)
     await seed_rooms(storage, ROOMS, T0)
 
     trace = await simulate(storage, cast, clock, hours=24)
@@ -331,7 +307,7 @@ async def test_the_same_seed_gives_the_same_day(
     traces = []
     for run in range(2):
         clock = FakeClock(T0)
-        monkeypatch.setattr(jobs, "time", SimpleNamespace(time=clock))
+        fake_time(monkeypatch, clock)
         async with await Storage.connect(connection_string, namespace=f"simsame{run}x") as store:
             await store.ensure()
             await seed_rooms(store, ROOMS, T0)

@@ -9,6 +9,7 @@ A screenshot goes to ``tests/artifacts/status.png`` (git-ignored).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -17,12 +18,10 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from playhouse.personas import load_cast_strict
 from playhouse.storage import Storage
-from playhouse.web.app import create_app
-from playhouse.web.main import seed_rooms
 
 from .conftest import add_persona
 from .test_ops import make_worker, submit_posts
-from .web_support import PASSWORD, SECRET, serve, settings
+from .web_support import PASSWORD, build, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
@@ -55,9 +54,8 @@ async def test_admin_sees_workers_personas_and_live_charts(
 ) -> None:
     add_persona(persona_dir, "GhostBot", model="/nonexistent/model/folder")
     cast = load_cast_strict(persona_dir)
-    await storage.rooms.ensure(seed_rooms(cast))
-    app = create_app(settings(admins=("boss",), sample_interval_s=0.5), storage, cast,
-                     secret=SECRET, consume=True)
+    app = await build(storage, cast=cast, consume=True, admins=("boss",),
+                      sample_interval_s=0.5)
     await submit_posts(storage, cast, ["GhostBot", "CoopBot", "CoopBot"])
     worker = make_worker(storage, cast, models_dir, burst=False, interval_s=0.3)
     running = asyncio.create_task(worker.main())
@@ -92,14 +90,26 @@ async def test_admin_sees_workers_personas_and_live_charts(
                 await expect(row).to_contain_text("test-box")
                 await expect(row).to_contain_text("running")
                 lines = "polyline, circle"
-                assert await page.locator(f"#chart-depth :is({lines})").count() >= 1
                 assert await page.locator(f"#chart-throughput :is({lines})").count() >= 1
                 await expect(page.locator("#legend-throughput")).to_contain_text("answers/min")
-                # The page refreshes itself from /status/data (every 5 s).
+                # The page refreshes itself from /status/data (every 5 s). Queue depths are
+                # sampled only while someone watches: this visit started it, and the next
+                # refresh charts the first samples.
                 await expect(status).to_have_attribute("data-rendered", "2", timeout=15_000)
                 await expect(row).to_contain_text("test-box")
+                await expect(page.locator(f"#chart-depth :is({lines})").first).to_be_attached(
+                    timeout=15_000)
                 ARTIFACTS.mkdir(exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True)
+                # Each persona's share of rejected samples, and its own page.
+                samples = await coop.locator("td.rejected").text_content() or ""
+                assert re.fullmatch(r"\d+% of \d+", samples), samples  # two answers drew some
+                await coop.locator("a", has_text="CoopBot").click()
+                await expect(page.locator("h1")).to_contain_text("u/CoopBot")
+                await expect(page.locator('#rejections tr[data-reason="all"]')).to_be_visible()
+                await expect(page.locator("#decisions")).to_be_visible()
+                await page.screenshot(path=str(ARTIFACTS / "status-persona.png"),
+                                      full_page=True)
             finally:
                 await browser.close()
     finally:

@@ -93,6 +93,15 @@ async def test_memberships_both_ways(storage: Storage) -> None:
     assert await storage.members.leave("Lounge", "bob") is False
     assert not await storage.members.is_member("Lounge", "bob")
     assert {m.room for m in await storage.members.of_user("bob")} == {"attic"}
+    # Joining again keeps the role (an owner stays one); set_role changes it.
+    assert (await storage.members.join("Lounge", "ALICE")).role == "owner"
+    assert (await storage.members.get("lounge", "alice")).role == "owner"
+    await storage.members.join("Lounge", "bob")
+    assert (await storage.members.set_role("Lounge", "Bob", "owner")).role == "owner"
+    assert {m.role for m in await storage.members.of_user("bob")
+            if m.room == "lounge"} == {"owner"}
+    with pytest.raises(NotFound):
+        await storage.members.set_role("Lounge", "nobody", "owner")
 
 
 async def test_threads_newest_first_in_pages_without_gaps(
@@ -219,14 +228,18 @@ async def test_pending_before_finds_stuck_jobs(storage: Storage) -> None:
     assert touched.attempts == 1 and touched.updated_at > old
 
 
-async def test_reply_claims_are_exclusive(storage: Storage) -> None:
+async def test_a_call_is_claimed_once_by_its_derived_request_id(storage: Storage) -> None:
+    """Five askers of the same persona about the same comment (people's calls, retries,
+    the scheduler): one job row, and only one asker goes on to dispatch it."""
+    from playhouse import asking
+
     cid = ids.new_id()
-    results = await asyncio.gather(*(storage.replies.claim(cid, "Spez", f"r{i}")
-                                     for i in range(5)))
-    assert results.count(True) == 1
-    assert await storage.replies.answered(cid, "Spez")
-    assert not await storage.replies.answered(cid, "CoopBot")
-    assert await storage.replies.personas(cid) == ["Spez"]
+    request_id = asking.request_id_for(cid, "Spez")
+    assert request_id == asking.request_id_for(cid, "Spez") != asking.request_id_for(cid, "Wick")
+    jobs = [msgspec.structs.replace(_job(request_id), state="called") for _ in range(5)]
+    results = await asyncio.gather(*(asking.record(storage, [job]) for job in jobs))
+    assert sorted(len(r) for r in results) == [0, 0, 0, 0, 1]
+    assert (await storage.jobs.get(request_id)).state == "called"
 
 
 async def test_queue_receive_renew_delete(storage: Storage) -> None:

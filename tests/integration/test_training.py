@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from playhouse import ids
+from playhouse.commands.personas import check as check_command
 from playhouse.config import WorkerSettings
 from playhouse.constants import QUEUE_INTERACTIVE, results_queue
 from playhouse.dataset.build import BuildOptions, build_dataset
@@ -21,7 +22,7 @@ from playhouse.generation.engines import make_engine
 from playhouse.generation.worker import Worker
 from playhouse.grammar import ALL_TAGS
 from playhouse.messages import ChainComment, GenerationRequest, PostContext, decode_result, encode
-from playhouse.personas import check_command, load_cast_strict
+from playhouse.personas import load_cast_strict
 from playhouse.storage import Storage
 from playhouse.training import TrainingError, TrainOptions, publish, tag_blocks, train
 from tests.mini_dump import write_dump
@@ -176,3 +177,28 @@ def test_sample_prints_threads_from_the_draft(trained: Path, tmp_path: Path) -> 
     assert text.startswith("u/CoopFan in r/Technology")
     assert "=== thread 1 ===" in text and "=== thread 2 ===" in text
     assert ("# " in text) or ("[post failed" in text)
+    accepted, asked = text.rstrip("\n").rsplit("\n", 1)[-1].removeprefix("accepted = ").split("/")
+    assert 0 <= int(accepted) <= int(asked) and int(asked) >= 4
+
+
+def test_an_ssi_bot_dataset_trains_an_ssi_bot_persona(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("ssi-dataset")
+    build_dataset(BuildOptions(inputs=write_dump(folder / "dump"), out=folder / "data",
+                               progress=False, filters=Filters.create(["CoopTalk"]),
+                               eval_fraction=0.1, grammar="ssi-bot"))
+    report = train(_options(folder / "data", tmp_path / "ssi", max_steps=3, eval_every=0))
+    draft = report.persona_file.read_text(encoding="utf-8")
+    assert 'grammar = "ssi-bot"' in draft and "repetition_penalty = 1.008" in draft
+    assert json.loads((report.model_dir / "training.json").read_text())["grammar"] == "ssi-bot"
+    persona = load_cast_strict(report.persona_file.parent).personas["CoopFan"]
+    assert persona.grammar == "ssi-bot" and persona.generation.max_new_tokens == 624
+    tokenizer = AutoTokenizer.from_pretrained(str(report.model_dir))
+    assert all(len(tokenizer.encode(tag, add_special_tokens=False)) > 1
+               for tag in ("<|sot|>", "<|sost|>", "<|eoss|>"))
+    # Told another grammar than the one its lines are in, training refuses to start.
+    with pytest.raises(TrainingError, match="in grammar 'playhouse': malformed line"):
+        train(_options(folder / "data", tmp_path / "wrong", grammar="playhouse"))

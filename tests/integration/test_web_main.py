@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from playhouse.commands.web import load_secret
 from playhouse.config import Settings, WebSettings
 from playhouse.emulator import free_port
 from playhouse.errors import ConfigError
-from playhouse.web.main import load_secret
 from tests.integration.web_support import ROOT
 
 pytestmark = pytest.mark.integration

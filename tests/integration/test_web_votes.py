@@ -143,14 +143,15 @@ async def test_votes_that_are_refused_say_why(storage: Storage) -> None:
         # Bad values never reach storage.
         await live.send(frame(value=2, client_id="b"))
         assert (await live.reply_to("b")).code == "bad_message"
-        # The form: CSRF token required; a private room's item is 403, a missing one 404.
+        # The form: CSRF token required; a private room's item is, to others, one that
+        # does not exist (404, as a missing one: its room is not even named).
         page = await client.get(f"/r/Sports/t/{thread.thread_id}", headers=HTML)
         token = csrf_from(page.text)
         no_token = await client.post("/vote", data={"thread_id": thread.thread_id, "value": "1"})
         assert no_token.status_code == 403
         private = await client.post("/vote", headers={"accept": "application/json"}, data={
             "thread_id": hidden.thread_id, "value": "1", "_csrf_token": token})
-        assert private.status_code == 403 and "private" in private.json()["detail"]
+        assert private.status_code == 404 and "Hideout" not in private.json()["detail"]
         missing = await client.post("/vote", headers={"accept": "application/json"}, data={
             "thread_id": ids.new_id(), "value": "1", "_csrf_token": token})
         assert missing.status_code == 404

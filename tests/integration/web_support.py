@@ -16,14 +16,14 @@ import uvicorn
 from litestar import Litestar
 from websockets.asyncio.client import ClientConnection, connect
 
-from playhouse.config import Settings, WebSettings
+from playhouse.commands.web import assemble, seed_rooms
+from playhouse.config import SchedulerSettings, Settings, WebSettings
 from playhouse.emulator import free_port
 from playhouse.personas import Cast, load_cast_strict
 from playhouse.storage import Storage
-from playhouse.web.app import create_app
 from playhouse.web.context import WebContext
-from playhouse.web.main import seed_rooms
 from playhouse.web.protocol import ServerEvent, decode_server
+from tests.awake import awake_personas
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"test-secret-" + b"x" * 40
@@ -32,17 +32,22 @@ _CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
 
 def the_cast() -> Cast:
-    return load_cast_strict(ROOT / "personas")
+    """The shipped cast, awake all day (``tests/awake.py``)."""
+    return load_cast_strict(awake_personas())
 
 
-def settings(**web: Any) -> Settings:
-    return Settings(web=WebSettings(**web))
+def settings(scheduler: SchedulerSettings | None = None, **web: Any) -> Settings:
+    return Settings(web=WebSettings(**web), scheduler=scheduler or SchedulerSettings())
 
 
-async def build(storage: Storage, *, consume: bool = False, **web: Any) -> Litestar:
-    cast = the_cast()
+async def build(storage: Storage, *, consume: bool = False, schedule: bool = False,
+                cast: Cast | None = None, scheduler: SchedulerSettings | None = None,
+                **web: Any) -> Litestar:
+    """The web app as ``playhouse web`` composes it, over the test's storage."""
+    cast = cast or the_cast()
     await storage.rooms.ensure(seed_rooms(cast))
-    return create_app(settings(**web), storage, cast, secret=SECRET, consume=consume)
+    return assemble(settings(scheduler, **web), storage, cast, secret=SECRET, consume=consume,
+                    schedule=schedule)
 
 
 def ctx_of(app: Litestar) -> WebContext:

@@ -12,9 +12,10 @@ import pytest
 from playhouse.errors import ModelUnavailable
 from playhouse.generation.batch import Batch, Item
 from playhouse.generation.cache import ModelCache
-from playhouse.generation.completion import STOPS, complete, make_items
-from playhouse.generation.interrupt import check
+from playhouse.generation.completion import complete, make_items
+from playhouse.generation.interrupt import raise_if_aborted
 from playhouse.generation.text import SamplingParams
+from playhouse.grammar import PLAYHOUSE, SSI_BOT, Grammar
 from playhouse.messages import ChainComment, GenerationRequest, PostContext
 from playhouse.personas import Persona, load_cast
 
@@ -31,9 +32,10 @@ class ScriptedModel:
 
     context_size = 512
 
-    def __init__(self, outputs: Sequence[Sequence[str]]) -> None:
+    def __init__(self, outputs: Sequence[Sequence[str]], grammar: Grammar = PLAYHOUSE) -> None:
         self.outputs = [list(o) for o in outputs]
         self.calls: list[list[str]] = []
+        self.stop = grammar.stop_strings
 
     def count_tokens(self, text: str) -> int:
         return len(text) // 4
@@ -47,8 +49,8 @@ class ScriptedModel:
         seed: int | None = None,
         abort: threading.Event | None = None,
     ) -> list[str]:
-        assert tuple(stop) == STOPS
-        check(abort)
+        assert tuple(stop) == self.stop
+        raise_if_aborted(abort)
         self.calls.append(list(prompts))
         out = self.outputs.pop(0)
         assert len(out) == len(prompts)
@@ -102,6 +104,34 @@ def test_post_outputs_parse_title_and_body(spez: Persona) -> None:
     assert items[0].prompt == "<|soss r/Technology|><|sot|>"
     (outcome,) = complete(model, Batch.from_items("Spez", items), spez)
     assert outcome.ok and outcome.title == "Hello world" and outcome.text == "first\nline"
+
+
+def test_an_ssi_bot_persona_is_prompted_stopped_and_parsed_in_its_grammar(
+    spez: Persona,
+) -> None:
+    ssi = msgspec.structs.replace(spez, grammar="ssi-bot")
+    model = ScriptedModel(
+        [["That is all<|eoss|>", "It\\'s\\ta reply<|sor u/bob|>", "Title<|sost|>Body<|eoss|>"]],
+        grammar=SSI_BOT,
+    )
+    post = msgspec.structs.replace(reply(9), kind="post", post=None, chain=())
+    items, _ = make_items([("a", reply(1)), ("b", reply(2)), ("p", post)], ssi, model)
+    assert items[0].prompt == (
+        "<|soss r/Technology|><|sot|>New phones<|eot|><|sost|>thoughts?<|eost|>"
+        "<|soopr u/alice|>what do you think?<|eoopr|><|sor|>"
+    )
+    assert items[2].prompt == "<|soss r/Technology|><|sot|>"
+    first, second, made = complete(model, Batch.from_items("Spez", items), ssi)
+    assert first.ok and first.text == "That is all"
+    assert second.ok and second.text == "It's\ta reply"
+    assert made.ok and (made.title, made.text) == ("Title", "Body")
+    # The playhouse grammar takes none of them.
+    model = ScriptedModel([["That is all<|eoss|>", "Title<|sost|>Body<|eoss|>"]])
+    items, _ = make_items([("a", reply(1)), ("p", post)], spez, model)
+    spez_once = msgspec.structs.replace(
+        spez, generation=msgspec.structs.replace(spez.generation, max_attempts=1))
+    assert [o.ok for o in complete(model, Batch.from_items("Spez", items), spez_once)] == [
+        False, False]
 
 
 def test_a_prompt_over_budget_fails_that_request_only(spez: Persona) -> None:

@@ -137,10 +137,10 @@ def test_wrong_type_in_environment_names_the_field(environ: dict[str, str], fiel
 
 
 def test_wrong_type_in_toml_names_the_field(tmp_path: Path) -> None:
-    path = write_toml(tmp_path, '[worker]\nmax_attempts = "three"\n')
+    path = write_toml(tmp_path, '[worker]\nmax_deliveries = "three"\n')
     with pytest.raises(ConfigError) as info:
         Settings.load({}, path)
-    assert "worker.max_attempts" in str(info.value)
+    assert "worker.max_deliveries" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -293,3 +293,23 @@ def test_effective_hides_a_sas_connection_string() -> None:
     settings = Settings.load({"PLAYHOUSE_STORAGE": SAS_CONN}, None)
     shown = "\n".join(value for _, value, _ in effective(settings))
     assert SAS_SIGNATURE not in shown
+
+
+def test_the_worker_engine_is_one_of_three_and_is_checked() -> None:
+    assert Settings.load({}, None).worker.engine == "auto"
+    for name in ("transformers", "ctranslate2", "auto"):
+        assert Settings.load({"PLAYHOUSE_WORKER_ENGINE": name}, None).worker.engine == name
+    with pytest.raises(ConfigError, match="engine"):
+        Settings.load({"PLAYHOUSE_WORKER_ENGINE": "tensorrt"}, None)
+    with pytest.raises(ConfigError, match="quantization"):
+        Settings.load({"PLAYHOUSE_WORKER_QUANTIZATION": "int3"}, None)
+
+
+def test_worker_engine_on_the_command_line() -> None:
+    from playhouse.cli import _parser
+
+    args = _parser().parse_args(["worker", "--kind", "text", "--engine", "ctranslate2"])
+    assert args.engine == "ctranslate2"
+    assert _parser().parse_args(["worker", "--kind", "text"]).engine is None
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["worker", "--kind", "text", "--engine", "onnx"])

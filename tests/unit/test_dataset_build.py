@@ -91,23 +91,24 @@ def test_split_is_by_thread_and_shuffled(zst_dump: list[Path], tmp_path: Path) -
     assert runs < len(heads) // 3
 
 
-def test_stats_json_and_report(zst_dump: list[Path], tmp_path: Path) -> None:
+def test_stats_json_and_report(zst_dump: list[Path], tmp_path: Path,
+                               capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    stdout = io.StringIO()
     from playhouse.cli import _parser
-    from playhouse.dataset.command import build_command
+    from playhouse.commands import dataset
+    from playhouse.config import Settings
 
     args = _parser().parse_args(["dataset", "build", *map(str, zst_dump), "--subreddit",
                                  "r/cooptalk", "--out", str(out), "--min-score", "0",
                                  "--no-progress"])
-    assert build_command(args, stdout) == 0
+    assert dataset.main(args, Settings()) == 0
     stats = json.loads((out / "stats.json").read_text())
     assert stats["examples"] == stats["train_examples"] + stats["eval_examples"] > 300
     assert stats["threads"] == stats["per_subreddit"]["CoopTalk"]["threads"]
     assert stats["per_subreddit"]["CoopTalk"]["examples"] == stats["examples"]
     assert sum(stats["length_histogram"].values()) == stats["examples"]
     assert stats["tokens"] > 0
-    text = stdout.getvalue()
+    text = capsys.readouterr().out
     assert "r/CoopTalk" in text and "examples" in text and "0-63" in text
     assert sorted(p.name for p in out.iterdir()) == ["eval.txt", "stats.json", "train.txt"]
 

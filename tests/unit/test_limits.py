@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from playhouse.config import WebSettings
 from playhouse.web.limits import Limits, RateLimiter
 
 
@@ -57,8 +58,19 @@ def test_memory_stays_bounded_under_many_keys(monkeypatch: pytest.MonkeyPatch) -
 
 
 async def test_take_is_hit_for_the_in_memory_limiter() -> None:
-    limits = Limits.from_rates(posts_per_minute=2, logins_per_minute=10)
+    limits = Limits.from_settings(WebSettings(posts_per_minute=2, login_failures_per_minute=5))
     assert isinstance(limits.posts_per_user, RateLimiter)
     assert [await limits.posts_per_user.take("u") for _ in range(2)] == [0.0, 0.0]
     assert await limits.posts_per_user.take("u") > 0
-    assert limits.posts_per_ip.per_minute == 20 and limits.logins_per_user.per_minute == 5
+    assert limits.posts_per_ip.per_minute == 20 and limits.login_failures_per_client.per_minute == 5
+
+
+def test_given_back_tokens_refill_a_bucket_and_untouched_means_full() -> None:
+    clock = Clock()
+    limiter = RateLimiter(6, clock=clock)
+    assert limiter.full("alice")
+    assert limiter.hit("alice", 2) == 0.0 and not limiter.full("alice")
+    limiter.give("alice", 2)
+    assert limiter.full("alice")
+    limiter.give("alice", 50)  # never past the burst
+    assert [limiter.hit("alice") for _ in range(7)][-1] > 0

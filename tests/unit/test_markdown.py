@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from playhouse.web.markdown import MAX_DEPTH, reddit_unescape, render, render_title
+from playhouse.markdown import MAX_DEPTH, reddit_unescape, render, render_title
 
 
 def depth(html: str) -> int:

@@ -8,7 +8,7 @@ from playhouse.config import Settings
 from playhouse.generation.worker import WorkerStats
 from playhouse.messages import GenerationResult
 from playhouse.storage.ops import BATCH_BUCKETS, PersonaState, Sample, WorkerBeat
-from playhouse.web.metrics import Snapshot, WebMetrics
+from playhouse.web.metrics import Figures, WebMetrics
 from playhouse.web.status import series
 
 NOW = 1_800_000_000.0
@@ -50,7 +50,7 @@ def test_exposition_has_worker_histograms_and_persona_figures() -> None:
                 personas=(PersonaState(name="CoopBot", answered=3),))
     metrics.result_applied(GenerationResult(request_id="0" * 26, kind="reply", persona="Spez",
                                             room="r", ok=False, error="x"), now=NOW)
-    text = metrics.render(Snapshot(at=NOW, depths={"gen-interactive": 4}, workers=[live, gone]))
+    text = metrics.render(Figures(at=NOW, depths={"gen-interactive": 4}, workers=[live, gone]))
     figs = samples(text.decode())
 
     def fig(name: str, **labels: str) -> float:
@@ -75,7 +75,7 @@ def test_exposition_has_worker_histograms_and_persona_figures() -> None:
     assert fig("playhouse_results_total", persona="Spez", status="failed") == 1
     assert fig("playhouse_errors_total", source="generation") == 1
     assert fig("playhouse_request_latency_seconds_count") == 1
-    down = samples(metrics.render(Snapshot(at=NOW, depths=None)).decode())
+    down = samples(metrics.render(Figures(at=NOW, depths=None)).decode())
     assert down[("playhouse_storage_up", ())] == 0
 
 

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from playhouse.commands.personas import check as check_command
 from playhouse.constants import DEFAULT_BOT, DEFAULT_ROOM
 from playhouse.errors import ConfigError
 from playhouse.personas import (
@@ -19,16 +20,14 @@ from playhouse.personas import (
     Cast,
     Persona,
     PersonaError,
-    ReplyFeatures,
     ReplyWeights,
-    check_command,
     load_cast,
     load_cast_strict,
     load_rooms,
     mentions,
-    reply_probability,
     resolve_model,
 )
+from playhouse.scheduling.scoring import ReplyFeatures, reply_probability
 
 SHIPPED = Path(__file__).resolve().parents[2] / "personas"
 

@@ -11,7 +11,7 @@ import pytest
 from playhouse.personas import Cast, Persona
 from playhouse.scheduling.policy import (
     HOUR_S,
-    Activity,
+    BotAct,
     Ledger,
     Policy,
     ThreadView,
@@ -214,7 +214,7 @@ def test_caps() -> None:
     def ledger(*acts: tuple[str, str, str, float]) -> Ledger:
         out = Ledger()
         for i, (who, room, tid, at) in enumerate(acts):
-            out.replies[f"r{i}"] = Activity(who, room, tid, at)
+            out.replies[f"r{i}"] = BotAct(who, room, tid, at)
         return out
 
     assert verdict(Ledger()) == "reply"
@@ -259,7 +259,7 @@ def test_post_cap_per_day() -> None:
     policy = Policy(cast_of(busy), seed=1)
     full = Ledger()
     for i in range(3):
-        full.posts[f"t{i}"] = Activity("Busy", "Lounge", f"t{i}", T0 - HOUR_S)
+        full.posts[f"t{i}"] = BotAct("Busy", "Lounge", f"t{i}", T0 - HOUR_S)
     assert policy.consider_post(busy, ["Lounge"], T0, 86400, full) is None
     assert policy.consider_post(busy, ["Lounge"], T0 + 86400, 86400, full) is not None
 
@@ -269,7 +269,7 @@ def test_posts_prefer_quiet_rooms() -> None:
     policy = Policy(cast_of(p), seed=9)
     ledger = Ledger()
     for i in range(9):
-        ledger.posts[f"t{i}"] = Activity("Other", "Busy", f"t{i}", T0)
+        ledger.posts[f"t{i}"] = BotAct("Other", "Busy", f"t{i}", T0)
     rooms: Counter[str] = Counter()
     for _ in range(400):
         decision = policy.consider_post(p, ["Busy", "Quiet"], T0 + 1, 86400, Ledger())

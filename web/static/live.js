@@ -12,7 +12,8 @@
   const sort = body.dataset.sort || "";
   const firstPage = body.dataset.firstPage !== "false";
   const loadedAt = Number(body.dataset.loadedAt || 0);
-  const looks = window.PLAYHOUSE_LOOKS || {};
+  const looksData = document.getElementById("looks");  // data, not a script (CSP)
+  const looks = looksData ? JSON.parse(looksData.textContent) : {};
   let lastId = body.dataset.lastId || null;
   const pending = new Set(JSON.parse(body.dataset.pending || "[]"));
   const seen = new Set();
@@ -168,6 +169,7 @@
     if (c.status === "placeholder") text.textContent = "thinking…";
     else if (c.html) text.innerHTML = c.html;  // the server's safe rendering of c.text
     else text.textContent = c.text;
+    text.classList.toggle("caption", !!c.image_url);  // a picture's caption quotes a person
     if (c.status === "ok" && !details.querySelector(":scope > form.vote")) {
       details.insertBefore(voteEl(c.thread_id, c.id, true), text);
     }
@@ -232,6 +234,12 @@
   }
 
   function onEvent(ev) {
+    handle(ev);
+    // Other scripts of the page (why.js) follow the same events.
+    document.dispatchEvent(new CustomEvent("playhouse:event", { detail: ev }));
+  }
+
+  function handle(ev) {
     switch (ev.type) {
       case "subscribed": backoff = 500; setStatus(null, ""); break;
       case "history":
@@ -248,7 +256,7 @@
         showScore(ev.item_id, ev.score, ev.version);
         break;
       case "presence": if (ev.room.toLowerCase() === room.toLowerCase()) showPresence(ev); break;
-      case "ack": settle(ev.client_id, null); break;
+      case "ack": settle(ev.client_id, null, ev.notice); break;
       case "error":
         if (ev.client_id && waiting.has(ev.client_id)) settle(ev.client_id, ev.reason);
         else { votes.delete(ev.client_id); showBanner(ev.reason); }
@@ -269,15 +277,17 @@
     socket.onopen = () => {
       presence.clear();
       send({ type: "subscribe", room: room, thread_id: threadId, after: lastId || null,
-             pending: Array.from(pending).slice(0, 50) });
+             pending: Array.from(pending).slice(-20) });
     };
     socket.onmessage = (msg) => { try { onEvent(JSON.parse(msg.data)); } catch (e) { console.error(e); } };
     socket.onclose = (ev) => {
       if (ev.code === 4401) { location.reload(); return; }  // logged out (maybe in another tab)
       waiting.forEach((_, cid) => settle(cid, "connection lost before the server confirmed; your text is kept, send it again"));
+      // 1008: too many messages or sockets; the error just shown says why. Wait longer.
+      if (ev.code === 1008) backoff = Math.max(backoff, 10000);
       const delay = backoff + Math.random() * backoff * 0.3;
       backoff = Math.min(backoff * 2, 15000);
-      showBanner("reconnecting…");
+      if (ev.code !== 1008) showBanner("reconnecting…");
       setTimeout(connect, delay);
     };
   }
@@ -296,16 +306,20 @@
     s.classList.toggle("error", !!isError);
   }
 
-  function settle(clientId, error) {
+  // notice: the post is stored, but something about it needs saying (bots not called).
+  function settle(clientId, error, notice) {
     const w = waiting.get(clientId);
     if (!w) return;
     waiting.delete(clientId);
     clearTimeout(w.timer);
     w.form.querySelector("button[type=submit]").disabled = false;
     if (error) { setStatus(w.form, error, true); return; }
-    setStatus(w.form, "");
+    setStatus(w.form, notice || "");
     w.form.reset();
-    if (w.form.classList.contains("inline-reply")) w.form.remove();
+    if (w.form.classList.contains("inline-reply")) {
+      w.form.remove();
+      if (notice) showBanner(notice);
+    }
   }
 
   function submit(form, fields) {

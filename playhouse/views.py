@@ -1,0 +1,210 @@
+"""Stored rows as people see them: the view structs of pages, the API and live events.
+
+One frozen msgspec struct per thing shown (a comment, a thread, a room, a persona's look),
+built from the storage rows by the functions below, with times in ISO 8601 UTC. Pages,
+the REST API, the websocket and live events all show these, so a comment reads the same
+wherever it appears.
+
+Texts travel twice: raw (``text``, ``title``, ``body``) and as the server's safe HTML
+(``html``, ``title_html``, ``body_html``, made by :mod:`playhouse.markdown`), which is what
+pages show: a browser never turns text into HTML itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from playhouse.markdown import render, render_title
+
+if TYPE_CHECKING:
+    from playhouse.personas import Cast, Persona
+    from playhouse.storage.models import Comment, Room, Thread
+
+IMAGE_PREFIX = "/images/"
+
+
+class PersonaLook(msgspec.Struct, frozen=True):
+    name: str
+    display_name: str
+    kind: str
+    colour: str
+    avatar: str
+    bio: str = ""
+    rooms: tuple[str, ...] = ()
+
+
+class WaitState(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a bot's answer stands while people wait for it (or why it will not come).
+
+    ``state`` is one of ``queued``, ``generating``, ``retrying``, ``no_worker``,
+    ``model_unavailable``, ``answered`` (on its way to the page) — the bot still answers —
+    or, ``final``, ``asleep``, ``thread_cap``, ``hour_cap``: it will not. ``text`` says it
+    in a sentence (times in UTC); pages rewrite the times in the viewer's own.
+    """
+
+    state: str
+    text: str
+    final: bool = False
+    position: int | None = None
+    """Requests ahead of it in its queue (about)."""
+    estimate_s: float | None = None
+    """Seconds until it is likely answered, from the workers' recent figures."""
+    attempt: int | None = None
+    max_attempts: int | None = None
+    reason: str = ""
+    """Why the last sample was rejected (retrying), or why the model does not load."""
+    active_hours: tuple[int, int] | None = None
+    """The bot's active hours, UTC (asleep)."""
+    wakes_at: str | None = None
+    """ISO 8601: when an asleep bot wakes."""
+    next_at: str | None = None
+    """ISO 8601: when a cap lets the bot answer again."""
+    since: str | None = None
+    """ISO 8601: since when it has been in this state."""
+
+
+class PersonaNow(msgspec.Struct, frozen=True, kw_only=True):
+    """A bot right now: awake or asleep, when it posts next, what its caps leave."""
+
+    name: str
+    awake: bool
+    active_hours: tuple[int, int]
+    """UTC, ``[start, end)``."""
+    wakes_at: str | None
+    """ISO 8601, when asleep."""
+    sleeps_at: str | None
+    """ISO 8601, when awake (None: awake all day)."""
+    posts_per_day: float
+    next_post_at: str | None
+    """ISO 8601: when its next thread is expected, on average (None: it never posts)."""
+    replies_last_hour: int
+    per_hour_cap: int
+    replies_left: int
+    """Replies its hourly cap still allows."""
+    at: str
+
+
+class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A comment as pages, the API and the websocket show it."""
+
+    id: str
+    thread_id: str
+    room: str
+    parent_id: str | None
+    author: str
+    is_bot: bool
+    text: str
+    created_at: str
+    """ISO 8601, UTC."""
+    status: str = "ok"
+    """``ok``, ``placeholder`` (the bot is thinking) or ``failed``."""
+    depth: int = 0
+    persona: str | None = None
+    image_url: str | None = None
+    notice: WaitState | None = None
+    """Why a bot declined to answer (``status`` ``declined``)."""
+    html: str = ""
+    """``text`` rendered (safe Markdown); empty while the bot is thinking."""
+
+
+class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread's post and its activity."""
+
+    id: str
+    room: str
+    title: str
+    body: str
+    author: str
+    is_bot: bool
+    created_at: str
+    last_activity: str
+    comment_count: int
+    url: str | None = None
+    persona: str | None = None
+    image_url: str | None = None
+    title_html: str = ""
+    """``title`` rendered inline, without links (listings show it inside a link)."""
+    body_html: str = ""
+
+
+class RoomOut(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    description: str
+    public: bool
+    threads: int
+    comments: int
+    last_activity: str | None
+    bots: tuple[str, ...]
+    default_bot: str | None = None
+    member: bool = False
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with milliseconds (``2025-01-02T03:04:05.678Z``)."""
+    when = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def image_url(blob: str | None) -> str | None:
+    return None if not blob else IMAGE_PREFIX + blob
+
+
+_wait_decoder = msgspec.json.Decoder(WaitState)
+
+
+def decode_notice(text: str) -> WaitState | None:
+    """A comment's stored notice; None when it has none (or it does not decode)."""
+    if not text:
+        return None
+    try:
+        return _wait_decoder.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def comment_out(c: Comment) -> CommentOut:
+    return CommentOut(
+        id=c.comment_id, thread_id=c.thread_id, room=c.room, parent_id=c.parent_id,
+        author=c.author, is_bot=c.is_bot, text=c.text, created_at=iso(c.created_at),
+        status=c.status, depth=c.depth, persona=c.persona, image_url=image_url(c.image_blob),
+        notice=decode_notice(c.notice),
+        html="" if c.status == "placeholder" else str(render(c.text)),
+    )
+
+
+def thread_out(t: Thread) -> ThreadOut:
+    return ThreadOut(
+        id=t.thread_id, room=t.room, title=t.title, body=t.body, author=t.author,
+        is_bot=t.is_bot, created_at=iso(t.created_at), last_activity=iso(t.last_activity),
+        comment_count=t.comment_count, url=t.url, persona=t.persona,
+        image_url=image_url(t.image_blob), title_html=str(render_title(t.title, links=False)),
+        body_html=str(render(t.body)),
+    )
+
+
+def room_bots(room: Room, cast: Cast) -> tuple[str, ...]:
+    """The bots living in a room: the room's own list and the personas naming it."""
+    names = list(room.bots)
+    for persona in cast.in_room(room.name):
+        if persona.name not in names:
+            names.append(persona.name)
+    return tuple(names)
+
+
+def room_out(room: Room, cast: Cast, *, member: bool = False) -> RoomOut:
+    return RoomOut(
+        name=room.name, description=room.description, public=room.public,
+        threads=room.thread_count, comments=room.comment_count,
+        last_activity=iso(room.last_activity) if room.last_activity else None,
+        bots=room_bots(room, cast), default_bot=room.default_bot, member=member,
+    )
+
+
+def persona_look(p: Persona) -> PersonaLook:
+    return PersonaLook(
+        name=p.name, display_name=p.display_name, kind=p.kind, colour=p.look.colour,
+        avatar=p.look.avatar, bio=p.bio, rooms=p.rooms,
+    )

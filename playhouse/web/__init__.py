@@ -1,0 +1,1 @@
+"""The web app: pages, the REST API, the websocket, and what runs beside them."""
