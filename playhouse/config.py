@@ -60,6 +60,9 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     secure_cookies: Annotated[bool, _doc("Mark cookies Secure (serve behind TLS).")] = False
     posts_per_minute: Annotated[int, _doc("Posts one user may make per minute.")] = 20
     logins_per_minute: Annotated[int, _doc("Login attempts per IP per minute.")] = 10
+    votes_per_minute: Annotated[
+        int, _doc("Votes (and changes of a vote) one person may make per minute.")
+    ] = 60
     login_failures_per_minute: Annotated[
         int,
         _doc("Wrong passwords for one user name from one address per minute; past it that "

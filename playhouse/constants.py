@@ -21,6 +21,14 @@ as the request's job row."""
 TABLE_DECISIONS: Final = "decisions"
 """The scheduler's recent verdicts per persona (replied, passed, held back): PK the
 persona (lowercase), RK newest first."""
+TABLE_VOTES: Final = "votes"
+"""Votes and each item's tally (PK the thread id), and each voter's own votes (PK
+``u.<voter>``): see ``playhouse.storage.votes``."""
+TABLE_LISTINGS: Final = "listings"
+"""A room's threads in every order (PK the room, RK the rank): ``playhouse.storage.listings``."""
+TABLE_AUTHORED: Final = "authored"
+"""What each account wrote, newest first, and its karma (PK the author):
+``playhouse.storage.authored``."""
 
 TABLES: Final = (
     TABLE_USERS,
@@ -33,6 +41,9 @@ TABLES: Final = (
     TABLE_METRICS,
     TABLE_PROGRESS,
     TABLE_DECISIONS,
+    TABLE_VOTES,
+    TABLE_LISTINGS,
+    TABLE_AUTHORED,
 )
 
 # Queues
@@ -107,6 +118,10 @@ def redis_key(namespace: str, *parts: str) -> str:
 PK_USERS: Final = "user"
 PK_ROOMS: Final = "room"
 PK_WORKERS: Final = "worker"
+PK_PREFS: Final = "pref"
+"""Partition of the ``users`` table holding each person's remembered sort orders."""
+PK_VOTER_PREFIX: Final = "u."
+"""``votes`` partitions of one voter's own votes start with this (thread ids never do)."""
 
 # Limits
 QUEUE_MESSAGE_MAX_BYTES: Final = 48 * 1024

@@ -1,14 +1,15 @@
 """Live events: what watchers of a room or a thread are told, and the one broadcaster.
 
 Every event is a tagged msgspec struct (its ``type`` names it, as in the websocket
-protocol), encoded once by :meth:`Broadcaster.send` and published on the channel it
+protocol), encoded once by :meth:`Broadcaster.send` and published on the channels it
 belongs to: comments, placeholders, where a placeholder's answer stands (``waiting``) and
-replacements on their thread's channel; new
-threads, thread activity and presence on their room's channel; a person's own events on
-their user channel. Channel names come from :mod:`playhouse.constants` under the storage
-namespace. A web instance publishes through Litestar Channels (memory, or Redis across
-instances); a scheduler in its own process publishes straight to the same Redis. Sockets
-read events back with :func:`decode_event`, typed, never by looking at bytes.
+replacements on their thread's channel; new threads, thread activity and presence on
+their room's channel; an item's new score (``score``) on its thread's channel and, for a
+thread's own votes, its room's too; a person's own events on their user channel. Channel
+names come from :mod:`playhouse.constants` under the storage namespace. A web instance
+publishes through Litestar Channels (memory, or Redis across instances); a scheduler in
+its own process publishes straight to the same Redis. Sockets read events back with
+:func:`decode_event`, typed, never by looking at bytes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from playhouse.views import CommentOut, ThreadOut, WaitState, comment_out, threa
 if TYPE_CHECKING:
     from litestar.channels.backends.base import ChannelsBackend
 
-    from playhouse.storage.models import Comment, Thread
+    from playhouse.storage.models import Comment, Tally, Thread
 
 log = structlog.get_logger()
 
@@ -64,6 +65,20 @@ class ThreadEvent(msgspec.Struct, frozen=True, tag="thread", kw_only=True):
     thread: ThreadOut
 
 
+class ScoreEvent(msgspec.Struct, frozen=True, tag="score", kw_only=True):
+    """An item's votes changed (at most about one event per item per second: a burst of
+    votes is coalesced). ``version`` grows with every vote: keep the highest seen."""
+
+    room: str
+    thread_id: str
+    item_id: str
+    """The thread id itself for the thread's own votes, else the comment id."""
+    ups: int
+    downs: int
+    score: int
+    version: int
+
+
 class Presence(msgspec.Struct, frozen=True, tag="presence", kw_only=True):
     """Who watches ``room`` through the server ``instance`` (merge instances client-side)."""
 
@@ -85,8 +100,8 @@ class LoggedOut(msgspec.Struct, frozen=True, tag="logged_out", kw_only=True):
         return self.session is None or self.session == session_id
 
 
-LiveEvent = (CommentEvent | Thinking | CommentReplaced | WaitUpdate | ThreadEvent | Presence
-             | LoggedOut)
+LiveEvent = (CommentEvent | Thinking | CommentReplaced | WaitUpdate | ThreadEvent | ScoreEvent
+             | Presence | LoggedOut)
 """Everything published on a channel."""
 
 _encoder = msgspec.json.Encoder()
@@ -121,21 +136,26 @@ class Channels:
     def user(self, username: str) -> str:
         return channel_name(self.namespace, CHANNEL_USER, username.casefold())
 
-    def of(self, event: LiveEvent, *, user: str | None = None) -> str:
-        """The channel ``event`` goes to (``user`` for a user's own events)."""
+    def of(self, event: LiveEvent, *, user: str | None = None) -> list[str]:
+        """The channels ``event`` goes to (``user`` for a user's own events)."""
         match event:
             case CommentEvent() | Thinking() | CommentReplaced():
-                return self.thread(event.comment.thread_id)
+                return [self.thread(event.comment.thread_id)]
             case WaitUpdate():
-                return self.thread(event.thread_id)
+                return [self.thread(event.thread_id)]
             case ThreadEvent():
-                return self.room(event.thread.room)
+                return [self.room(event.thread.room)]
+            case ScoreEvent():
+                # A thread's own score shows in its room's listings as well.
+                if event.item_id == event.thread_id:
+                    return [self.thread(event.thread_id), self.room(event.room)]
+                return [self.thread(event.thread_id)]
             case Presence():
-                return self.room(event.room)
+                return [self.room(event.room)]
             case LoggedOut():
                 if user is None:
                     raise ValueError("a user's event needs the user")
-                return self.user(user)
+                return [self.user(user)]
 
 
 Publish = Callable[[bytes, Sequence[str]], None]
@@ -160,7 +180,7 @@ class Broadcaster:
         """Publish ``event``; a fan-out that fails is logged (pages read storage, so only
         the live view misses it), never raised into what was being done."""
         try:
-            self._publish(encode_event(event), [self.channels.of(event, user=user)])
+            self._publish(encode_event(event), self.channels.of(event, user=user))
         except Exception as exc:
             log.warning("event.publish_failed", type=type(event).__name__,
                         reason=str(exc)[:200])
@@ -190,6 +210,12 @@ class Broadcaster:
 
     def thread(self, thread: Thread) -> None:
         self.send(ThreadEvent(thread=thread_out(thread)))
+
+    def score(self, room: str, tally: Tally) -> None:
+        """An item's votes as they are now (``tally``), in its room ``room``."""
+        self.send(ScoreEvent(room=room, thread_id=tally.thread_id, item_id=tally.item_id,
+                             ups=tally.ups, downs=tally.downs, score=tally.score,
+                             version=tally.version))
 
     def logged_out(self, user: str, session: str | None = None) -> None:
         self.send(LoggedOut(session=session), user=user)

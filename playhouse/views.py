@@ -4,6 +4,10 @@ One frozen msgspec struct per thing shown (a comment, a thread, a room, a person
 built from the storage rows by the functions below, with times in ISO 8601 UTC. Pages,
 the REST API, the websocket and live events all show these, so a comment reads the same
 wherever it appears.
+
+Texts travel twice: raw (``text``, ``title``, ``body``) and as the server's safe HTML
+(``html``, ``title_html``, ``body_html``, made by :mod:`playhouse.markdown`), which is what
+pages show: a browser never turns text into HTML itself.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 import msgspec
+
+from playhouse.markdown import render, render_title
 
 if TYPE_CHECKING:
     from playhouse.personas import Cast, Persona
@@ -100,6 +106,8 @@ class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
     image_url: str | None = None
     notice: WaitState | None = None
     """Why a bot declined to answer (``status`` ``declined``)."""
+    html: str = ""
+    """``text`` rendered (safe Markdown); empty while the bot is thinking."""
 
 
 class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,6 +125,9 @@ class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
     url: str | None = None
     persona: str | None = None
     image_url: str | None = None
+    title_html: str = ""
+    """``title`` rendered inline, without links (listings show it inside a link)."""
+    body_html: str = ""
 
 
 class RoomOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,6 +171,7 @@ def comment_out(c: Comment) -> CommentOut:
         author=c.author, is_bot=c.is_bot, text=c.text, created_at=iso(c.created_at),
         status=c.status, depth=c.depth, persona=c.persona, image_url=image_url(c.image_blob),
         notice=decode_notice(c.notice),
+        html="" if c.status == "placeholder" else str(render(c.text)),
     )
 
 
@@ -168,7 +180,8 @@ def thread_out(t: Thread) -> ThreadOut:
         id=t.thread_id, room=t.room, title=t.title, body=t.body, author=t.author,
         is_bot=t.is_bot, created_at=iso(t.created_at), last_activity=iso(t.last_activity),
         comment_count=t.comment_count, url=t.url, persona=t.persona,
-        image_url=image_url(t.image_blob),
+        image_url=image_url(t.image_blob), title_html=str(render_title(t.title, links=False)),
+        body_html=str(render(t.body)),
     )
 
 

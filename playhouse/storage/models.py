@@ -171,6 +171,116 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     draw: float = 0.0
 
 
+ItemKind = Literal["thread", "comment"]
+RoomSort = Literal["hot", "new", "top", "active"]
+CommentSort = Literal["best", "top", "new", "old", "controversial"]
+TopWindow = Literal["day", "week", "all"]
+
+
+class Tally(msgspec.Struct, frozen=True, kw_only=True):
+    """The votes on one item (a thread, or a comment): kept in the same transaction as the
+    vote rows it counts, so it always equals them. ``version`` grows with every change."""
+
+    thread_id: str
+    item_id: str
+    """The thread id itself for the thread's own votes, else the comment id."""
+    ups: int = 0
+    downs: int = 0
+    version: int = 0
+
+    @property
+    def score(self) -> int:
+        return self.ups - self.downs
+
+
+class ListingRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread as a room's listings show it: its post, its activity and its votes."""
+
+    thread_id: str
+    room: str
+    title: str
+    author: str
+    is_bot: bool
+    persona: str | None
+    created_at: float
+    last_activity: float
+    comment_count: int = 0
+    image_blob: str | None = None
+    url: str | None = None
+    ups: int = 0
+    downs: int = 0
+    version: int = 0
+    """The :class:`Tally` version these votes come from (a newer one wins)."""
+
+    @property
+    def score(self) -> int:
+        return self.ups - self.downs
+
+
+class Authored(msgspec.Struct, frozen=True, kw_only=True):
+    """One thread or comment in its author's history (profile pages, karma, leaderboard)."""
+
+    item_id: str
+    kind: ItemKind
+    thread_id: str
+    room: str
+    author: str
+    is_bot: bool
+    persona: str | None
+    created_at: float
+    title: str = ""
+    """The thread's title (threads only)."""
+    text: str = ""
+    """The comment's text, or the start of the thread's body."""
+    image_blob: str | None = None
+    ups: int = 0
+    downs: int = 0
+    version: int = 0
+
+    @property
+    def score(self) -> int:
+        return self.ups - self.downs
+
+
+class Karma(msgspec.Struct, frozen=True, kw_only=True):
+    """The votes on everything an account wrote, summed in the same transactions that
+    change its items' rows (so it equals their sum)."""
+
+    author: str
+    thread_ups: int = 0
+    thread_downs: int = 0
+    comment_ups: int = 0
+    comment_downs: int = 0
+
+    @property
+    def thread_karma(self) -> int:
+        return self.thread_ups - self.thread_downs
+
+    @property
+    def comment_karma(self) -> int:
+        return self.comment_ups - self.comment_downs
+
+    @property
+    def total(self) -> int:
+        return self.thread_karma + self.comment_karma
+
+    @property
+    def ups(self) -> int:
+        return self.thread_ups + self.comment_ups
+
+    @property
+    def downs(self) -> int:
+        return self.thread_downs + self.comment_downs
+
+
+class Prefs(msgspec.Struct, frozen=True, kw_only=True):
+    """The orders a person chose last (each page's URL can say otherwise)."""
+
+    room_sort: RoomSort = "hot"
+    window: TopWindow = "day"
+    comment_sort: CommentSort = "best"
+
+
 class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
     items: list[T]
     next: str | None

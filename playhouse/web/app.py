@@ -27,7 +27,18 @@ from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 
 from playhouse.errors import PlayhouseError
-from playhouse.web import api, auth, errors, live, pages, status, why
+from playhouse.web import (
+    api,
+    auth,
+    errors,
+    leaderboard,
+    live,
+    pages,
+    profiles,
+    status,
+    votes,
+    why,
+)
 from playhouse.web.assets import static_dir
 from playhouse.web.context import SESSION_MAX_AGE_S, WebContext
 from playhouse.web.headers import add_security_headers
@@ -138,7 +149,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket, *status.ROUTES,
-            *why.ROUTES,
+            *why.ROUTES, *votes.ROUTES, *profiles.ROUTES, *leaderboard.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
         plugins=[ctx.channels, _Lifespan(lifespan)],
@@ -159,7 +170,7 @@ def create_app(
         # shuts down on the client these close).
         on_shutdown=[_closing(on_close)],
         logging_config=None,  # logging is structlog's, configured once by the CLI
-        state=State({"playhouse": ctx}),
+        state=State({"playhouse": ctx, leaderboard.STATE_KEY: leaderboard.Boards()}),
     )
 
 

@@ -219,6 +219,8 @@ class Limits:
     """Bots one user asks (each bot a post calls takes one)."""
     rooms_per_user: Limiter
     """Rooms one user creates."""
+    votes_per_user: Limiter
+    """Votes (and changes of a vote) one user makes, by socket and form together."""
 
     @classmethod
     def from_settings(cls, web: WebSettings, redis: Redis | None = None, *,
@@ -245,4 +247,5 @@ class Limits:
             bot_calls_per_user=limiter("bot_calls_per_user", web.bot_calls_per_minute),
             rooms_per_user=limiter("rooms_per_user", web.rooms_per_hour / 60.0,
                                    burst=max(1, web.rooms_per_hour)),
+            votes_per_user=limiter("votes_per_user", web.votes_per_minute),
         )

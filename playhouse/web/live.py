@@ -1,4 +1,5 @@
-"""The websocket endpoint ``/ws``: subscribe to a room or a thread, page history, post.
+"""The websocket endpoint ``/ws``: subscribe to a room or a thread, page history, post,
+vote.
 
 Every socket holds at most one subscription (a room, or a thread with its room). The
 channel subscription starts *before* the history is read, and live events that arrive
@@ -60,10 +61,12 @@ from playhouse.web.protocol import (
     Subscribe,
     Subscribed,
     Unsubscribe,
+    VoteMessage,
     client_id_of,
     decode_client,
     encode_frame,
 )
+from playhouse.web.votes import on_socket_vote
 
 if TYPE_CHECKING:
     from litestar.channels import Subscriber
@@ -253,9 +256,10 @@ class Session:
             await self.refuse(InvalidInput("the server could not read that message"),
                               client_id_of(frame))
             return
-        # A refused post is answered with its client id, so the page settles that post
-        # (shows the reason, keeps the text) instead of waiting for an ack that never comes.
-        client_id = msg.client_id if isinstance(msg, PostMessage) else None
+        # A refused post (or vote) is answered with its client id, so the page settles it
+        # (shows the reason, keeps the text) instead of waiting for an answer that never
+        # comes. A vote costs what a post does: its frame.
+        client_id = msg.client_id if isinstance(msg, PostMessage | VoteMessage) else None
         if isinstance(msg, Subscribe):  # it reads storage: it costs more of the budget
             verdict = self.budget.charge(frame_cost("subscribe", len(msg.pending)))
             if verdict != "ok":
@@ -281,6 +285,8 @@ class Session:
             await self.history(msg)
         elif isinstance(msg, Unsubscribe):
             await self.unsubscribe()
+        elif isinstance(msg, VoteMessage):
+            await on_socket_vote(self, msg)
         elif isinstance(msg, Ping):
             await self.send(Pong())
 

@@ -24,8 +24,10 @@ from playhouse.errors import Conflict, Forbidden, NotFound, PlayhouseError
 from playhouse.personas import ROOM_NAME_PATTERN
 from playhouse.storage.models import Comment, Membership, Room
 from playhouse.storage.threads import no_thread
+from playhouse.web import sorting
 from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.forms import read_form
+from playhouse.web.sorting import SortParam, WindowParam
 from playhouse.web.templating import page
 from playhouse.web.why import bots_now
 
@@ -86,12 +88,19 @@ async def home(request: Request[Any, Any, Any]) -> Template:
 
 
 @get("/r/{room:str}", name="room")
-async def room_page(request: Request[Any, Any, Any], room: str, token: Token = None) -> Template:
+async def room_page(request: Request[Any, Any, Any], room: str, token: Token = None,
+                    sort: SortParam = None, t: WindowParam = None) -> Template:
+    """A room's threads in the order asked for (hot, new, top of a period, active): one
+    range query on its listings (``storage.listings``) per page."""
     ctx = context_of(request)
     user = current_user(request)
     found, member = await ctx.readable_room(room, user)
-    threads = await ctx.storage.threads.list(found.name, limit=ctx.settings.web.history_page,
-                                             token=token)
+    order, window = await sorting.room_order(ctx, user, sort, t)
+    threads = await ctx.storage.listings.page(
+        found.name, order, window=window, limit=ctx.settings.web.history_page, token=token)
+    mine = {}
+    if user is not None and threads.items:
+        mine = await ctx.storage.votes.mine_threads(user, [r.thread_id for r in threads.items])
     owner = False
     members: list[Membership] = []
     if member and user is not None:
@@ -103,14 +112,18 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
     shown = views.room_out(found, ctx.cast, member=member)
     return page(request, "room.html", room=shown, threads=threads.items,
                 next_page=threads.next, owner=owner, members=members,
-                bots_now=await bots_now(ctx, shown.bots))
+                bots_now=await bots_now(ctx, shown.bots), sort=order, window=window,
+                mine=mine, loaded_at=time.time(), request_page=token is not None,
+                newest=max((r.thread_id for r in threads.items), default=""))
 
 
 @get("/r/{room:str}/t/{thread_id:str}", name="thread")
-async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str) -> Template:
+async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str,
+                      sort: SortParam = None) -> Template:
     ctx = context_of(request)
+    user = current_user(request)
     try:
-        thread, found = await ctx.readable_thread(thread_id, current_user(request))
+        thread, found = await ctx.readable_thread(thread_id, user)
     except NotFound:
         found = None
     if found is None or found.name.casefold() != room.casefold():
@@ -123,10 +136,16 @@ async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str
         token = listed.next
         if token is None:
             break
+    order = await sorting.comment_order(ctx, user, sort)
+    tallies = await ctx.storage.votes.tallies(thread.thread_id)
+    mine = await ctx.storage.votes.mine(user, thread.thread_id) if user is not None else {}
+    tree = comment_tree(comments)
+    sorting.sort_tree(tree, order, tallies)
     return page(request, "thread.html", room=views.room_out(found, ctx.cast), thread=thread,
-                tree=comment_tree(comments), truncated=token is not None,
+                tree=tree, truncated=token is not None,
                 last_id=max((c.comment_id for c in comments), default=""),
-                pending=[c.comment_id for c in comments if c.status == "placeholder"])
+                pending=[c.comment_id for c in comments if c.status == "placeholder"],
+                sort=order, tallies=tallies, mine=mine)
 
 
 @get("/rooms/new", name="new_room")

@@ -1,5 +1,6 @@
 // playhouse live pages: one websocket, reconnect with back-off, resume from the last id.
-// No build step. User text is only ever set with textContent, never as HTML.
+// No build step. User text is only ever set with textContent; posts and comments are shown
+// as the HTML the server rendered from them (its safe Markdown), never turned into HTML here.
 (function () {
   "use strict";
   const body = document.body;
@@ -8,6 +9,9 @@
   const room = body.dataset.room;
   const threadId = body.dataset.thread || null;
   const me = body.dataset.user || null;
+  const sort = body.dataset.sort || "";
+  const firstPage = body.dataset.firstPage !== "false";
+  const loadedAt = Number(body.dataset.loadedAt || 0);
   const looksData = document.getElementById("looks");  // data, not a script (CSP)
   const looks = looksData ? JSON.parse(looksData.textContent) : {};
   let lastId = body.dataset.lastId || null;
@@ -29,10 +33,11 @@
 
   function authorEl(name, isBot) {
     const wrap = el("span");
-    const a = el("span", "author " + (isBot ? "bot" : "human"));
+    const a = el("a", "author " + (isBot ? "bot" : "human"));
+    a.href = "/u/" + encodeURIComponent(name);
     const look = isBot ? looks[name] : null;
     if (look) {
-      a.style.color = look.colour;
+      a.style.setProperty("--name", look.colour);
       a.appendChild(el("span", "avatar", look.avatar));
       a.appendChild(document.createTextNode(" "));
     }
@@ -51,7 +56,67 @@
     return t;
   }
 
+  // ------------------------------------------------------------------------- votes
+  const scores = new Map(); // item id -> newest version shown
+
+  function voteEl(threadId, itemId, isComment) {
+    const form = el("form", "vote");
+    form.dataset.thread = threadId;
+    form.dataset.item = itemId;
+    if (isComment) form.dataset.comment = itemId;
+    const up = el("button", "up", "▲");
+    up.type = "submit"; up.value = "1"; up.title = "up-vote"; up.setAttribute("aria-label", "up-vote");
+    const score = el("span", "score", "0");
+    score.dataset.scoreFor = itemId;
+    score.dataset.version = "0";
+    const down = el("button", "down", "▼");
+    down.type = "submit"; down.value = "-1"; down.title = "down-vote"; down.setAttribute("aria-label", "down-vote");
+    [up, down].forEach((b) => { b.setAttribute("aria-pressed", "false"); b.disabled = !me; });
+    form.append(up, score, down);
+    return form;
+  }
+
+  function showScore(itemId, score, version) {
+    if ((scores.get(itemId) || 0) >= version) return;
+    scores.set(itemId, version);
+    document.querySelectorAll('[data-score-for="' + itemId + '"]').forEach((node) => {
+      node.textContent = String(score);
+      node.dataset.version = String(version);
+    });
+  }
+
+  function showMine(itemId, value) {
+    document.querySelectorAll('form.vote[data-item="' + itemId + '"]').forEach((form) => {
+      form.classList.toggle("up", value === 1);
+      form.classList.toggle("down", value === -1);
+      const up = form.querySelector("button.up"), down = form.querySelector("button.down");
+      up.value = value === 1 ? "0" : "1";
+      down.value = value === -1 ? "0" : "-1";
+      up.setAttribute("aria-pressed", String(value === 1));
+      down.setAttribute("aria-pressed", String(value === -1));
+    });
+  }
+
+  function vote(form, value) {
+    const clientId = "v" + Date.now().toString(36) + (counter++);
+    const msg = { type: "vote", room: room, thread_id: form.dataset.thread,
+                  comment_id: form.dataset.comment || null, value: value, client_id: clientId };
+    if (!send(msg)) { showBanner("not connected; your vote was not sent"); return; }
+    votes.set(clientId, form.dataset.item);
+  }
+  const votes = new Map(); // client_id -> item id
+
   // ---------------------------------------------------------------- threads (room page)
+  const newestAtLoad = body.dataset.lastId || "";
+  // A thread the page does not show is added on top only where a new thread belongs:
+  // the first page of new (newer than what it showed) or of hot and active (made since
+  // the page was loaded). Top lists by votes: a new thread is not a top one yet.
+  function shouldInsert(t) {
+    if (!firstPage || sort === "top") return false;
+    if (sort === "new") return t.id > newestAtLoad;
+    return Date.parse(t.created_at) / 1000 >= loadedAt - 1;
+  }
+
   function upsertThread(t) {
     if (page !== "room") {
       if (t.id === threadId) { const n = document.getElementById("reply-count"); if (n) n.textContent = t.comment_count; }
@@ -60,8 +125,12 @@
     const list = document.getElementById("threads");
     let row = list.querySelector('li[data-id="' + t.id + '"]');
     if (!row) {
+      if (!shouldInsert(t)) return;
       row = el("li", "thread-row");
       row.dataset.id = t.id;
+      row.appendChild(voteEl(t.id, t.id, false));
+      const rowBody = el("div", "row-body");
+      row.appendChild(rowBody);
       const href = "/r/" + encodeURIComponent(t.room) + "/t/" + t.id;
       if (t.image_url) {
         const link = el("a");
@@ -70,18 +139,19 @@
         img.src = t.image_url;
         img.alt = "";
         link.appendChild(img);
-        row.appendChild(link);
+        rowBody.appendChild(link);
       }
-      const a = el("a", "title", t.title);
+      const a = el("a", "title");
+      if (t.title_html) a.innerHTML = t.title_html; else a.textContent = t.title;  // server-rendered
       a.href = href;
-      row.appendChild(a);
+      rowBody.appendChild(a);
       const meta = el("div", "meta");
       meta.appendChild(authorEl(t.author, t.is_bot));
       meta.appendChild(document.createTextNode(" · "));
       meta.appendChild(el("span", "count", String(t.comment_count)));
       meta.appendChild(document.createTextNode(" replies · "));
       meta.appendChild(timeEl(t.last_activity));
-      row.appendChild(meta);
+      rowBody.appendChild(meta);
       list.insertBefore(row, list.firstChild);
       const empty = document.getElementById("no-threads");
       if (empty) empty.remove();
@@ -96,8 +166,13 @@
     node.className = "comment" + (c.is_bot ? " bot" : "") + (c.status !== "ok" ? " " + c.status : "");
     const details = node.querySelector("details");
     const text = details.querySelector(".text");
-    text.textContent = c.status === "placeholder" ? "thinking…" : c.text;
+    if (c.status === "placeholder") text.textContent = "thinking…";
+    else if (c.html) text.innerHTML = c.html;  // the server's safe rendering of c.text
+    else text.textContent = c.text;
     text.classList.toggle("caption", !!c.image_url);  // a picture's caption quotes a person
+    if (c.status === "ok" && !details.querySelector(":scope > form.vote")) {
+      details.insertBefore(voteEl(c.thread_id, c.id, true), text);
+    }
     let img = details.querySelector(":scope > img.generated");
     if (c.image_url && !img) {
       img = el("img", "generated");
@@ -126,12 +201,12 @@
       summary.appendChild(document.createTextNode(" "));
       summary.appendChild(timeEl(c.created_at));
       details.appendChild(summary);
-      details.appendChild(el("div", "text"));
+      details.appendChild(el("div", "text md"));
       details.appendChild(el("div", "replies"));
       node.appendChild(details);
       const parent = c.parent_id && document.getElementById("c-" + c.parent_id);
       const home = parent ? parent.querySelector(":scope > details > .replies") : document.getElementById("comments");
-      home.appendChild(node);
+      if (sort === "new") home.insertBefore(node, home.firstChild); else home.appendChild(node);
     }
     fillComment(node, c);
     seen.add(c.id);
@@ -174,11 +249,17 @@
         break;
       case "comment": case "thinking": case "comment_replaced": upsertComment(ev.comment); break;
       case "thread": upsertThread(ev.thread); break;
+      case "score": showScore(ev.item_id, ev.score, ev.version); break;
+      case "voted":
+        votes.delete(ev.client_id);
+        showMine(ev.item_id, ev.value);
+        showScore(ev.item_id, ev.score, ev.version);
+        break;
       case "presence": if (ev.room.toLowerCase() === room.toLowerCase()) showPresence(ev); break;
       case "ack": settle(ev.client_id, null, ev.notice); break;
       case "error":
         if (ev.client_id && waiting.has(ev.client_id)) settle(ev.client_id, ev.reason);
-        else showBanner(ev.reason);
+        else { votes.delete(ev.client_id); showBanner(ev.reason); }
         break;
     }
   }
@@ -252,7 +333,11 @@
 
   document.addEventListener("submit", (e) => {
     const form = e.target;
-    if (form.id === "new-thread") {
+    if (form.classList.contains("vote")) {
+      e.preventDefault();
+      const button = e.submitter;
+      if (button && me) vote(form, Number(button.value));
+    } else if (form.id === "new-thread") {
       e.preventDefault();
       submit(form, { title: form.elements.namedItem("title").value, text: form.elements.namedItem("text").value });
     } else if (form.id === "reply-top") {
