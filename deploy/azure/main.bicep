@@ -93,6 +93,8 @@ var tableNames = [
   'jobs'
   'workers'
   'metrics'
+  'inbox'
+  'revisions'
 ]
 var containerNames = [
   'images'

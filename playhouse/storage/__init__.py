@@ -31,9 +31,11 @@ from playhouse.constants import ALL_QUEUES, CONTAINERS, TABLES
 from playhouse.errors import ConfigError, PlayhouseError, StorageUnavailable
 from playhouse.storage.accounts import MemberRepo, RoomRepo, UserRepo
 from playhouse.storage.blobs import BlobStore
+from playhouse.storage.inbox import InboxRepo
 from playhouse.storage.jobs import JobRepo
 from playhouse.storage.ops import MetricsRepo, WorkerRepo
 from playhouse.storage.queues import QueueStore
+from playhouse.storage.revisions import RevisionRepo
 from playhouse.storage.tables import Tables, short, translate
 from playhouse.storage.threads import CommentRepo, ThreadRepo
 
@@ -109,6 +111,8 @@ class Storage:
         self.jobs = JobRepo(self.tables)
         self.workers = WorkerRepo(self.tables)
         self.metrics = MetricsRepo(self.tables)
+        self.inbox = InboxRepo(self.tables)
+        self.revisions = RevisionRepo(self.tables)
 
     @property
     def namespace(self) -> str:

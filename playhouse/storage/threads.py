@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
+from collections.abc import Callable
 
 import msgspec
 import structlog
@@ -115,6 +116,24 @@ class ThreadRepo:
         )
         return [from_entity(e, Thread) for e in entities]
 
+    async def replace(self, thread: Thread) -> Thread:
+        """Overwrite a thread only if unchanged since read (``thread.etag``); else Conflict."""
+        tid = _thread_id(thread.thread_id)
+        etag = await self.t.update(
+            TABLE_THREADS, to_entity(thread, room_key(thread.room), ids.invert(tid)),
+            f"thread {tid}", etag=thread.etag,
+        )
+        return msgspec.structs.replace(thread, etag=etag)
+
+    async def change(self, thread_id: str, change: Callable[[Thread], Thread]) -> Thread:
+        """Read-modify-write the thread (ETag retries; ``change`` must be pure, and may
+        raise to refuse); NotFound when it is not there."""
+        room = await self._room_of(thread_id)
+        thread, etag = await self.t.modify(
+            TABLE_THREADS, room, ids.invert(thread_id), Thread, change, f"thread {thread_id}"
+        )
+        return msgspec.structs.replace(thread, etag=etag)
+
     async def touch(
         self, thread_id: str, *, comments: int = 0, at: float | None = None,
         known: Thread | None = None,
@@ -172,6 +191,19 @@ class CommentRepo:
         etag = await self.t.update(
             TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}", etag=comment.etag
         )
+        return msgspec.structs.replace(comment, etag=etag)
+
+    async def change(self, thread_id: str, comment_id: str,
+                     change: Callable[[Comment], Comment]) -> Comment:
+        """Read-modify-write a comment (ETag retries; ``change`` must be pure, and may
+        raise to refuse); NotFound when it is not there."""
+        tid = _thread_id(thread_id)
+        cid = check_key("comment id", comment_id)
+        try:
+            comment, etag = await self.t.modify(TABLE_COMMENTS, tid, cid, Comment, change,
+                                                f"comment {cid}")
+        except NotFound:
+            raise NotFound(f"no comment {comment_id!r} in thread {thread_id!r}") from None
         return msgspec.structs.replace(comment, etag=etag)
 
     async def get(self, thread_id: str, comment_id: str) -> Comment:
