@@ -2,12 +2,13 @@
 
 Every event is a tagged msgspec struct (its ``type`` names it, as in the websocket
 protocol), encoded once by :meth:`Broadcaster.send` and published on the channel it
-belongs to: comments, placeholders and replacements on their thread's channel; new
-threads, thread activity and presence on their room's channel; a person's own events on
-their user channel. Channel names come from :mod:`playhouse.constants` under the storage
-namespace. A web instance publishes through Litestar Channels (memory, or Redis across
-instances); a scheduler in its own process publishes straight to the same Redis. Sockets
-read events back with :func:`decode_event`, typed, never by looking at bytes.
+belongs to: comments, placeholders, replacements and edits on their thread's channel;
+new threads, thread activity, edits of a post and presence on their room's channel; a
+person's own events (logged out, the inbox, muted and blocked) on their user channel.
+Channel names come from :mod:`playhouse.constants` under the storage namespace. A web
+instance publishes through Litestar Channels (memory, or Redis across instances); a
+scheduler in its own process publishes straight to the same Redis. Sockets read events
+back with :func:`decode_event`, typed, never by looking at bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import msgspec
 import structlog
 
 from playhouse.constants import CHANNEL_ROOM, CHANNEL_THREAD, CHANNEL_USER, channel_name
-from playhouse.views import CommentOut, ThreadOut, comment_out, thread_out
+from playhouse.views import (
+    CommentOut,
+    NotificationOut,
+    ThreadOut,
+    comment_out,
+    thread_out,
+)
 
 if TYPE_CHECKING:
     from litestar.channels.backends.base import ChannelsBackend
@@ -46,6 +53,19 @@ class CommentReplaced(msgspec.Struct, frozen=True, tag="comment_replaced", kw_on
     """A placeholder became the bot's answer (or its visible failure note)."""
 
     comment: CommentOut
+
+
+class CommentChanged(msgspec.Struct, frozen=True, tag="comment_changed", kw_only=True):
+    """A comment was edited, deleted (its tombstone) or shows another of its answers."""
+
+    comment: CommentOut
+
+
+class ThreadChanged(msgspec.Struct, frozen=True, tag="thread_changed", kw_only=True):
+    """A thread's post was edited or deleted (its tombstone); on its room's channel, which
+    the thread's own page hears too."""
+
+    thread: ThreadOut
 
 
 class ThreadEvent(msgspec.Struct, frozen=True, tag="thread", kw_only=True):
@@ -75,7 +95,26 @@ class LoggedOut(msgspec.Struct, frozen=True, tag="logged_out", kw_only=True):
         return self.session is None or self.session == session_id
 
 
-LiveEvent = CommentEvent | Thinking | CommentReplaced | ThreadEvent | Presence | LoggedOut
+class InboxEvent(msgspec.Struct, frozen=True, tag="inbox", kw_only=True):
+    """On a user's channel: their inbox changed. ``unread`` is the new count when known
+    (it is after a read or on connecting); a new notification says ``added`` (1) and
+    comes with ``latest``, and every open page adds it to the count it shows."""
+
+    unread: int | None = None
+    added: int = 0
+    latest: NotificationOut | None = None
+
+
+class PrefsChanged(msgspec.Struct, frozen=True, tag="prefs", kw_only=True):
+    """On a user's channel: the bots they mute and the people they block now (their
+    sockets hide and call accordingly)."""
+
+    muted: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+
+
+LiveEvent = (CommentEvent | Thinking | CommentReplaced | CommentChanged | ThreadEvent
+             | ThreadChanged | Presence | LoggedOut | InboxEvent | PrefsChanged)
 """Everything published on a channel."""
 
 _encoder = msgspec.json.Encoder()
@@ -113,13 +152,13 @@ class Channels:
     def of(self, event: LiveEvent, *, user: str | None = None) -> str:
         """The channel ``event`` goes to (``user`` for a user's own events)."""
         match event:
-            case CommentEvent() | Thinking() | CommentReplaced():
+            case CommentEvent() | Thinking() | CommentReplaced() | CommentChanged():
                 return self.thread(event.comment.thread_id)
-            case ThreadEvent():
+            case ThreadEvent() | ThreadChanged():
                 return self.room(event.thread.room)
             case Presence():
                 return self.room(event.room)
-            case LoggedOut():
+            case LoggedOut() | InboxEvent() | PrefsChanged():
                 if user is None:
                     raise ValueError("a user's event needs the user")
                 return self.user(user)
@@ -155,11 +194,23 @@ class Broadcaster:
     def replaced(self, comment: Comment) -> None:
         self.send(CommentReplaced(comment=comment_out(comment)))
 
+    def changed(self, comment: Comment) -> None:
+        self.send(CommentChanged(comment=comment_out(comment)))
+
     def thread(self, thread: Thread) -> None:
         self.send(ThreadEvent(thread=thread_out(thread)))
 
+    def thread_changed(self, thread: Thread) -> None:
+        self.send(ThreadChanged(thread=thread_out(thread)))
+
     def logged_out(self, user: str, session: str | None = None) -> None:
         self.send(LoggedOut(session=session), user=user)
+
+    def inbox(self, user: str, event: InboxEvent) -> None:
+        self.send(event, user=user)
+
+    def prefs(self, user: str, muted: tuple[str, ...], blocked: tuple[str, ...]) -> None:
+        self.send(PrefsChanged(muted=muted, blocked=blocked), user=user)
 
 
 class BackendPublisher:

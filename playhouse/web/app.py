@@ -27,7 +27,18 @@ from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 
 from playhouse.errors import PlayhouseError
-from playhouse.web import api, auth, errors, live, pages, status
+from playhouse.web import (
+    api,
+    auth,
+    editing,
+    errors,
+    inbox,
+    live,
+    pages,
+    prefs,
+    rerolls,
+    status,
+)
 from playhouse.web.assets import static_dir
 from playhouse.web.context import SESSION_MAX_AGE_S, WebContext
 from playhouse.web.headers import add_security_headers
@@ -138,6 +149,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket, *status.ROUTES,
+            *editing.ROUTES, *rerolls.ROUTES, *inbox.ROUTES, *prefs.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
         plugins=[ctx.channels, _Lifespan(lifespan)],
@@ -152,6 +164,7 @@ def create_app(
         template_config=template_config(),
         openapi_config=OpenAPIConfig(title="playhouse", version="1", path="/schema"),
         exception_handlers=errors.HANDLERS,
+        before_request=inbox.before_page,
         after_exception=[_log_crash],
         before_send=[add_security_headers],
         # Last, after every lifespan (the Channels plugin's included: its Redis backend

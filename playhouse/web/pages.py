@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from math import ceil
 from typing import Annotated, Any
 
+import msgspec
 import structlog
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
@@ -22,10 +23,11 @@ from litestar.response import Redirect, Template
 from playhouse import views
 from playhouse.errors import Conflict, Forbidden, NotFound, PlayhouseError
 from playhouse.personas import ROOM_NAME_PATTERN
-from playhouse.storage.models import Comment, Membership, Room
+from playhouse.storage.models import Comment, Membership, Room, Thread
 from playhouse.storage.threads import no_thread
 from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.forms import read_form
+from playhouse.web.prefs import Viewer, viewer_of
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
@@ -40,19 +42,30 @@ Token = Annotated[str | None, Parameter(query="page", max_length=2000)]
 
 @dataclass
 class Node:
-    """A comment in the rendered tree; ``replies`` nest up to :data:`MAX_NEST`."""
+    """A comment in the rendered tree (as shown: :func:`views.visible_comment`);
+    ``replies`` nest up to :data:`MAX_NEST`."""
 
     comment: Comment
     level: int
     replies: list[Node] = field(default_factory=list)
+    hidden: str = ""
+    """For the viewer: ``muted`` or ``blocked`` (shown as a stub, its replies kept)."""
+    answers_to: str = ""
+    """The person whose comment (or post) it answers (who may ask a bot again)."""
+    alternatives: str = ""
+    """A re-rolled answer's answers as JSON (what the page steps through)."""
 
 
-def comment_tree(comments: list[Comment]) -> list[Node]:
-    """Oldest-first comments as a tree; an orphan (parent gone) becomes top-level."""
+def comment_tree(comments: list[Comment], viewer: Viewer | None = None,
+                 thread: Thread | None = None) -> list[Node]:
+    """Oldest-first comments as a tree, as ``viewer`` sees them; an orphan (parent gone)
+    becomes top-level."""
     roots: list[Node] = []
     nodes: dict[str, Node] = {}
     home: dict[str, list[Node]] = {}
-    for comment in comments:
+    by_id = {c.comment_id: c for c in comments}
+    for stored in comments:
+        comment = views.visible_comment(stored)
         parent = nodes.get(comment.parent_id) if comment.parent_id else None
         if parent is None:
             node, target = Node(comment, 0), roots
@@ -60,6 +73,16 @@ def comment_tree(comments: list[Comment]) -> list[Node]:
             node, target = Node(comment, parent.level + 1), parent.replies
         else:
             node, target = Node(comment, parent.level), home[parent.comment.comment_id]
+        if len(comment.alternatives) > 1:
+            shown = views.comment_out(comment).alternatives
+            node.alternatives = msgspec.json.encode(shown).decode()
+        if viewer is not None:
+            node.hidden = viewer.hides(stored.author, stored.is_bot) if not stored.gone else ""
+        above = by_id.get(stored.parent_id) if stored.parent_id else None
+        if above is not None and not above.is_bot and not above.gone:
+            node.answers_to = above.author
+        elif stored.parent_id is None and thread is not None and not thread.is_bot:
+            node.answers_to = thread.author
         target.append(node)
         nodes[comment.comment_id] = node
         home[comment.comment_id] = target
@@ -91,6 +114,9 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
     found, member = await ctx.readable_room(room, user)
     threads = await ctx.storage.threads.list(found.name, limit=ctx.settings.web.history_page,
                                              token=token)
+    viewer = await viewer_of(request)
+    shown = [views.visible_thread(t) for t in threads.items
+             if t.gone or not viewer.hides(t.author, t.is_bot)]
     owner = False
     members: list[Membership] = []
     if member and user is not None:
@@ -100,7 +126,7 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
             members = sorted(await ctx.storage.members.of_room(found.name),
                              key=lambda m: (m.role != "owner", m.username))
     return page(request, "room.html", room=views.room_out(found, ctx.cast, member=member),
-                threads=threads.items, next_page=threads.next, owner=owner, members=members)
+                threads=shown, next_page=threads.next, owner=owner, members=members)
 
 
 @get("/r/{room:str}/t/{thread_id:str}", name="thread")
@@ -120,8 +146,11 @@ async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str
         token = listed.next
         if token is None:
             break
-    return page(request, "thread.html", room=views.room_out(found, ctx.cast), thread=thread,
-                tree=comment_tree(comments), truncated=token is not None,
+    viewer = await viewer_of(request)
+    return page(request, "thread.html", room=views.room_out(found, ctx.cast),
+                thread=views.visible_thread(thread), stored_thread=thread,
+                tree=comment_tree(comments, viewer, thread), truncated=token is not None,
+                muted=sorted(viewer.muted),
                 last_id=max((c.comment_id for c in comments), default=""),
                 pending=[c.comment_id for c in comments if c.status == "placeholder"])
 

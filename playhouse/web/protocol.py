@@ -8,7 +8,8 @@ whose code comes from :mod:`playhouse.errors`.
 
 Client → server: ``subscribe``, ``history``, ``post``, ``unsubscribe``, ``ping``.
 Server → client: ``hello``, ``subscribed``, ``history``, ``ack``, ``comment``,
-``thinking``, ``comment_replaced``, ``thread``, ``presence``, ``error``, ``pong``.
+``thinking``, ``comment_replaced``, ``comment_changed``, ``thread``, ``thread_changed``,
+``presence``, ``inbox``, ``prefs``, ``error``, ``pong``.
 """
 
 from __future__ import annotations
