@@ -55,13 +55,14 @@ async def notify(ctx: WebContext, *, comment: Comment | None, thread: Thread,
     item_id = comment.comment_id if comment is not None else thread.thread_id
     author = comment.author if comment is not None else thread.author
     is_bot = comment.is_bot if comment is not None else thread.is_bot
-    if (comment is not None and comment.gone) or thread.gone:
+    if comment is not None and comment.gone:
         return 0
     wanted: dict[str, NotificationKind] = {}
     if comment is not None:
         if parent is not None and not parent.is_bot and not parent.gone:
             wanted[parent.author.casefold()] = "reply"
-        elif parent is None and comment.parent_id is None and not thread.is_bot:
+        elif (parent is None and comment.parent_id is None and not thread.is_bot
+              and not thread.gone):
             wanted[thread.author.casefold()] = "reply"
     if not is_bot:
         text = comment.text if comment is not None else f"{thread.title}\n{thread.body}"

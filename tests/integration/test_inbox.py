@@ -19,6 +19,7 @@ from tests.integration.web_support import (
     build,
     ctx_of,
     form_post,
+    json_post,
     serve,
     socket,
     user_client,
@@ -213,3 +214,27 @@ async def test_the_badge_moves_on_another_instance(storage: Storage, redis_url: 
         told = await far.expect("inbox", lambda e: e.added == 1)
         assert told.latest.by == "bob" and told.latest.room == "Sports"
         assert (await alice.get("/inbox", headers=HTML)).text.count("2-1") == 1
+
+
+async def test_a_deleted_thread_tells_its_author_nothing_and_its_comments_still_notify(
+    storage: Storage,
+) -> None:
+    async with site(storage) as (app, base), user_client(base, "alice") as alice, \
+            user_client(base, "bob") as bob, socket(base, alice) as a, socket(base, bob) as b:
+        await a.subscribe("Technology")
+        thread = await a.post("Technology", title="gone soon", text="x")
+        await b.subscribe("Technology", thread_id=thread.thread_id)
+        bobs = await b.post("Technology", client_id="b1", thread_id=thread.thread_id,
+                            text="first")
+        await ctx_of(app).drain()
+        assert await _unread(storage, "alice") == [("reply", "bob")]
+        gone = await json_post(alice, f"/t/{thread.thread_id}/delete")
+        assert gone.status_code == 200
+        await a.subscribe("Technology", thread_id=thread.thread_id)
+        await a.post("Technology", client_id="a1", thread_id=thread.thread_id,
+                     parent_id=bobs.comment_id, text="still talking to you")
+        await b.post("Technology", client_id="b2", thread_id=thread.thread_id,
+                     text="to the post")
+        await ctx_of(app).drain()
+        assert await _unread(storage, "bob") == [("reply", "alice")]
+        assert await _unread(storage, "alice") == [("reply", "bob")]  # not the second
