@@ -104,7 +104,10 @@ class Trial:
     latency_ms: float
     placeholder: str
     status: str
+    sent_at: float = 0.0
     generation_ms: float | None = None
+    stages: dict[str, float] = field(default_factory=dict)
+    """Milliseconds per stage of the path (:data:`STAGES`), from the children's log lines."""
 
     @property
     def overhead_ms(self) -> float | None:
@@ -125,7 +128,46 @@ async def one_post(sock: Socket, thread_id: str, n: int, rng: random.Random,
     placeholder = thinking.comment.id
     at, replaced = await sock.wait("comment_replaced",
                                    lambda e: e.comment.id == placeholder, within=300)
-    return Trial(phase, (at - sent) * 1000, placeholder, replaced.comment.status)
+    return Trial(phase, (at - sent) * 1000, placeholder, replaced.comment.status,
+                 sent_at=time.time() - (time.perf_counter() - sent))
+
+
+STAGES = ("accept", "queued", "generate", "results", "show")
+"""Where a person's wait goes: accept = the frame sent to the request on its queue (web:
+``job.submitted``); queued = on the queue until the worker starts the group (the worker's
+``request.answered`` less its batch's generation time); generate = that batch's generation
+time; results = the result on its queue until the web app applied it (``result.applied``);
+show = applied until the bench saw ``comment_replaced``."""
+
+
+def _at(event: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
+
+
+def attribute(trials: Sequence[Trial], web: Sequence[dict[str, Any]],
+              worker: Sequence[dict[str, Any]]) -> None:
+    """Fill each trial's generation time and :data:`STAGES` from the children's logs."""
+    applied = {e["comment_id"]: e for e in web
+               if e.get("event") == "result.applied" and e.get("comment_id")}
+    submitted = {e["request_id"]: _at(e) for e in web if e.get("event") == "job.submitted"}
+    answered = {e["request_id"]: _at(e) for e in worker
+                if e.get("event") == "request.answered" and e.get("request_id")}
+    for trial in trials:
+        event = applied.get(trial.placeholder)
+        if event is None:
+            continue
+        trial.generation_ms = float(event["elapsed_ms"])
+        request_id = str(event["request_id"])
+        if request_id not in submitted or request_id not in answered:
+            continue
+        done_at = trial.sent_at + trial.latency_ms / 1000
+        marks = [trial.sent_at, submitted[request_id],
+                 answered[request_id] - trial.generation_ms / 1000, answered[request_id],
+                 _at(event), done_at]
+        trial.stages = {name: (b - a) * 1000 for name, a, b in zip(STAGES, marks, marks[1:],
+                                                                    strict=False)}
 
 
 # --------------------------------------------------------------------------- background
@@ -190,6 +232,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "PLAYHOUSE_SCHEDULER_ENABLED": "false",
             "PLAYHOUSE_WEB_POSTS_PER_MINUTE": "1000",  # one person posting on a timer
             "PLAYHOUSE_WEB_BOT_CALLS_PER_MINUTE": "1000",  # every post calls CoopBot
+            "PLAYHOUSE_WEB_PEOPLE_MEET_CAPS": "false",  # ...and CoopBot answers every one
         })
         port = free_port()
         web = spawn("web", ["web", "--no-scheduler", "--port", str(port)], env, work)
@@ -249,10 +292,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                   if e.get("event") == "request.answered") - answered_before
 
         await asyncio.sleep(1)  # the last result.applied lines reach the web log
-        elapsed = {e["comment_id"]: float(e["elapsed_ms"]) for e in web.events()
-                   if e.get("event") == "result.applied" and e.get("comment_id")}
-        for trial in trials:
-            trial.generation_ms = elapsed.get(trial.placeholder)
+        attribute(trials, web.events(), worker.events())
         return {"trials": trials, "load": load, "answered_during": answered_during,
                 "codes": {c.name: c.stop() for c in children}}
     finally:
@@ -281,6 +321,11 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> str:
             f"| {pct(gen, 0.5):.0f} | {pct(over, 0.5):.0f} | {pct(over, 0.95):.0f} |"
         )
     ratio = summary["loaded"]["p50"] / summary["idle"]["p50"]
+    stage_rows = []
+    for phase in ("idle", "loaded"):
+        staged = [t.stages for t in trials if t.phase == phase and t.stages]
+        cells = " | ".join(f"{pct([s[name] for s in staged], 0.5):.0f}" for name in STAGES)
+        stage_rows.append(f"| {phase} | {len(staged)} | {cells} |")
     depths = load.depths or [0]
     lines = [
         "# Latency: a person's post to the bot's reply on screen",
@@ -299,6 +344,15 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> str:
         "| generation p50 ms | overhead p50 ms | overhead p95 ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
+        "",
+        "Where the wait goes (p50 ms per stage; the stages are from the web app's and the "
+        "worker's log lines: accept = the frame to the request on its queue, queued = on the "
+        "queue until its group started, generate, results = the result on its queue until "
+        "applied, show = applied to on screen):",
+        "",
+        "| phase | traced | " + " | ".join(STAGES) + " |",
+        "|---|---:|" + "---:|" * len(STAGES),
+        *stage_rows,
         "",
         f"Loaded: `gen-background` kept >= {load.target} deep with bot-to-bot reply requests "
         f"for every other text persona ({load.submitted} submitted; depth seen "

@@ -20,6 +20,7 @@ from msgspec.structs import replace as replace_struct
 
 from playhouse.asking import answer_id, decode_job_request, thread_id_for
 from playhouse.errors import Conflict, InvalidInput, NotFound
+from playhouse.explain import TRACE_INLINE_MAX, shortened, to_json
 from playhouse.messages import GenerationResult
 from playhouse.storage.models import Alternative, Comment, JobState, Thread
 
@@ -150,7 +151,9 @@ async def _apply_reply(storage: Storage, result: GenerationResult) -> Applied:
         )
     else:
         comment = _answered(current, result)
-    again = current is not None and current.rerolls > 0
+    # Another answer replaces one; the first answer of a call that was declined or
+    # failed is a new one (it counts, and its asker is told).
+    again = current is not None and current.rerolls > 0 and bool(current.alternatives)
     try:
         if current is None:
             comment = await storage.comments.add(comment)
@@ -221,9 +224,14 @@ async def finish_job(storage: Storage, result: GenerationResult, applied: Applie
         result_id = applied.comment.comment_id
     elif applied.thread is not None:
         result_id = applied.thread.thread_id
+    trace = ""
+    if result.trace is not None and result.trace_blob is None:
+        trace = to_json(shortened(result.trace, TRACE_INLINE_MAX))
     try:
         await storage.jobs.finish(result.request_id, state, result_id=result_id,
                                   error=applied.dropped or result.error,
-                                  attempts=result.attempts)
+                                  attempts=result.attempts, trace=trace,
+                                  trace_blob=result.trace_blob,
+                                  finished_at=result.finished_at, applied_at=applied.at)
     except NotFound:
         log.info("job.unrecorded", request_id=result.request_id)

@@ -14,6 +14,12 @@ A bot is asked in three steps, each idempotent:
 3. The answer is applied by :mod:`playhouse.applying`.
 
 :func:`submit` is steps 1 and 2 at once (the scheduler's way).
+
+Every job carries its :class:`~playhouse.explain.CallInfo` ("why this reply?": a mention,
+a reply to the bot, the room's default bot, or the scheduler's score), written with the
+row. A person's call the bot declines (asleep, a cap reached: :mod:`playhouse.availability`)
+is recorded and dispatched like any other, but its dispatch writes a ``declined`` comment
+saying why instead of a placeholder, and ends the job; nothing is queued.
 """
 
 from __future__ import annotations
@@ -23,19 +29,22 @@ import contextlib
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
 import structlog
 
 from playhouse import ids
+from playhouse.availability import notice
 from playhouse.constants import COMMENT_MAX_CHARS, QUEUE_IMAGE, TITLE_MAX_CHARS
 from playhouse.errors import Conflict, NotFound
+from playhouse.explain import CallInfo, CallReason, decode_call, to_json
 from playhouse.messages import (
     ChainComment,
     GenerationRequest,
     PostContext,
-    fit_request,
+    fitted_request,
 )
 from playhouse.storage.models import Comment, Job, Thread
 from playhouse.views import tombstone
@@ -190,7 +199,15 @@ def post_request(
     )
 
 
-def bots_to_call(
+@dataclass(frozen=True)
+class Call:
+    """A persona a post calls, and why (what its job's explanation starts with)."""
+
+    persona: Persona
+    info: CallInfo
+
+
+def calls_for(
     cast: Cast,
     *,
     default_bot: str | None,
@@ -198,48 +215,60 @@ def bots_to_call(
     parent: Comment | None,
     is_top_level_post: bool,
     author: str,
-) -> list[Persona]:
-    """Which personas a person's post or comment calls, most expected first.
+    answered: str = "",
+) -> list[Call]:
+    """Which personas a person's post or comment calls, and why, most expected first.
 
     Replying to a bot's comment calls that bot; a new thread in a room with a default bot
     calls the default bot; a mention ``u/Name`` calls that persona (mentions in the order
     they are written). A persona never answers itself. Any persona may be called by name:
     the room's bots matter only to the scheduler. The caller caps how many are asked
-    (``web.bots_per_post``): the first ones of this list.
+    (``web.bots_per_post``): the first ones of this list. ``answered`` is the id of the
+    post or comment the calls answer.
     """
     from playhouse.personas import mentions
 
-    names: list[str] = []
+    names: list[tuple[str, CallReason]] = []
     if parent is not None and parent.is_bot and parent.persona:
-        names.append(parent.persona)
+        names.append((parent.persona, "reply"))
     if is_top_level_post and default_bot:
-        names.append(default_bot)
+        names.append((default_bot, "default_bot"))
     folded = text.casefold()
-    names += sorted(mentions(text, cast.personas),
-                    key=lambda name: (folded.find("u/" + name.casefold()), name))
+    names += [(name, "mention") for name in sorted(
+        mentions(text, cast.personas),
+        key=lambda name: (folded.find("u/" + name.casefold()), name))]
     seen: set[str] = set()
-    called: list[Persona] = []
-    for name in names:
+    called: list[Call] = []
+    for name, reason in names:
         persona = cast.personas.get(name)
         if persona is None or name in seen or name == author:
             continue
         seen.add(name)
-        called.append(persona)
+        called.append(Call(persona, CallInfo(reason=reason, by=author, answered=answered,
+                                             answered_author=author)))
     return called
 
 
-def new_job(request: GenerationRequest, *, depth: int = 0, now: float | None = None) -> Job:
-    """The ``called`` row of ``request``: everything needed to send it again. A reply's
-    answer gets its comment id here, fresh (time-ordered: a late answer to an old comment
-    still sorts as what it is, the newest comment)."""
+def new_job(request: GenerationRequest, *, depth: int = 0, now: float | None = None,
+            call: CallInfo | None = None) -> Job:
+    """The ``called`` row of ``request``: everything needed to send it again, and why it
+    was asked (``call``). A reply's answer gets its comment id here, fresh (time-ordered:
+    a late answer to an old comment still sorts as what it is, the newest comment)."""
     at = time.time() if now is None else now
     if request.kind != "post" and request.comment_id is None:
         request = msgspec.structs.replace(request, comment_id=ids.new_id(at))
+    fitted, payload = fitted_request(request)
+    explained = ""
+    if call is not None:
+        sent = len(fitted.chain) if request.kind == "reply" else 0
+        above = depth if request.kind == "reply" else 0
+        explained = to_json(msgspec.structs.replace(
+            call, at=call.at or at, ancestors=above, not_sent=max(0, above - sent)))
     return Job(
         request_id=request.request_id, kind=request.kind, persona=request.persona,
         room=request.room, thread_id=request.thread_id, parent_id=request.parent_id,
         queue=request.queue, state="called", attempts=0, created_at=at, updated_at=at,
-        payload=fit_request(request).decode(), depth=depth,
+        payload=payload.decode(), depth=depth, call=explained,
     )
 
 
@@ -250,17 +279,24 @@ def answer_id(request_id: str, comment_id: str | None) -> str:
 
 
 def placeholder_for(job: Job) -> Comment | None:
-    """The "thinking" comment a reply or image job shows until its answer (None: a post)."""
+    """The "thinking" comment a reply or image job shows until its answer (None: a post);
+    for a declined call, the ``declined`` comment saying why."""
     if job.kind == "post" or not job.thread_id:
         return None
     request = decode_job_request(job)
-    return Comment(
+    placeholder = Comment(
         comment_id=answer_id(job.request_id, request.comment_id), thread_id=job.thread_id,
         room=job.room,
         parent_id=job.parent_id, author=job.persona, is_bot=True, persona=job.persona,
         text="", image_blob=None, job_id=job.request_id, created_at=job.created_at,
         depth=job.depth, status="placeholder",
     )
+    call = decode_call(job.call)
+    if call is None or call.declined is None:
+        return placeholder
+    said = notice(job.persona, call.declined, job.created_at)
+    return msgspec.structs.replace(placeholder, status="declined", text=said.text,
+                                   notice=msgspec.json.encode(said).decode())
 
 
 async def record(storage: Storage, jobs: Sequence[Job]) -> list[Job]:
@@ -288,6 +324,8 @@ async def dispatch(storage: Storage, job: Job) -> Comment | None:
     to ``pending``. Returns the placeholder to show (None when there is none to show: a
     post, or an answer that was quicker than its placeholder)."""
     shown = placeholder_for(job)
+    if shown is not None and shown.status == "declined":
+        return await _decline(storage, job, shown)
 
     async def placeholder() -> Comment | None:
         if shown is None:
@@ -301,18 +339,32 @@ async def dispatch(storage: Storage, job: Job) -> Comment | None:
     written, _ = await asyncio.gather(
         placeholder(), storage.queues.send(job.queue, job.payload.encode())
     )
-    with contextlib.suppress(Conflict, NotFound):  # moved on: recovered, or answered
-        await storage.jobs.advance(job, "pending")
     log.info("job.submitted", request_id=job.request_id, persona=job.persona, kind=job.kind,
              queue=job.queue)
+    with contextlib.suppress(Conflict, NotFound):  # moved on: recovered, or answered
+        await storage.jobs.advance(job, "pending")
+    return written
+
+
+async def _decline(storage: Storage, job: Job, shown: Comment) -> Comment | None:
+    """A declined call: its comment says why, and the job ends (nothing is queued)."""
+    try:
+        written: Comment | None = await storage.comments.add(shown)
+    except Conflict:  # a retry, or the recovery came first
+        written = None
+    with contextlib.suppress(Conflict, NotFound):
+        await storage.jobs.advance(job, "failed", error=shown.text,
+                                   result_id=shown.comment_id)
+    log.info("job.declined", request_id=job.request_id, persona=job.persona,
+             reason=shown.text[:120])
     return written
 
 
 async def submit(storage: Storage, request: GenerationRequest, *,
-                 depth: int = 0) -> Comment | None:
+                 depth: int = 0, call: CallInfo | None = None) -> Comment | None:
     """Record and dispatch one request now (what the scheduler does); None when it was
     already asked (the claim is someone else's) or has no placeholder."""
-    todo = await record(storage, [new_job(request, depth=depth)])
+    todo = await record(storage, [new_job(request, depth=depth, call=call)])
     if not todo:
         return None
     return await dispatch(storage, todo[0])

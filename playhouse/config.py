@@ -116,6 +116,12 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
         int, _doc("Times another answer may be asked of one bot comment (a re-roll); each "
                   "also counts as a bot call of the person asking.")
     ] = 5
+    people_meet_caps: Annotated[
+        bool,
+        _doc("A person's call to a bot at its per-thread or hourly room cap is declined, "
+             "saying why and when the cap lifts (false: people's calls are answered whenever "
+             "the bot is awake; the caps then hold the scheduler only)."),
+    ] = True
     rooms_per_hour: Annotated[
         int, _doc("Rooms one user may create per hour (all at once, or spread out).")
     ] = 10
@@ -140,6 +146,16 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
         _doc("Room and thread counters are written this long after what they count, one "
              "write per row for everything counted meanwhile."),
     ] = 1.0
+    waiting_interval_s: Annotated[
+        float,
+        _doc("Seconds between looks at where the bots' pending answers stand (queued, "
+             "generating, retrying, no worker running): their placeholders change live."),
+    ] = 2.0
+    waiting_grace_s: Annotated[
+        float,
+        _doc("A placeholder is looked after once it has waited this long: an answer that "
+             "comes sooner costs no storage request."),
+    ] = 2.0
 
     secret_fields: ClassVar[tuple[str, ...]] = ("secret_key", "redis_url", "metrics_token")
 
@@ -157,6 +173,11 @@ class WorkerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     max_deliveries: Annotated[
         int, _doc("Deliveries of one request at most; then it fails visibly (poison).")
     ] = 3
+    preempt_poll_s: Annotated[
+        float,
+        _doc("While a group of bots' requests generates, look for a person's this often and "
+             "stop the group for it (the group runs again right after; 0: never stop one)."),
+    ] = 0.25
     poll_min_s: Annotated[float, _doc("Shortest wait between empty polls.")] = 0.05
     poll_max_s: Annotated[float, _doc("Longest wait between empty polls.")] = 2.0
     poll_linger_s: Annotated[

@@ -20,6 +20,12 @@ TABLE_INBOX: Final = "inbox"
 first; one notification per comment and recipient)."""
 TABLE_REVISIONS: Final = "revisions"
 """Texts replaced by an edit or a deletion: PK the thread or comment id, RK a fresh id."""
+TABLE_PROGRESS: Final = "progress"
+"""Where a worker says how far it got with a request (generating, retrying): PK and RK
+as the request's job row."""
+TABLE_DECISIONS: Final = "decisions"
+"""The scheduler's recent verdicts per persona (replied, passed, held back): PK the
+persona (lowercase), RK newest first."""
 
 TABLES: Final = (
     TABLE_USERS,
@@ -32,6 +38,8 @@ TABLES: Final = (
     TABLE_METRICS,
     TABLE_INBOX,
     TABLE_REVISIONS,
+    TABLE_PROGRESS,
+    TABLE_DECISIONS,
 )
 
 # Queues
@@ -65,7 +73,12 @@ def poison_queue(queue: str) -> str:
 CONTAINER_IMAGES: Final = "images"
 CONTAINER_LEASES: Final = "leases"
 CONTAINER_PAYLOADS: Final = "payloads"
-CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS)
+CONTAINER_EXPLANATIONS: Final = "explanations"
+"""Generation traces too large for a queue message or a table property ("why this
+reply?"): ``<room>/<request id>.json``, never served as they are (only through the pages
+and the API, under the room's access rule)."""
+CONTAINERS: Final = (CONTAINER_IMAGES, CONTAINER_LEASES, CONTAINER_PAYLOADS,
+                     CONTAINER_EXPLANATIONS)
 
 SCHEDULER_LEASE_BLOB: Final = "scheduler"
 

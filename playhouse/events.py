@@ -2,13 +2,14 @@
 
 Every event is a tagged msgspec struct (its ``type`` names it, as in the websocket
 protocol), encoded once by :meth:`Broadcaster.send` and published on the channel it
-belongs to: comments, placeholders, replacements and edits on their thread's channel;
-new threads, thread activity, edits of a post and presence on their room's channel; a
-person's own events (logged out, the inbox, muted and blocked) on their user channel.
-Channel names come from :mod:`playhouse.constants` under the storage namespace. A web
-instance publishes through Litestar Channels (memory, or Redis across instances); a
-scheduler in its own process publishes straight to the same Redis. Sockets read events
-back with :func:`decode_event`, typed, never by looking at bytes.
+belongs to: comments, placeholders, where a placeholder's answer stands (``waiting``),
+replacements and edits on their thread's channel; new threads, thread activity, edits of
+a post and presence on their room's channel; a person's own events (logged out, the
+inbox, muted and blocked) on their user channel. Channel names come from
+:mod:`playhouse.constants` under the storage namespace. A web instance publishes through
+Litestar Channels (memory, or Redis across instances); a scheduler in its own process
+publishes straight to the same Redis. Sockets read events back with :func:`decode_event`,
+typed, never by looking at bytes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from playhouse.views import (
     CommentOut,
     NotificationOut,
     ThreadOut,
+    WaitState,
     comment_out,
     thread_out,
 )
@@ -66,6 +68,15 @@ class ThreadChanged(msgspec.Struct, frozen=True, tag="thread_changed", kw_only=T
     the thread's own page hears too."""
 
     thread: ThreadOut
+
+
+class WaitUpdate(msgspec.Struct, frozen=True, tag="waiting", kw_only=True):
+    """Where a placeholder's answer stands now (queued, generating, retrying, no worker
+    running ...): the page shows it under the "thinking…"."""
+
+    thread_id: str
+    comment_id: str
+    wait: WaitState
 
 
 class ThreadEvent(msgspec.Struct, frozen=True, tag="thread", kw_only=True):
@@ -113,8 +124,8 @@ class PrefsChanged(msgspec.Struct, frozen=True, tag="prefs", kw_only=True):
     blocked: tuple[str, ...] = ()
 
 
-LiveEvent = (CommentEvent | Thinking | CommentReplaced | CommentChanged | ThreadEvent
-             | ThreadChanged | Presence | LoggedOut | InboxEvent | PrefsChanged)
+LiveEvent = (CommentEvent | Thinking | CommentReplaced | CommentChanged | WaitUpdate
+             | ThreadEvent | ThreadChanged | Presence | LoggedOut | InboxEvent | PrefsChanged)
 """Everything published on a channel."""
 
 _encoder = msgspec.json.Encoder()
@@ -154,6 +165,8 @@ class Channels:
         match event:
             case CommentEvent() | Thinking() | CommentReplaced() | CommentChanged():
                 return self.thread(event.comment.thread_id)
+            case WaitUpdate():
+                return self.thread(event.thread_id)
             case ThreadEvent() | ThreadChanged():
                 return self.room(event.thread.room)
             case Presence():
@@ -175,6 +188,12 @@ class Broadcaster:
     def __init__(self, publish: Publish, namespace: str = "") -> None:
         self._publish = publish
         self.channels = Channels(namespace)
+        self._watchers: list[Callable[[LiveEvent], None]] = []
+
+    def watch(self, watcher: Callable[[LiveEvent], None]) -> None:
+        """Tell ``watcher`` of every event sent here (after it is published): the
+        placeholders' watch learns of the placeholders this process shows."""
+        self._watchers.append(watcher)
 
     def send(self, event: LiveEvent, *, user: str | None = None) -> None:
         """Publish ``event``; a fan-out that fails is logged (pages read storage, so only
@@ -184,11 +203,22 @@ class Broadcaster:
         except Exception as exc:
             log.warning("event.publish_failed", type=type(event).__name__,
                         reason=str(exc)[:200])
+        for watcher in self._watchers:
+            try:
+                watcher(event)
+            except Exception as exc:
+                log.warning("event.watcher_failed", type=type(event).__name__,
+                            reason=str(exc)[:200])
 
     def comment(self, comment: Comment) -> None:
         self.send(CommentEvent(comment=comment_out(comment)))
 
     def thinking(self, placeholder: Comment) -> None:
+        """A bot was asked: its placeholder (or, for a call it declined, the comment that
+        says why, shown as a new comment)."""
+        if placeholder.status == "declined":
+            self.send(CommentEvent(comment=comment_out(placeholder)))
+            return
         self.send(Thinking(comment=comment_out(placeholder)))
 
     def replaced(self, comment: Comment) -> None:
@@ -196,6 +226,9 @@ class Broadcaster:
 
     def changed(self, comment: Comment) -> None:
         self.send(CommentChanged(comment=comment_out(comment)))
+
+    def waiting(self, thread_id: str, comment_id: str, wait: WaitState) -> None:
+        self.send(WaitUpdate(thread_id=thread_id, comment_id=comment_id, wait=wait))
 
     def thread(self, thread: Thread) -> None:
         self.send(ThreadEvent(thread=thread_out(thread)))

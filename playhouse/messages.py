@@ -13,6 +13,7 @@ import msgspec
 
 from playhouse.constants import QUEUE_MESSAGE_MAX_BYTES
 from playhouse.errors import InvalidInput
+from playhouse.explain import Trace
 
 RequestKind = Literal["post", "reply", "image"]
 
@@ -78,30 +79,37 @@ class GenerationResult(msgspec.Struct, kw_only=True, frozen=True):
     finished_at: float = 0.0
     comment_id: str | None = None
     """The request's ``comment_id``, handed back."""
+    trace: Trace | None = None
+    """What the worker did ("why this reply?"); None when it is in ``trace_blob``."""
+    trace_blob: str | None = None
+    """The trace's blob (in the explanations container) when it was too large to carry."""
     v: int = 1
 
     @classmethod
     def success(cls, request: GenerationRequest, *, title: str = "", text: str = "",
                 image_blob: str | None = None, attempts: int = 1, model: str = "",
-                elapsed_ms: float = 0.0) -> GenerationResult:
+                elapsed_ms: float = 0.0, trace: Trace | None = None,
+                trace_blob: str | None = None) -> GenerationResult:
         """What a worker answers when ``request`` was generated."""
         return cls(
             request_id=request.request_id, kind=request.kind, persona=request.persona,
             room=request.room, ok=True, thread_id=request.thread_id,
             parent_id=request.parent_id, title=title, text=text, image_blob=image_blob,
             attempts=attempts, model=model, elapsed_ms=elapsed_ms, finished_at=time.time(),
-            comment_id=request.comment_id,
+            comment_id=request.comment_id, trace=trace, trace_blob=trace_blob,
         )
 
     @classmethod
     def failure(cls, request: GenerationRequest, error: str, *, attempts: int = 1,
-                model: str = "") -> GenerationResult:
+                model: str = "", trace: Trace | None = None,
+                trace_blob: str | None = None) -> GenerationResult:
         """A visible failure for ``request``: its placeholder becomes "… could not answer"."""
         return cls(
             request_id=request.request_id, kind=request.kind, persona=request.persona,
             room=request.room, ok=False, thread_id=request.thread_id,
             parent_id=request.parent_id, error=error, attempts=attempts, model=model,
-            finished_at=time.time(), comment_id=request.comment_id,
+            finished_at=time.time(), comment_id=request.comment_id, trace=trace,
+            trace_blob=trace_blob,
         )
 
 
@@ -136,6 +144,12 @@ def fit_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES
     dropping them here first loses nothing the model would have seen. If the post
     header alone is too large its body is shortened.
     """
+    return fitted_request(request, limit)[1]
+
+
+def fitted_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES
+                   ) -> tuple[GenerationRequest, bytes]:
+    """:func:`fit_request`, and the request as it was fitted (its chain maybe shorter)."""
     data = encode(request)
     chain = list(request.chain)
     while len(data) > limit and chain:
@@ -146,7 +160,7 @@ def fit_request(request: GenerationRequest, limit: int = QUEUE_MESSAGE_MAX_BYTES
         data = _fit_body(request, request.post, limit)
     if len(data) > limit:
         raise InvalidInput(f"generation request is {len(data)} bytes, over the {limit} limit")
-    return data
+    return request, data
 
 
 def _fit_body(request: GenerationRequest, post: PostContext, limit: int) -> bytes:

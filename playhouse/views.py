@@ -51,6 +51,57 @@ class AlternativeOut(msgspec.Struct, frozen=True, kw_only=True):
     image_url: str | None = None
 
 
+class WaitState(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a bot's answer stands while people wait for it (or why it will not come).
+
+    ``state`` is one of ``queued``, ``generating``, ``retrying``, ``no_worker``,
+    ``model_unavailable``, ``answered`` (on its way to the page) — the bot still answers —
+    or, ``final``, ``asleep``, ``thread_cap``, ``hour_cap``: it will not. ``text`` says it
+    in a sentence (times in UTC); pages rewrite the times in the viewer's own.
+    """
+
+    state: str
+    text: str
+    final: bool = False
+    position: int | None = None
+    """Requests ahead of it in its queue (about)."""
+    estimate_s: float | None = None
+    """Seconds until it is likely answered, from the workers' recent figures."""
+    attempt: int | None = None
+    max_attempts: int | None = None
+    reason: str = ""
+    """Why the last sample was rejected (retrying), or why the model does not load."""
+    active_hours: tuple[int, int] | None = None
+    """The bot's active hours, UTC (asleep)."""
+    wakes_at: str | None = None
+    """ISO 8601: when an asleep bot wakes."""
+    next_at: str | None = None
+    """ISO 8601: when a cap lets the bot answer again."""
+    since: str | None = None
+    """ISO 8601: since when it has been in this state."""
+
+
+class PersonaNow(msgspec.Struct, frozen=True, kw_only=True):
+    """A bot right now: awake or asleep, when it posts next, what its caps leave."""
+
+    name: str
+    awake: bool
+    active_hours: tuple[int, int]
+    """UTC, ``[start, end)``."""
+    wakes_at: str | None
+    """ISO 8601, when asleep."""
+    sleeps_at: str | None
+    """ISO 8601, when awake (None: awake all day)."""
+    posts_per_day: float
+    next_post_at: str | None
+    """ISO 8601: when its next thread is expected, on average (None: it never posts)."""
+    replies_last_hour: int
+    per_hour_cap: int
+    replies_left: int
+    """Replies its hourly cap still allows."""
+    at: str
+
+
 class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
     """A comment as pages, the API and the websocket show it."""
 
@@ -81,6 +132,8 @@ class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
     hidden: str = ""
     """For one viewer: ``muted`` (a bot they muted) or ``blocked`` (someone they blocked);
     its text, picture and answers are then left out."""
+    notice: WaitState | None = None
+    """Why a bot declined to answer (``status`` ``declined``)."""
 
 
 class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -147,6 +200,19 @@ def image_url(blob: str | None) -> str | None:
     return None if not blob else IMAGE_PREFIX + blob
 
 
+_wait_decoder = msgspec.json.Decoder(WaitState)
+
+
+def decode_notice(text: str) -> WaitState | None:
+    """A comment's stored notice; None when it has none (or it does not decode)."""
+    if not text:
+        return None
+    try:
+        return _wait_decoder.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 def visible_comment(c: Comment) -> Comment:
     """The stored comment as anyone sees it: a gone one is its tombstone (the marker as
     text and author, no picture, no answers); the tree below it stays."""
@@ -154,8 +220,9 @@ def visible_comment(c: Comment) -> Comment:
         return c
     mark = tombstone(c.gone)
     return msgspec.structs.replace(c, text=mark, author=mark, is_bot=False, persona=None,
-                                   image_blob=None, alternatives=(), shown=0,
-                                   status="ok" if c.status == "placeholder" else c.status)
+                                   image_blob=None, alternatives=(), shown=0, notice="",
+                                   status=("ok" if c.status in ("placeholder", "declined")
+                                           else c.status))
 
 
 def visible_thread(t: Thread) -> Thread:
@@ -193,6 +260,7 @@ def comment_out(c: Comment, *, hidden: str = "") -> CommentOut:
         alternatives=(tuple(_alternative_out(a) for a in c.alternatives)
                       if len(c.alternatives) > 1 else ()),
         shown=c.shown if len(c.alternatives) > 1 else 0, rerolls=c.rerolls,
+        notice=decode_notice(c.notice),
     )
     return hide(out, hidden) if hidden else out
 
@@ -200,7 +268,7 @@ def comment_out(c: Comment, *, hidden: str = "") -> CommentOut:
 def hide(out: CommentOut, why: str) -> CommentOut:
     """``out`` for a viewer who does not see its author's words (``why``)."""
     return msgspec.structs.replace(out, text="", image_url=None, alternatives=(), shown=0,
-                                   hidden=why)
+                                   notice=None, hidden=why)
 
 
 def thread_out(t: Thread) -> ThreadOut:

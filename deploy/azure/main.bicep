@@ -95,11 +95,14 @@ var tableNames = [
   'metrics'
   'inbox'
   'revisions'
+  'progress'
+  'decisions'
 ]
 var containerNames = [
   'images'
   'leases'
   'payloads'
+  'explanations'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {

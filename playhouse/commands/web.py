@@ -4,8 +4,8 @@ instance holding its lease, the bots' scheduler.
 :func:`assemble` is where a web instance is composed (the entrypoint and the tests use
 it): the fan-out (memory, or Redis), the broadcaster, the counters, the rate limits, the
 context, and the parts that run beside the requests — the results consumer, the chores
-(presence refresh, call recovery, status sampling) and, when asked, the scheduler — all
-handed to :func:`playhouse.web.app.create_app`.
+(presence refresh, call recovery, status sampling, the placeholders' watch) and, when
+asked, the scheduler — all handed to :func:`playhouse.web.app.create_app`.
 """
 
 from __future__ import annotations
@@ -110,6 +110,7 @@ def assemble(settings: Settings, storage: Storage, cast: Cast, *, secret: bytes,
     from playhouse.web.presence import REFRESH_S, PresenceRefresh
     from playhouse.web.sessions import SessionGuard
     from playhouse.web.status import Sampler
+    from playhouse.web.waiting import Waiting
 
     web = settings.web
     backend, redis = channels_backend(web.redis_url)
@@ -128,6 +129,11 @@ def assemble(settings: Settings, storage: Storage, cast: Cast, *, secret: bytes,
     presence = PresenceRefresh(ctx.presence, ctx.instance, broadcast.send)
     periodic.add(Chore("presence", REFRESH_S, presence.refresh))
     periodic.add(Chore("socket_slots", LEASE_S / 3, ctx.slots.renew))
+    waiting = Waiting(storage, cast, broadcast, grace_s=web.waiting_grace_s,
+                      interval_s=web.waiting_interval_s)
+    ctx.waiting = waiting
+    broadcast.watch(waiting.observe)
+    periodic.add(Chore("waiting", max(0.1, web.waiting_interval_s), waiting.look))
     if web.sample_interval_s > 0:
         sampler = Sampler(ctx, web.sample_interval_s, web.sample_watch_s)
         ctx.watch_status = sampler.watched

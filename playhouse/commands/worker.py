@@ -64,6 +64,7 @@ async def serve_worker(settings: Settings, ws: WorkerSettings, kind: str, *,
             burst=burst,
             reporter=Heartbeat(storage.workers, storage.metrics, kind=kind,
                                interval_s=ws.heartbeat_s),
+            progress=storage.progress,
         )
         try:
             return await worker.async_run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
+from playhouse.grammar import FittedPrompt
 from playhouse.messages import GenerationRequest
 
 
@@ -23,6 +24,8 @@ class Item:
     prompt: str
     attempts: int = 0
     errors: tuple[str, ...] = ()
+    fit: FittedPrompt | None = None
+    """How the prompt was fitted to its token budget (what it left out)."""
 
 
 @dataclass(frozen=True)

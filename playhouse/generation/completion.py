@@ -8,6 +8,7 @@ batch each round) up to ``max_attempts``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -16,7 +17,9 @@ import structlog
 
 from playhouse import grammar
 from playhouse.errors import InvalidCompletion, InvalidInput
+from playhouse.explain import OUTPUT_MAX_CHARS, Attempt, Trace
 from playhouse.generation.batch import Batch, Item
+from playhouse.generation.progress import Retry, report_retry
 from playhouse.generation.text import SamplingParams
 from playhouse.messages import GenerationRequest
 
@@ -62,13 +65,27 @@ class Outcome:
     """The image an image persona made (the worker stores it as a blob)."""
     tokens: int = 0
     """Tokens of the accepted completion (throughput figures)."""
+    trace: Trace | None = None
+    """What was done to answer it (the worker adds who and when)."""
 
 
 def build_prompt(request: GenerationRequest, persona: Persona, model: Generates) -> str:
     """The prompt for ``request`` in the persona's grammar; InvalidInput when it cannot fit."""
+    return fit_prompt(request, persona, model).prompt
+
+
+def prompt_budget(persona: Persona, model: Generates) -> int:
+    """Tokens a reply prompt may take: the persona's limit, and room for the answer."""
+    return min(persona.generation.max_prompt_tokens,
+               model.context_size - persona.generation.max_new_tokens)
+
+
+def fit_prompt(request: GenerationRequest, persona: Persona,
+               model: Generates) -> grammar.FittedPrompt:
+    """The prompt for ``request`` and what fitting it to the budget left out."""
     tags = persona.variant
     if request.kind == "post":
-        return tags.post_prompt(request.room)
+        return grammar.FittedPrompt(tags.post_prompt(request.room))
     if request.kind != "reply" or request.post is None:
         raise InvalidInput(f"a {request.kind!r} request cannot be generated as text")
     post = grammar.Post(
@@ -79,13 +96,16 @@ def build_prompt(request: GenerationRequest, persona: Persona, model: Generates)
         author=request.post.author,
     )
     chain = [grammar.ChainEntry(author=c.author, text=c.text) for c in request.chain]
-    budget = min(
-        persona.generation.max_prompt_tokens,
-        model.context_size - persona.generation.max_new_tokens,
-    )
-    return tags.reply_prompt(
-        post, chain, persona.name, count_tokens=model.count_tokens, max_tokens=budget
-    )
+    return tags.fit_reply_prompt(post, chain, persona.name, count_tokens=model.count_tokens,
+                                 max_tokens=prompt_budget(persona, model))
+
+
+def describe_model(model: object) -> tuple[str, str]:
+    """(engine, device) of a loaded model, as far as it says (``engine_name``,
+    ``device``); a model that does not say is named by its class."""
+    engine = getattr(model, "engine_name", None) or type(model).__name__
+    device = getattr(model, "device", None) or ""
+    return str(engine), str(device)
 
 
 def parse_output(request: GenerationRequest, completion: str, persona: Persona) -> tuple[str, str]:
@@ -110,10 +130,13 @@ def complete(
     abort: threading.Event | None = None,
 ) -> list[Outcome]:
     """Generate ``batch`` and re-sample invalid outputs; one Outcome per item, in order.
-    Raises :class:`~playhouse.errors.Interrupted` once ``abort`` is set."""
+    Raises :class:`~playhouse.errors.Interrupted` once ``abort`` is set. Before each
+    re-sampling round the requests sampled again are reported
+    (:mod:`playhouse.generation.progress`)."""
     params = SamplingParams.from_persona(persona)
     stop = persona.variant.stop_strings
     done: dict[str, Outcome] = {}
+    tried: dict[str, list[Attempt]] = {item.key: [] for item in batch.items}
     pending = batch
     max_attempts = max(1, persona.generation.max_attempts)
     for attempt in range(max_attempts):
@@ -123,14 +146,20 @@ def complete(
         )
         errors: list[str | None] = []
         for item, output in zip(pending.items, outputs, strict=True):
+            kept = output[:OUTPUT_MAX_CHARS]
             try:
                 title, text = parse_output(item.request, output, persona)
             except InvalidCompletion as exc:
                 errors.append(exc.reason)
+                tried[item.key].append(Attempt(number=attempt + 1, seed=round_seed,
+                                               output=kept, reason=exc.reason,
+                                               detail=exc.detail[:300]))
                 log.debug("completion.invalid", request_id=item.request.request_id,
                           reason=exc.reason, attempt=attempt + 1)
                 continue
             errors.append(None)
+            tried[item.key].append(Attempt(number=attempt + 1, seed=round_seed, output=kept,
+                                           accepted=True))
             done[item.key] = Outcome(
                 item.key, item.request, True, title=title, text=text, attempts=attempt + 1,
                 tokens=model.count_tokens(output),
@@ -138,6 +167,9 @@ def complete(
         pending = pending.tried(errors).filter(i.key for i in pending.items if i.key not in done)
         if not pending:
             break
+        if attempt + 1 < max_attempts:
+            report_retry([Retry(i.key, attempt + 2, max_attempts, i.errors[-1] if i.errors
+                                else "invalid") for i in pending.items])
     for item in pending.items:
         reasons = ",".join(item.errors) or "invalid"
         done[item.key] = Outcome(
@@ -147,7 +179,22 @@ def complete(
             error=f"invalid output after {item.attempts} attempts ({reasons})",
             attempts=item.attempts,
         )
-    return [done[item.key] for item in batch.items]
+    engine, device = describe_model(model)
+    budget = prompt_budget(persona, model)
+    sampling = tuple(dataclasses.asdict(params).items())
+    out: list[Outcome] = []
+    for item in batch.items:
+        fit = item.fit or grammar.FittedPrompt(item.prompt)
+        trace = Trace(
+            prompt=item.prompt, prompt_tokens=model.count_tokens(item.prompt),
+            budget_tokens=budget if item.request.kind == "reply" else 0,
+            chain=len(item.request.chain), dropped=fit.dropped, cut_at=fit.cut_at,
+            body_cut=fit.body_chars, params=sampling, seed=seed,
+            attempts=tuple(tried[item.key]), engine=engine, device=device,
+            batch=len(batch), error=done[item.key].error,
+        )
+        out.append(dataclasses.replace(done[item.key], trace=trace))
+    return out
 
 
 def make_items(
@@ -158,7 +205,10 @@ def make_items(
     failed: list[Outcome] = []
     for key, request in entries:
         try:
-            items.append(Item(key, request, build_prompt(request, persona, model)))
+            fit = fit_prompt(request, persona, model)
         except InvalidInput as exc:
-            failed.append(Outcome(key, request, False, error=str(exc), attempts=1))
+            failed.append(Outcome(key, request, False, error=str(exc), attempts=1,
+                                  trace=Trace(chain=len(request.chain), error=str(exc))))
+            continue
+        items.append(Item(key, request, fit.prompt, fit=fit))
     return items, failed

@@ -241,6 +241,11 @@ class Ct2Model:
     def quantization(self) -> str:
         return self.converted.quantization
 
+    @property
+    def engine_name(self) -> str:
+        """What generates ("why this reply?" names it)."""
+        return f"ctranslate2 {self.quantization}"
+
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 

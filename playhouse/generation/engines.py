@@ -6,10 +6,12 @@ Outcomes. It is synchronous and does no I/O; the worker runs it in an executor.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import msgspec
 import structlog
 
 from playhouse.constants import (
@@ -19,6 +21,7 @@ from playhouse.constants import (
     TITLE_MAX_CHARS,
 )
 from playhouse.errors import ModelUnavailable
+from playhouse.explain import Attempt, Trace
 from playhouse.generation.backends import EngineChoice, check_engine, load_text_model
 from playhouse.generation.batch import Batch
 from playhouse.generation.cache import ModelCache
@@ -57,7 +60,8 @@ class Engine(Protocol):
 
 
 def _fail_all(entries: Sequence[Entry], reason: str) -> list[Outcome]:
-    return [Outcome(key, req, False, error=reason, attempts=1) for key, req in entries]
+    return [Outcome(key, req, False, error=reason, attempts=1,
+                    trace=Trace(chain=len(req.chain), error=reason)) for key, req in entries]
 
 
 class TextEngine:
@@ -153,11 +157,15 @@ class ImageEngine:
         except ModelUnavailable as exc:
             return _fail_all(entries, f"model unavailable: {exc}")
         prompts = [_image_prompt(req) for _, req in entries]
-        outputs = model.generate(
-            prompts, DiffusionParams.from_persona(persona), seed=seed, abort=abort
-        )
+        params = DiffusionParams.from_persona(persona)
+        outputs = model.generate(prompts, params, seed=seed, abort=abort)
+        sampling = tuple(dataclasses.asdict(params).items())
         outcomes: list[Outcome] = []
         for (key, req), prompt, out in zip(entries, prompts, outputs, strict=True):
+            verdict = Attempt(number=1, seed=seed, accepted=out.png is not None,
+                              reason="" if out.png is not None else "safety_checker")
+            trace = Trace(prompt=prompt, params=sampling, seed=seed, attempts=(verdict,),
+                          engine="diffusers", device=model.device, batch=len(entries))
             if out.png is None:
                 outcomes.append(
                     Outcome(key, req, False, error="image withheld by the safety checker",
@@ -170,6 +178,9 @@ class ImageEngine:
             else:  # the prompt is someone's words: the caption says whose
                 outcomes.append(Outcome(key, req, True, text=req.caption or prompt,
                                         png=out.png, attempts=1))
+            if outcomes[-1].error:
+                trace = msgspec.structs.replace(trace, error=outcomes[-1].error)
+            outcomes[-1] = dataclasses.replace(outcomes[-1], trace=trace)
         return outcomes
 
     def model_state(self, persona: Persona) -> tuple[str, str]:

@@ -13,7 +13,7 @@ order):
   more calls are not free either.
 
 :func:`plan_calls` answers both with one cost model (:class:`CallCosts`, in units of one
-prompt token's prefill) and returns the :class:`Call` list; rows not worth sharing a prefix
+prompt token's prefill) and returns the :class:`BatchCall` list; rows not worth sharing a prefix
 are grouped by length.
 """
 
@@ -68,7 +68,7 @@ class CallCosts:
 
 
 @dataclass(frozen=True)
-class Call:
+class BatchCall:
     """One generation call: ``rows`` (indices into the prompts) continue after ``prefix``."""
 
     prefix: tuple[int, ...]
@@ -148,7 +148,7 @@ def clusters(prompts: Sequence[Sequence[int]], min_prefix: int) -> list[tuple[in
 
 def plan_calls(
     prompts: Sequence[Sequence[int]], *, steps: float, costs: CallCosts, share: bool = True
-) -> list[Call]:
+) -> list[BatchCall]:
     """The calls that generate ``prompts`` at the least :func:`call_cost` found.
 
     ``steps`` is how many decode steps a call is expected to run. With ``share``, each run
@@ -160,15 +160,15 @@ def plan_calls(
     """
     if not prompts:
         return []
-    calls: list[Call] = []
+    calls: list[BatchCall] = []
     loose: set[int] = set(range(len(prompts)))
     for p, rows in clusters(prompts, costs.min_prefix) if share else []:
         groups, shared_cost = length_calls([len(prompts[r]) - p for r in rows], steps, costs)
         alone = sum(len(prompts[r]) + steps * costs.row_step for r in rows)
         if p + shared_cost < alone:
             prefix = tuple(prompts[rows[0]][:p])
-            calls += [Call(prefix, tuple(sorted(rows[k] for k in g))) for g in groups]
+            calls += [BatchCall(prefix, tuple(sorted(rows[k] for k in g))) for g in groups]
             loose -= set(rows)
     rest = sorted(loose)
     groups, _ = length_calls([len(prompts[i]) for i in rest], steps, costs)
-    return calls + [Call((), tuple(sorted(rest[k] for k in g))) for g in groups]
+    return calls + [BatchCall((), tuple(sorted(rest[k] for k in g))) for g in groups]

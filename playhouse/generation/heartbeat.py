@@ -109,6 +109,8 @@ class Heartbeat:
                 failed=counters.failed if counters else 0,
                 last_answer_at=counters.last_answer_at if counters else 0.0,
                 last_error=counters.last_error[:300] if counters else "",
+                samples=counters.samples if counters else 0,
+                rejections=tuple(sorted(counters.rejections.items())) if counters else (),
             ))
         elapsed_tokens = stats.tokens - self._last[2]
         elapsed_s = stats.generated_s - self._last[3]

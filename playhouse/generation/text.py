@@ -168,6 +168,11 @@ class TextModel:
         return self.launch_free
 
     @property
+    def engine_name(self) -> str:
+        """What generates ("why this reply?" names it)."""
+        return "transformers, continuous batching" if self.continuous else "transformers"
+
+    @property
     def context_size(self) -> int:
         config = self.model.config
         n: int = getattr(config, "n_positions", None) or getattr(

@@ -60,6 +60,7 @@ from playhouse.grammar.tags import (
 from playhouse.grammar.values import (
     GPT2_CONTEXT,
     ChainEntry,
+    FittedPrompt,
     ParsedPost,
     ParsedThread,
     Post,
@@ -86,6 +87,7 @@ __all__ = [
     "TITLE_END",
     "TITLE_START",
     "ChainEntry",
+    "FittedPrompt",
     "Grammar",
     "Layout",
     "ParsedPost",

@@ -89,6 +89,19 @@ class ChainEntry:
 
 
 @dataclass(frozen=True)
+class FittedPrompt:
+    """A reply prompt cut to its token budget, and what the cut left out."""
+
+    prompt: str
+    dropped: int = 0
+    """The oldest comments of the chain left out to fit."""
+    cut_at: int = 0
+    """Where in ``prompt`` they were (the end of the post's header); 0 when none were."""
+    body_chars: int | None = None
+    """The post's body was cut to this many characters (None: whole)."""
+
+
+@dataclass(frozen=True)
 class ParsedThread:
     """A parsed training line: the post and the chain of comments, oldest first.
 

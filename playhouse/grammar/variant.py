@@ -47,6 +47,7 @@ from playhouse.grammar.tags import (
 from playhouse.grammar.values import (
     GPT2_CONTEXT,
     ChainEntry,
+    FittedPrompt,
     ParsedPost,
     ParsedThread,
     Post,
@@ -239,26 +240,42 @@ class Grammar:
 
         ``chain`` holds the ancestors of the comment to write, oldest first. With a budget
         (``count_tokens`` and ``max_tokens`` together) the oldest ancestors are dropped
-        until the prompt fits; the header and the bot's open tag are always kept. If those
-        two alone do not fit, the post body is cut short; if even an empty body does not
-        fit, :class:`InvalidInput` ``"prompt over budget"`` is raised.
+        until the prompt fits (:meth:`fit_reply_prompt` says how many).
+        """
+        if count_tokens is None and max_tokens is None:
+            blocks = self._blocks(post, chain, closed=True, name_last=True)
+            return self.post_header(post) + "".join(blocks) + self.bot_tag(bot, post, chain)
+        if count_tokens is None or max_tokens is None:
+            raise ValueError("count_tokens and max_tokens go together")
+        return self.fit_reply_prompt(post, chain, bot, count_tokens=count_tokens,
+                                     max_tokens=max_tokens).prompt
+
+    def fit_reply_prompt(
+        self,
+        post: Post,
+        chain: Sequence[ChainEntry],
+        bot: str,
+        *,
+        count_tokens: Callable[[str], int],
+        max_tokens: int,
+    ) -> FittedPrompt:
+        """The reply prompt cut to ``max_tokens``, and what was left out to fit.
+
+        The oldest ancestors are dropped until the prompt fits; the header and the bot's
+        open tag are always kept. If those two alone do not fit, the post body is cut
+        short; if even an empty body does not fit, :class:`InvalidInput` ``"prompt over
+        budget"`` is raised.
         """
         blocks = self._blocks(post, chain, closed=True, name_last=True)
         tag = self.bot_tag(bot, post, chain)
         header = self.post_header(post)
         full = header + "".join(blocks) + tag
-        if count_tokens is None and max_tokens is None:
-            return full
-        if count_tokens is None or max_tokens is None:
-            raise ValueError("count_tokens and max_tokens go together")
-        budget = max_tokens
-        counter = count_tokens
 
         def fits(prompt: str) -> bool:
-            return counter(prompt) <= budget
+            return count_tokens(prompt) <= max_tokens
 
         if fits(full):
-            return full
+            return FittedPrompt(full)
         if fits(header + tag):
             # Smallest number of oldest blocks to drop: dropping `hi` fits, dropping `lo` not.
             lo, hi = 0, len(blocks)
@@ -268,7 +285,8 @@ class Grammar:
                     hi = mid
                 else:
                     lo = mid
-            return header + "".join(blocks[hi:]) + tag
+            return FittedPrompt(header + "".join(blocks[hi:]) + tag, dropped=hi,
+                                cut_at=len(header))
 
         def with_body(length: int) -> str:
             return self.post_header(post, body_chars=length) + tag
@@ -283,7 +301,9 @@ class Grammar:
                 lo = mid
             else:
                 hi = mid
-        return with_body(lo)
+        prompt = with_body(lo)
+        return FittedPrompt(prompt, dropped=len(blocks),
+                            cut_at=len(prompt) - len(tag) if blocks else 0, body_chars=lo)
 
     # --- reading what a model wrote ----------------------------------------------------
 

@@ -10,6 +10,10 @@ and the results consumer turns the placeholder into "… could not answer" and s
 live, exactly as for a failure a worker reports. Re-queueing can duplicate a
 generation that was only slow; applying results is idempotent on the request id, so the
 playhouse shows one answer.
+
+Once an hour it also prunes the workers' progress rows and the scheduler's recorded
+decisions older than :data:`TRAIL_KEEP_S` (they serve the waiting placeholders and the status
+page only).
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ log = structlog.get_logger()
 
 LOOKBACK_S = 7 * 86400.0
 """Pending jobs older than this are not looked at (they were failed long ago or are junk)."""
+TRAIL_KEEP_S = 86400.0
+"""Progress rows and recorded decisions are kept this long."""
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(slots=True)
@@ -57,11 +64,16 @@ class Housekeeper:
         self.pending_deadline_s = pending_deadline_s
         self.max_queued = max_queued
         self.poison_age_s = poison_age_s
+        self._pruned_at = 0.0
 
     async def run(self, now: float) -> HousekeepingReport:
         report = HousekeepingReport()
         await self.stuck_jobs(now, report)
         await self.summarise_poison(now, report)
+        if now - self._pruned_at >= PRUNE_EVERY_S:
+            self._pruned_at = now
+            await self.storage.progress.prune(now - TRAIL_KEEP_S)
+            await self.storage.decisions.prune(now - TRAIL_KEEP_S)
         return report
 
     async def stuck_jobs(self, now: float, report: HousekeepingReport) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from playhouse.availability import HOUR_S
 from playhouse.personas import Cast, Persona, mentions
 from playhouse.scheduling.scoring import ReplyFeatures, reply_probability
 from playhouse.storage.models import Comment, Thread
@@ -37,7 +38,6 @@ from playhouse.storage.models import Comment, Thread
 Clock = Callable[[], float]
 """Seconds since the epoch; ``time.time`` in production, a fake one in tests."""
 
-HOUR_S: Final = 3600.0
 DAY_S: Final = 86400.0
 
 ReplyOutcome = Literal["reply", "pass", "blocked"]
@@ -422,6 +422,20 @@ class Policy:
         ):
             return "per_room_hour_cap"
         return ""
+
+    def recheck(self, persona: Persona, view: ThreadView, decision: ReplyDecision,
+                now: float, ledger: Ledger) -> ReplyDecision:
+        """``decision`` (a reply) checked against the caps again, just before it is asked
+        for: the replies asked since it was reached (to the same item, by other bots) may
+        have filled one."""
+        if decision.outcome != "reply":
+            return decision
+        reason = self.blocked(persona, view, decision.item, now, ledger)
+        if not reason:
+            return decision
+        return self._decided((decision.item.key, persona.name), ReplyDecision(
+            decision.persona, decision.item, "blocked", decision.probability, decision.draw,
+            decision.parts, reason))
 
     def _decided(self, key: tuple[str, str], decision: ReplyDecision) -> ReplyDecision:
         verdict = f"{decision.outcome}:{decision.reason}"

@@ -14,7 +14,12 @@ coalesced, one run at a time, so a slow round never piles up):
 * ``housekeeping`` (every ``housekeeping_interval_s``): stuck jobs and poison queues.
 
 Every decision is logged with the parts of its score (``reply.scheduled``,
-``reply.passed``, ``reply.blocked``, ``post.scheduled``, ``round.skipped`` ...).
+``reply.passed``, ``reply.blocked``, ``post.scheduled``, ``round.skipped`` ...), and the
+ones logged are kept in the ``decisions`` table for the status page. A reply's job carries
+its :class:`~playhouse.explain.CallInfo`: the score term by term, the draw, and the caps
+that held other bots back from the same comment in that round ("why this reply?"). A
+comment's bots are all considered before any of them is asked (the draws come in the
+same order), and each reply is checked against the caps again just before it is asked.
 
 :meth:`Scheduler.start` must run inside the event loop (APScheduler needs the running
 loop): it takes part in the leadership and adds its chores to the ``periodic`` it was
@@ -38,6 +43,7 @@ from azure.core.exceptions import AzureError
 from playhouse import asking
 from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_RESULTS, SEED_CREATOR
 from playhouse.errors import PlayhouseError
+from playhouse.explain import CallInfo, HeldBack
 from playhouse.periodic import Chore, Periodic
 from playhouse.scheduling.housekeeping import Housekeeper, HousekeepingReport
 from playhouse.scheduling.leader import Leadership
@@ -51,6 +57,7 @@ from playhouse.scheduling.policy import (
     hour_of,
 )
 from playhouse.scheduling.snapshot import Snapshot, SnapshotReader
+from playhouse.storage.models import Verdict
 
 if TYPE_CHECKING:
     from playhouse.config import SchedulerSettings
@@ -72,6 +79,8 @@ class RoundReport:
     posts: list[GenerationRequest] = field(default_factory=list)
     replies: list[GenerationRequest] = field(default_factory=list)
     decisions: int = 0
+    verdicts: list[Verdict] = field(default_factory=list)
+    """The decisions logged this round (kept for the status page)."""
 
 
 class Scheduler:
@@ -243,10 +252,29 @@ class Scheduler:
             return report
         finally:
             self.policy.forget(now - 2 * self.policy.reply_window_s(self.cast.personas.values()))
+            await self._keep(report.verdicts)
         log.info("round.done", posts=len(report.posts), replies=len(report.replies),
                  decisions=report.decisions, threads=len(snapshot.views), depth=depth,
                  hour_utc=hour_of(now))
         return report
+
+    async def _keep(self, verdicts: list[Verdict]) -> None:
+        """Store the round's logged decisions (a failure costs only the status page)."""
+        if not verdicts:
+            return
+        try:
+            await self.storage.decisions.add(verdicts)
+        except (PlayhouseError, AzureError) as exc:
+            log.warning("decisions.unstored", count=len(verdicts), reason=str(exc)[:200])
+
+    @staticmethod
+    def _verdict(decision: ReplyDecision, now: float) -> Verdict:
+        item = decision.item
+        return Verdict(persona=decision.persona, at=now, outcome=decision.outcome,
+                       reason=decision.reason, room=item.room, thread_id=item.thread_id,
+                       target=item.key, target_author=item.author,
+                       probability=round(decision.probability, 4),
+                       draw=round(decision.draw, 4))
 
     async def _image_worker(self) -> bool:
         """Whether an image worker is alive (by its heartbeat, in wall-clock time): with
@@ -285,8 +313,14 @@ class Scheduler:
             else:
                 request = asking.post_request(persona=persona, room=decision.room,
                                               queue=QUEUE_BACKGROUND)
+            call = CallInfo(reason="scheduler", at=now,
+                            probability=round(decision.probability, 6),
+                            draw=round(decision.draw, 6),
+                            terms=(("posts_in_day", float(decision.posts_in_day)),
+                                   ("cap", float(decision.cap))),
+                            budget=budget - len(report.posts))
             try:
-                await asking.submit(self.storage, request)
+                await asking.submit(self.storage, request, call=call)
             except PlayhouseError as exc:
                 log.warning("post.failed", persona=name, reason=str(exc)[:200])
                 continue
@@ -326,25 +360,41 @@ class Scheduler:
             awake = [p for p in room.personas if p.is_active(hour)
                      and (images or p.kind != "image")]
             for item in list(view.items.values()):
+                considered: list[tuple[Persona, ReplyDecision]] = []
                 for persona in awake:
                     decision = self.policy.consider(persona, view, item, now, ledger)
-                    if decision is None:
-                        continue
-                    report.decisions += 1
+                    if decision is not None:
+                        report.decisions += 1
+                        considered.append((persona, decision))
+                for persona, decision in considered:
+                    decision = self.policy.recheck(persona, view, decision, now, ledger)
                     if decision.outcome != "reply":
                         if decision.log:
                             event = "reply.passed" if decision.outcome == "pass" else (
                                 "reply.blocked")
                             log.info(event, **decision.fields())
+                            report.verdicts.append(self._verdict(decision, now))
                         continue
                     if len(report.replies) >= budget:
                         log.info("round.budget_spent", replies=len(report.replies),
                                  budget=budget)
                         return
-                    await self._reply(persona, view, decision, ledger, now, report)
+                    held = tuple(HeldBack(persona=d.persona, reason=d.reason, target=item.key)
+                                 for _, d in considered
+                                 if d.outcome == "blocked" and d.persona != persona.name)
+                    call = CallInfo(
+                        reason="scheduler", answered=item.key, answered_author=item.author,
+                        at=now, probability=round(decision.probability, 6),
+                        draw=round(decision.draw, 6),
+                        terms=tuple((k, round(v, 6) + 0.0)  # + 0.0: no "-0.00"
+                                    for k, v in decision.parts.items()),
+                        held_back=held, budget=budget - len(report.replies),
+                    )
+                    await self._reply(persona, view, decision, ledger, now, report, call)
 
     async def _reply(self, persona: Persona, view: ThreadView, decision: ReplyDecision,
-                     ledger: Ledger, now: float, report: RoundReport) -> None:
+                     ledger: Ledger, now: float, report: RoundReport,
+                     call: CallInfo | None = None) -> None:
         item = decision.item
         request_id = asking.request_id_for(item.key, persona.name)
         self.policy.settle(item.key, persona.name, now)
@@ -361,7 +411,7 @@ class Scheduler:
                                            chain=view.chain(item), parent_id=parent_id,
                                            queue=QUEUE_BACKGROUND, request_id=request_id)
         depth = 0 if item.is_post else item.depth + 1
-        job = asking.new_job(request, depth=depth)
+        job = asking.new_job(request, depth=depth, call=call)
         try:
             todo = await asking.record(self.storage, [job])
             if not todo:
@@ -384,6 +434,7 @@ class Scheduler:
             if self.on_placeholder is not None:
                 self.on_placeholder(shown)
         report.replies.append(request)
+        report.verdicts.append(self._verdict(decision, now))
         log.info("reply.scheduled", request_id=request_id, queue=request.queue,
                  **decision.fields())
 

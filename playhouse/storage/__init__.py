@@ -31,9 +31,11 @@ from playhouse.constants import ALL_QUEUES, CONTAINERS, TABLES
 from playhouse.errors import ConfigError, PlayhouseError, StorageUnavailable
 from playhouse.storage.accounts import MemberRepo, RoomRepo, UserRepo
 from playhouse.storage.blobs import BlobStore
+from playhouse.storage.decisions import DecisionRepo
 from playhouse.storage.inbox import InboxRepo
 from playhouse.storage.jobs import JobRepo
 from playhouse.storage.ops import MetricsRepo, WorkerRepo
+from playhouse.storage.progress import ProgressRepo
 from playhouse.storage.queues import QueueStore
 from playhouse.storage.revisions import RevisionRepo
 from playhouse.storage.tables import Tables, short, translate
@@ -113,6 +115,8 @@ class Storage:
         self.metrics = MetricsRepo(self.tables)
         self.inbox = InboxRepo(self.tables)
         self.revisions = RevisionRepo(self.tables)
+        self.progress = ProgressRepo(self.tables)
+        self.decisions = DecisionRepo(self.tables)
 
     @property
     def namespace(self) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 import structlog
@@ -149,11 +149,12 @@ class RoomRepo:
 
     async def touch(
         self, name: str, *, threads: int = 0, comments: int = 0, at: float | None = None,
-        known: Room | None = None,
+        known: Room | None = None, answers: Sequence[tuple[str, float]] = (),
     ) -> Room:
         """Count new threads/comments and move ``last_activity`` forward (never back);
-        ``known`` is the row as the caller last saw it (with its ETag): tried first,
-        without a read."""
+        ``answers`` are the bots' answers counted, (persona, when), kept for an hour in
+        ``bot_recent``; ``known`` is the row as the caller last saw it (with its ETag):
+        tried first, without a read."""
         when = time.time() if at is None else at
         key = room_key(name)
 
@@ -163,6 +164,8 @@ class RoomRepo:
                 thread_count=room.thread_count + threads,
                 comment_count=room.comment_count + comments,
                 last_activity=max(room.last_activity, when),
+                bot_recent=_recent(room.bot_recent, answers, time.time())
+                if answers or room.bot_recent else room.bot_recent,
             )
 
         if known is not None and known.etag:
@@ -243,3 +246,17 @@ class MemberRepo:
             parameters={"pk": f"u.{u}"}, limit=limit,
         )
         return [from_entity(e, Membership) for e in entities]
+
+
+RECENT_KEEP = 200
+"""Bot answers a room's row keeps (the hourly caps are far below it)."""
+RECENT_S = 3600.0
+
+
+def _recent(recent: tuple[tuple[str, float], ...], answers: Sequence[tuple[str, float]],
+            now: float) -> tuple[tuple[str, float], ...]:
+    """``recent`` with ``answers`` added: the last hour only, oldest first, at most
+    :data:`RECENT_KEEP`."""
+    kept = sorted(((n, t) for n, t in (*recent, *answers) if t >= now - RECENT_S),
+                  key=lambda pair: pair[1])
+    return tuple(kept[-RECENT_KEEP:])

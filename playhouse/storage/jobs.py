@@ -24,7 +24,7 @@ from playhouse import ids
 from playhouse.constants import TABLE_JOBS
 from playhouse.errors import Conflict, InvalidInput, NotFound
 from playhouse.storage.models import Job, JobState
-from playhouse.storage.tables import Tables, from_entity, to_entity
+from playhouse.storage.tables import Tables, from_entity, text_properties, to_entity
 
 log = structlog.get_logger()
 
@@ -69,10 +69,13 @@ class JobRepo:
         return msgspec.structs.replace(moved, etag=etag)
 
     async def finish(self, request_id: str, state: JobState, *, result_id: str | None,
-                     error: str = "", attempts: int | None = None) -> None:
+                     error: str = "", attempts: int | None = None, trace: str = "",
+                     trace_blob: str | None = None, finished_at: float = 0.0,
+                     applied_at: float = 0.0) -> None:
         """Record a job's end (one merge, no read): called once its result is applied,
         which the result's own write made exactly-once; NotFound when it was never
-        recorded."""
+        recorded. The worker's trace (or the name of its blob) and the times it was
+        answered and shown go with it."""
         pk = job_partition(request_id)
         entity: dict[str, object] = {
             "PartitionKey": pk, "RowKey": request_id, "state": state,
@@ -82,8 +85,21 @@ class JobRepo:
             entity["result_id"] = result_id
         if attempts is not None:
             entity["attempts"] = attempts
+        if trace:
+            entity.update(text_properties("trace", trace))
+        if trace_blob is not None:
+            entity["trace_blob"] = trace_blob
+        if finished_at:
+            entity["finished_at"] = float(finished_at)
+        if applied_at:
+            entity["applied_at"] = float(applied_at)
         await self.t.update(TABLE_JOBS, entity, f"job {request_id}", etag=None,
                             mode=UpdateMode.MERGE)
+
+    async def some(self, request_ids: list[str]) -> list[Job]:
+        """The jobs of ``request_ids`` that exist (one query per partition)."""
+        keys = [(job_partition(r), r) for r in request_ids]
+        return [from_entity(e, Job) for e in await self.t.rows(TABLE_JOBS, keys, "jobs")]
 
     async def get(self, request_id: str) -> Job:
         pk = job_partition(request_id)
@@ -155,6 +171,17 @@ class JobRepo:
         entities = await self.t.query(TABLE_JOBS, flt, "pending jobs", parameters=params,
                                       limit=limit)
         return [from_entity(e, Job) for e in entities]
+
+    async def of_persona(self, persona: str, *, since: float, limit: int = 50) -> list[Job]:
+        """``persona``'s jobs recorded at or after ``since``, oldest first (a scan of the
+        partitions since then: for the status page, not for a request's path)."""
+        flt = "PartitionKey ge @lo and persona eq @persona"
+        params: dict[str, object] = {"lo": f"{int(since * 1_000_000):016x}"[:BUCKET_CHARS],
+                                     "persona": persona}
+        entities = await self.t.query(TABLE_JOBS, flt, f"jobs of {persona}",
+                                      parameters=params, limit=1000)
+        jobs = sorted((from_entity(e, Job) for e in entities), key=lambda j: j.created_at)
+        return jobs[-limit:]
 
     async def called_before(self, cutoff: float, *, since: float, limit: int = 100) -> list[Job]:
         """Jobs still ``called`` (never queued) that were recorded before ``cutoff`` and

@@ -17,8 +17,11 @@ Role = Literal["owner", "member"]
 JobState = Literal["called", "pending", "done", "failed"]
 """``called``: recorded before a person's post is acknowledged, not queued yet (the call
 recovery queues it if its web instance died); ``pending``: queued; then ``done``/``failed``."""
-CommentStatus = Literal["ok", "failed", "placeholder"]
+CommentStatus = Literal["ok", "failed", "placeholder", "declined"]
+"""``declined``: a bot that was called and will not answer (asleep, a cap reached); its
+``notice`` says why."""
 NotificationKind = Literal["reply", "mention"]
+ProgressState = Literal["generating", "retrying", "answered"]
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +55,9 @@ class Room(msgspec.Struct, frozen=True, kw_only=True):
     last_activity: float
     thread_count: int = 0
     comment_count: int = 0
+    bot_recent: tuple[tuple[str, float], ...] = ()
+    """(persona, when) of the bots' answers here in the last hour, oldest first: the
+    hourly cap a person's call meets (moved with the counters)."""
     etag: str | None = None
     """Row version as read (the activity counters update it conditionally)."""
 
@@ -82,6 +88,9 @@ class Thread(msgspec.Struct, frozen=True, kw_only=True):
     gone: str = ""
     """``""``, ``"deleted"`` (by its author) or ``"removed"`` (by a moderator): a tombstone
     (:func:`playhouse.views.visible_thread`); its text is no longer in this row."""
+    bot_replies: tuple[tuple[str, int], ...] = ()
+    """Answers per bot in this thread: the per-thread cap a person's call meets (moved
+    with the counters)."""
     etag: str | None = None
     """Row version as read (the activity counters update it conditionally)."""
 
@@ -129,6 +138,8 @@ class Comment(msgspec.Struct, frozen=True, kw_only=True):
     rerolls: int = 0
     """Times another answer was asked for (each a request of its own; see
     :func:`playhouse.asking.request_id_for`)."""
+    notice: str = ""
+    """A declined call's reason, as :class:`~playhouse.views.WaitState` JSON."""
     etag: str | None = None
     """Row version as read; :meth:`CommentRepo.replace` makes it a precondition."""
 
@@ -188,7 +199,49 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     """The request JSON, kept so that a stuck job can be re-queued as it was."""
     depth: int = 0
     """Depth of the comment the answer will be (its placeholder's indentation)."""
+    call: str = ""
+    """Who or what called the bot, as :class:`~playhouse.explain.CallInfo` JSON (written
+    with the row)."""
+    trace: str = ""
+    """What the worker did, as :class:`~playhouse.explain.Trace` JSON (written with the
+    job's end), unless it is kept in ``trace_blob``."""
+    trace_blob: str | None = None
+    """The trace's blob in the explanations container, when it was too large for a row."""
+    finished_at: float = 0.0
+    """When the worker sent its answer."""
+    applied_at: float = 0.0
+    """When the answer was shown."""
     etag: str | None = None
+
+
+class JobProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """How far a worker got with one request (the ``progress`` table; the job's keys)."""
+
+    request_id: str
+    state: ProgressState
+    at: float
+    attempt: int = 1
+    max_attempts: int = 1
+    reason: str = ""
+    """Why the last sample was rejected (``retrying``)."""
+    worker: str = ""
+    received_at: float = 0.0
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """One scheduling decision of one persona (the ``decisions`` table), for the status
+    page: replied, passed (the draw was over the chance) or held back by a cap."""
+
+    persona: str
+    at: float
+    outcome: Literal["reply", "pass", "blocked"]
+    reason: str = ""
+    room: str = ""
+    thread_id: str = ""
+    target: str = ""
+    target_author: str = ""
+    probability: float = 0.0
+    draw: float = 0.0
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):

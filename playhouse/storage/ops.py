@@ -45,6 +45,10 @@ class PersonaState(msgspec.Struct, frozen=True, kw_only=True):
     failed: int = 0
     last_answer_at: float = 0.0
     last_error: str = ""
+    samples: int = 0
+    """Samples drawn for it (every attempt), since the worker started."""
+    rejections: tuple[tuple[str, int], ...] = ()
+    """Of those, the rejected ones by reason (``no_end_tag``, ``near_copy`` ...)."""
 
 
 class WorkerBeat(msgspec.Struct, frozen=True, kw_only=True):

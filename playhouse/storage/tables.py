@@ -54,6 +54,8 @@ every character is outside the BMP, under Azure's 64 KiB property limit."""
 PART_SEP = "__"
 KEY_MAX_CHARS = 512
 _FORBIDDEN_KEY_CHARS = frozenset("/\\#?")
+ROWS_PER_QUERY = 14
+"""Row keys per query of :meth:`Tables.rows` (with the partition key: 15 comparisons)."""
 ETAG_RETRIES = 40
 """Read-modify-write attempts before a contended row gives up with Conflict."""
 
@@ -126,15 +128,23 @@ def to_entity(obj: msgspec.Struct, partition: str, row: str, **extra: Any) -> En
         if isinstance(value, tuple | list):
             value = msgspec.json.encode(value).decode()
         if isinstance(value, str):
-            check_text(name, value)
-            if len(value) > PART_CHARS:
-                parts = [value[i : i + PART_CHARS] for i in range(0, len(value), PART_CHARS)]
-                entity[name] = parts[0]
-                for n, part in enumerate(parts[1:], start=1):
-                    entity[f"{name}{PART_SEP}{n}"] = part
-                continue
+            entity.update(text_properties(name, value))
+            continue
         entity[name] = value
     return entity
+
+
+def text_properties(name: str, value: str) -> Entity:
+    """``value`` as the properties that store it: ``name``, and ``name__1`` … when it is
+    longer than one property allows (checked, see :func:`check_text`)."""
+    check_text(name, value)
+    if len(value) <= PART_CHARS:
+        return {name: value}
+    parts = [value[i : i + PART_CHARS] for i in range(0, len(value), PART_CHARS)]
+    out: Entity = {name: parts[0]}
+    for n, part in enumerate(parts[1:], start=1):
+        out[f"{name}{PART_SEP}{n}"] = part
+    return out
 
 
 def from_entity(entity: Mapping[str, Any], cls: type[S]) -> S:
@@ -391,6 +401,27 @@ class Tables:
                 if limit is not None and len(out) >= limit:
                     break
         return out
+
+    async def rows(self, table: str, keys: Iterable[tuple[str, str]], what: str
+                   ) -> list[Entity]:
+        """The rows of ``keys`` (partition, row) that exist: one query per partition and
+        per :data:`ROWS_PER_QUERY` keys (a filter allows 15 comparisons)."""
+        by_partition: dict[str, list[str]] = {}
+        for pk, rk in dict.fromkeys(keys):
+            by_partition.setdefault(pk, []).append(rk)
+        found: list[Entity] = []
+        for pk, wanted in by_partition.items():
+            for start in range(0, len(wanted), ROWS_PER_QUERY):
+                chunk = wanted[start:start + ROWS_PER_QUERY]
+                names = [f"r{i}" for i in range(len(chunk))]
+                # Spaces around the parentheses: the SDK finds @names between spaces.
+                flt = ("PartitionKey eq @pk and ( "
+                       + " or ".join(f"RowKey eq @{n}" for n in names) + " )")
+                found.extend(await self.query(
+                    table, flt, what,
+                    parameters={"pk": pk, **dict(zip(names, chunk, strict=True))},
+                ))
+        return found
 
     async def page(
         self,

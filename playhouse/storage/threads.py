@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import msgspec
 import structlog
@@ -136,17 +136,22 @@ class ThreadRepo:
 
     async def touch(
         self, thread_id: str, *, comments: int = 0, at: float | None = None,
-        known: Thread | None = None,
+        known: Thread | None = None, answers: Sequence[str] = (),
     ) -> Thread:
-        """Count new comments and move ``last_activity`` forward; ``known`` is the row as
-        the caller last saw it (with its ETag): tried first, without a read."""
+        """Count new comments and move ``last_activity`` forward; ``answers`` names the
+        bot of each answer counted (``bot_replies``); ``known`` is the row as the caller
+        last saw it (with its ETag): tried first, without a read."""
         when = time.time() if at is None else at
 
         def change(thread: Thread) -> Thread:
+            replies = dict(thread.bot_replies)
+            for name in answers:
+                replies[name] = replies.get(name, 0) + 1
             return msgspec.structs.replace(
                 thread,
                 comment_count=thread.comment_count + comments,
                 last_activity=max(thread.last_activity, when),
+                bot_replies=tuple(sorted(replies.items())) if answers else thread.bot_replies,
             )
 
         if known is not None and known.etag:

@@ -38,6 +38,7 @@ from playhouse.web import (
     prefs,
     rerolls,
     status,
+    why,
 )
 from playhouse.web.assets import static_dir
 from playhouse.web.context import SESSION_MAX_AGE_S, WebContext
@@ -149,7 +150,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket, *status.ROUTES,
-            *editing.ROUTES, *rerolls.ROUTES, *inbox.ROUTES, *prefs.ROUTES,
+            *editing.ROUTES, *rerolls.ROUTES, *inbox.ROUTES, *prefs.ROUTES, *why.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
         plugins=[ctx.channels, _Lifespan(lifespan)],

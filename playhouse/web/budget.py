@@ -46,7 +46,7 @@ once, faster than this, is closed)."""
 LEASE_S = 60.0
 """How long a socket's slot counts without being renewed (an instance that died)."""
 
-Verdict = Literal["ok", "refused", "close"]
+Charge = Literal["ok", "refused", "close"]
 
 
 def frame_cost(kind: str, pending: int = 0) -> float:
@@ -80,7 +80,7 @@ class SocketBudget:
         return cls(per_s=web.ws_messages_per_s, burst=web.ws_message_burst,
                    patience=web.ws_patience)
 
-    def charge(self, cost: float = 1.0) -> Verdict:
+    def charge(self, cost: float = 1.0) -> Charge:
         """Take ``cost``: ``ok`` (handle the frame), ``refused`` (drop it, say too_fast) or
         ``close`` (it kept sending past its budget)."""
         if not self._tokens.hit("", cost):

@@ -32,16 +32,13 @@ from playhouse.applying import Applied, apply_answer, finish_job
 from playhouse.constants import QUEUE_RESULTS, QUEUE_RESULTS_INTERACTIVE, RESULT_QUEUES
 from playhouse.errors import PlayhouseError, StorageUnavailable
 from playhouse.messages import GenerationResult, decode_result
+from playhouse.priority import PEOPLE_FIRST_S
 from playhouse.queueloop import Delivery, Polling, QueueLoop, RetryPolicy
 from playhouse.storage.models import Comment
 from playhouse.web.context import WebContext
 from playhouse.web.inbox import notify_answer
 
 log = structlog.get_logger()
-
-PEOPLE_FIRST_S = 1.0
-"""Longest a page of bots' results waits for a person's awaited answer to be applied."""
-
 
 class Expectations:
     """Answers this instance awaits, per result queue: request id → when it was asked."""
@@ -119,7 +116,8 @@ class ResultsConsumer:
 
     async def _handle(self, loop: QueueLoop[GenerationResult],
                       deliveries: list[Delivery[GenerationResult]]) -> None:
-        if deliveries[0].queue != QUEUE_RESULTS_INTERACTIVE:
+        people = deliveries[0].queue == QUEUE_RESULTS_INTERACTIVE
+        if not people:
             await self._people_first()
         lanes: dict[str, list[Delivery[GenerationResult]]] = {}
         for delivery in deliveries:
@@ -128,9 +126,15 @@ class ResultsConsumer:
 
         async def lane(batch: list[Delivery[GenerationResult]]) -> None:
             for delivery in batch:
+                if not people:
+                    await self.ctx.people.turn()
                 await self.handle(loop, delivery)
 
-        await asyncio.gather(*(lane(batch) for batch in lanes.values()))
+        if people:
+            with self.ctx.people.working():
+                await asyncio.gather(*(lane(batch) for batch in lanes.values()))
+        else:
+            await asyncio.gather(*(lane(batch) for batch in lanes.values()))
 
     async def handle(self, loop: QueueLoop[GenerationResult],
                      delivery: Delivery[GenerationResult]) -> None:
@@ -169,7 +173,7 @@ class ResultsConsumer:
             self.ctx.broadcast.replaced(applied.comment)
             if applied.counts:
                 self.ctx.counters.count(room=result.room, thread=applied.comment.thread_id,
-                                        comments=1, at=applied.at)
+                                        comments=1, at=applied.at, bot=result.persona)
                 # The person it answers is told (an answer asked again told them before).
                 self.ctx.spawn(self._notify(applied.comment), "notify")
         elif applied.thread is not None:
@@ -182,7 +186,8 @@ class ResultsConsumer:
 
     async def _people_first(self) -> None:
         """Before a page of bots' results: let a person's awaited answer be applied first
-        (the two loops share one process), waiting at most :data:`PEOPLE_FIRST_S`."""
+        (the two loops share one process), waiting at most
+        :data:`~playhouse.priority.PEOPLE_FIRST_S`."""
         people = QUEUE_RESULTS_INTERACTIVE
         if self.expectations.oldest(people) is None:
             return

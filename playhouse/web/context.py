@@ -1,6 +1,6 @@
 """What every web handler works with: storage, the cast, settings, limits and channels.
 
-One :class:`WebContext` is built by the web entrypoint (:mod:`playhouse.web.compose`) and
+One :class:`WebContext` is built by the web entrypoint (:mod:`playhouse.commands.web`) and
 reaches handlers through the app's state (:func:`context_of`). The access rule for rooms
 lives here too, because pages, the REST API and the websocket must apply the same one.
 """
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from playhouse.errors import Forbidden
+from playhouse.priority import PeopleFirst
 from playhouse.storage.models import Room, Thread
 from playhouse.storage.threads import no_thread
 from playhouse.web.metrics import WebMetrics
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from playhouse.web.counters import Counters
     from playhouse.web.limits import Limits
     from playhouse.web.sessions import SessionGuard
+    from playhouse.web.waiting import Waiting
 
 log = structlog.get_logger()
 
@@ -70,12 +72,17 @@ class WebContext:
     """Open sockets per address and per user (capped)."""
     presence: PresenceBook = field(default_factory=PresenceBook)
     metrics: WebMetrics = field(default_factory=WebMetrics)
+    people: PeopleFirst = field(default_factory=PeopleFirst)
+    """The person's work in progress, which the bots' work yields to
+    (:mod:`playhouse.priority`)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     expecting: Callable[[str, bool], None] = lambda request_id, interactive: None
     """Told of every request this instance asks a bot for (request id, asked by a person):
     the results consumer then polls quickly until its answer comes."""
     watch_status: Callable[[], Awaitable[None]] = _nothing
     """Told when someone looks at the status page or ``/metrics``: the sampler samples."""
+    waiting: Waiting | None = None
+    """Where the bots' pending answers stand (:mod:`playhouse.web.waiting`)."""
     announcer: PresenceAnnouncer = field(init=False)
     """Publishes this instance's viewers of a room when they change (coalesced)."""
 

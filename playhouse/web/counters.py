@@ -43,6 +43,8 @@ class _Tally:
     threads: int = 0
     comments: int = 0
     at: float = 0.0
+    answers: list[tuple[str, float]] = field(default_factory=list)
+    """(bot, when) of each bot answer counted: the caps people's calls meet."""
 
 
 @dataclass
@@ -74,17 +76,22 @@ class Counters:
         return self._known_threads.get(thread_id)
 
     def count(self, *, room: str, thread: str | None = None, threads: int = 0,
-              comments: int = 0, at: float | None = None) -> None:
-        """Count a new thread or comment in ``room`` (and ``thread``); written soon."""
+              comments: int = 0, at: float | None = None, bot: str | None = None) -> None:
+        """Count a new thread or comment in ``room`` (and ``thread``); written soon.
+        ``bot`` names the bot whose answer it is (counted towards its caps)."""
         when = time.time() if at is None else at
         tally = self._rooms.setdefault(room_key(room), _Tally(room))
         tally.threads += threads
         tally.comments += comments
         tally.at = max(tally.at, when)
+        if bot is not None:
+            tally.answers.append((bot, when))
         if thread is not None:
             own = self._threads.setdefault(thread, _Tally(room))
             own.comments += comments
             own.at = max(own.at, when)
+            if bot is not None:
+                own.answers.append((bot, when))
         if self._timer is None:
             loop = asyncio.get_running_loop()
             self._timer = loop.call_later(self.window_s, self._start_flush)
@@ -109,6 +116,7 @@ class Counters:
             thread = await self.storage.threads.touch(
                 thread_id, comments=tally.comments, at=tally.at,
                 known=self._known_threads.get(thread_id),
+                answers=[name for name, _ in tally.answers],
             )
         except NotFound:
             log.warning("thread.gone", thread_id=thread_id, room=tally.name)
@@ -123,7 +131,7 @@ class Counters:
         try:
             room = await self.storage.rooms.touch(
                 tally.name, threads=tally.threads, comments=tally.comments, at=tally.at,
-                known=self._known_rooms.get(key),
+                known=self._known_rooms.get(key), answers=tally.answers,
             )
         except NotFound:
             log.warning("room.gone", room=tally.name)

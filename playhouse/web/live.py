@@ -479,17 +479,18 @@ class Session:
             raise LoginRequired("log in to post")
         if self.room is None or self.room.casefold() != msg.room.casefold():
             raise NotSubscribed(f"subscribe to r/{msg.room} before posting there")
-        await check_rate(self.ctx, self.user, self.ip)
-        if self.loading is not None:
-            await self.loading  # whom the user muted decides whom the post calls
-        stored = await store_post(self.ctx, self.user, msg, muted=self.viewer.muted)
-        comment_id = stored.comment.comment_id if stored.comment else None
-        await self.send(Ack(client_id=msg.client_id, thread_id=stored.thread.thread_id,
-                            comment_id=comment_id, called=stored.called,
-                            not_called=stored.not_called, notice=stored.notice))
-        log.info("post.accepted", user=self.user, room=stored.room.name,
-                 thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
-        announce(self.ctx, stored)
+        with self.ctx.people.working():  # the bots' results wait (playhouse.priority)
+            await check_rate(self.ctx, self.user, self.ip)
+            if self.loading is not None:
+                await self.loading  # whom the user muted decides whom the post calls
+            stored = await store_post(self.ctx, self.user, msg, muted=self.viewer.muted)
+            comment_id = stored.comment.comment_id if stored.comment else None
+            await self.send(Ack(client_id=msg.client_id, thread_id=stored.thread.thread_id,
+                                comment_id=comment_id, called=stored.called,
+                                not_called=stored.not_called, notice=stored.notice))
+            log.info("post.accepted", user=self.user, room=stored.room.name,
+                     thread_id=stored.thread.thread_id, comment_id=comment_id or "-")
+            announce(self.ctx, stored)
 
 
 async def _thread_in(ctx: WebContext, thread_id: str, room: str) -> Thread:

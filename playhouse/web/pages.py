@@ -29,6 +29,7 @@ from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.forms import read_form
 from playhouse.web.prefs import Viewer, viewer_of
 from playhouse.web.templating import page
+from playhouse.web.why import bots_now
 
 log = structlog.get_logger()
 
@@ -125,8 +126,10 @@ async def room_page(request: Request[Any, Any, Any], room: str, token: Token = N
         if owner:
             members = sorted(await ctx.storage.members.of_room(found.name),
                              key=lambda m: (m.role != "owner", m.username))
-    return page(request, "room.html", room=views.room_out(found, ctx.cast, member=member),
-                threads=shown, next_page=threads.next, owner=owner, members=members)
+    shown_room = views.room_out(found, ctx.cast, member=member)
+    return page(request, "room.html", room=shown_room, threads=shown,
+                next_page=threads.next, owner=owner, members=members,
+                bots_now=await bots_now(ctx, shown_room.bots))
 
 
 @get("/r/{room:str}/t/{thread_id:str}", name="thread")

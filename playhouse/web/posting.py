@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from math import ceil
 from typing import TYPE_CHECKING, TypeVar
 
+import msgspec
 import structlog
 
-from playhouse import asking, ids
+from playhouse import asking, availability, ids
 from playhouse.constants import (
     COMMENT_MAX_CHARS,
     PATH_MAX,
@@ -52,6 +53,7 @@ from playhouse.web.inbox import notify
 from playhouse.web.protocol import PostMessage
 
 if TYPE_CHECKING:
+    from playhouse.explain import Decline
     from playhouse.messages import GenerationRequest
     from playhouse.personas import Persona
 
@@ -88,7 +90,7 @@ class Stored:
 class Calls:
     """Which of the bots a post names it asks, and what the poster is told about the rest."""
 
-    called: tuple[Persona, ...]
+    called: tuple[asking.Call, ...]
     not_called: tuple[str, ...] = ()
     notice: str | None = None
 
@@ -98,31 +100,31 @@ def _names(personas: Sequence[str]) -> str:
     return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
-async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[Persona],
+async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[asking.Call],
                        muted: Collection[str] = ()) -> Calls:
     """Leave out the bots ``user`` muted (never called by their posts), cap the bots one
-    post asks (``web.bots_per_post``, in the order :func:`~playhouse.asking.bots_to_call`
+    post asks (``web.bots_per_post``, in the order :func:`~playhouse.asking.calls_for`
     gives) and the bot calls one user makes a minute (``web.bot_calls_per_minute``); the
     post itself is never refused for it."""
     cap = ctx.settings.web.bots_per_post
-    silenced = [p.name for p in wanted if p.name in muted]
-    wanted = [p for p in wanted if p.name not in muted]
-    called: list[Persona] = []
+    silenced = [c.persona.name for c in wanted if c.persona.name in muted]
+    wanted = [c for c in wanted if c.persona.name not in muted]
+    called: list[asking.Call] = []
     limited: list[str] = []
     wait = 0.0
-    for persona in wanted[:cap]:
+    for call in wanted[:cap]:
         waited = await ctx.limits.bot_calls_per_user.take(user)
         if waited:
-            limited.append(persona.name)
+            limited.append(call.persona.name)
         else:
-            called.append(persona)
+            called.append(call)
         wait = max(wait, waited)
-    over = [p.name for p in wanted[cap:]]
+    over = [c.persona.name for c in wanted[cap:]]
     if not over and not limited and not silenced:
         return Calls(called=tuple(called))
     parts = []
     if called:
-        parts.append(f"{_names([p.name for p in called])} will answer")
+        parts.append(f"{_names([c.persona.name for c in called])} will answer")
     if silenced:
         parts.append(f"{_names(silenced)} not: you muted "
                      f"{'it' if len(silenced) == 1 else 'them'} (unmute in your settings)")
@@ -131,8 +133,8 @@ async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[Persona],
     if limited:
         parts.append(f"{_names(limited)} not: you called bots too often; call them again "
                      f"in {max(1, ceil(wait))} s")
-    log.info("bot.calls_capped", user=user, called=[p.name for p in called], over=over,
-             limited=limited, muted=silenced)
+    log.info("bot.calls_capped", user=user, called=[c.persona.name for c in called],
+             over=over, limited=limited, muted=silenced)
     return Calls(called=tuple(called), not_called=tuple(silenced + over + limited),
                  notice="; ".join(parts))
 
@@ -199,10 +201,10 @@ async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
         author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
     )
     calls = await decide_calls(ctx, user, _called(ctx, room, thread, None, None), muted)
-    jobs = [asking.new_job(request_for(p, thread, [], None), now=now) for p in calls.called]
+    jobs = _jobs(ctx, list(calls.called), room, thread, [], None, now)
     thread, recorded, unrecorded = await _write(ctx, ctx.storage.threads.create(thread), jobs)
     return Stored(room=room, thread=thread, comment=None, parent=None, calls=recorded,
-                  unrecorded=unrecorded, called=tuple(p.name for p in calls.called),
+                  unrecorded=unrecorded, called=tuple(c.persona.name for c in calls.called),
                   not_called=calls.not_called, notice=calls.notice)
 
 
@@ -252,11 +254,10 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
 
     above, _ = await asyncio.gather(ancestors(), _may_post(ctx, room, user))
     chain = [*above, *([parent] if parent else []), comment]
-    jobs = [asking.new_job(request_for(p, thread, chain, comment), depth=comment.depth + 1,
-                           now=now) for p in calls.called]
+    jobs = _jobs(ctx, list(calls.called), room, thread, chain, comment, now)
     comment, recorded, unrecorded = await _write(ctx, ctx.storage.comments.add(comment), jobs)
     return Stored(room=room, thread=thread, comment=comment, parent=parent, calls=recorded,
-                  unrecorded=unrecorded, called=tuple(p.name for p in calls.called),
+                  unrecorded=unrecorded, called=tuple(c.persona.name for c in calls.called),
                   not_called=calls.not_called, notice=calls.notice)
 
 
@@ -279,13 +280,38 @@ async def _write(ctx: WebContext, post: Awaitable[P], jobs: list[Job]
 
 
 def _called(ctx: WebContext, room: Room, thread: Thread, comment: Comment | None,
-            parent: Comment | None) -> list[Persona]:
-    """The personas a post calls (``comment`` None: the thread itself is the post)."""
-    return asking.bots_to_call(
+            parent: Comment | None) -> list[asking.Call]:
+    """The personas a post calls, and why (``comment`` None: the thread itself is the
+    post)."""
+    return asking.calls_for(
         ctx.cast, default_bot=room.default_bot,
         text=comment.text if comment else f"{thread.title}\n{thread.body}", parent=parent,
         is_top_level_post=comment is None, author=comment.author if comment else thread.author,
+        answered=comment.comment_id if comment else thread.thread_id,
     )
+
+
+def _jobs(ctx: WebContext, calls: list[asking.Call], room: Room, thread: Thread,
+          chain: list[Comment], comment: Comment | None, now: float) -> list[Job]:
+    """The jobs of ``calls``; a call the bot declines (asleep, a cap reached, read off
+    the room's and thread's rows: no extra request) is recorded with why."""
+    jobs: list[Job] = []
+    for call in calls:
+        why = declined(ctx, call.persona, now, room=room, thread=thread if comment else None)
+        info = msgspec.structs.replace(call.info, declined=why, at=now)
+        jobs.append(asking.new_job(request_for(call.persona, thread, chain, comment),
+                                   depth=comment.depth + 1 if comment else 0, now=now,
+                                   call=info))
+    return jobs
+
+
+def declined(ctx: WebContext, persona: Persona, now: float, *, room: Room,
+             thread: Thread | None) -> Decline | None:
+    """Why ``persona`` will not take a person's call now (asleep; at its caps in ``room``
+    or, given, ``thread``, when ``web.people_meet_caps``); None when it will."""
+    return availability.decline(persona, now, thread=thread, room=room,
+                                hour_s=availability.HOUR_S / ctx.settings.scheduler.time_scale,
+                                caps=ctx.settings.web.people_meet_caps)
 
 
 def request_for(persona: Persona, thread: Thread, chain: list[Comment],
@@ -343,8 +369,9 @@ async def make_calls(ctx: WebContext, recorded: Sequence[Job],
     their placeholders: how a person's calls are made (a post's, a re-roll's)."""
     for job in (*recorded, *unrecorded):
         ctx.expecting(job.request_id, job.queue == QUEUE_INTERACTIVE)
-    await asyncio.gather(*(_call(ctx, job, recorded=True) for job in recorded),
-                         *(_call(ctx, job, recorded=False) for job in unrecorded))
+    with ctx.people.working():  # until the requests are on their queues
+        await asyncio.gather(*(_call(ctx, job, recorded=True) for job in recorded),
+                             *(_call(ctx, job, recorded=False) for job in unrecorded))
 
 
 async def _call(ctx: WebContext, job: Job, *, recorded: bool) -> None:

@@ -10,7 +10,15 @@ job and dispatched, and its answer is applied by :mod:`playhouse.applying` into 
 same comment row (the request carries its id). The comment becomes the placeholder
 first, its answer kept as the first of its ``alternatives``; the answer is added to them and
 shown; a failed re-roll shows the answer shown before. Its prompt is read from storage
-as it stands now (an edited comment's new text, nothing deleted).
+as it stands now (an edited comment's new text, nothing deleted). Like any person's call
+it is explained (its job's call says ``again``, who asked and the how-many-th time: "why
+this reply?" of that answer shows its own prompt and attempts) and its placeholder says
+where it stands while it waits (:mod:`playhouse.web.waiting`).
+
+A bot asleep, or at its hourly cap in the room (``web.people_meet_caps``), is not asked
+again: the refusal says why and when to ask (nothing changes, no call is spent). A call
+the bot declined (status ``declined``) may be asked again the same way: once the bot is
+awake, that asks it for its first answer (then the thread's cap counts too).
 
 Those who may ask again also choose which answer is shown (``< 2/3 >``): what everyone
 sees by default and what later prompts read. Everyone else may step through the answers
@@ -28,7 +36,7 @@ import structlog
 from litestar import Request, Response, post
 from litestar.response import Redirect
 
-from playhouse import asking
+from playhouse import asking, availability
 from playhouse.errors import (
     BadRequest,
     Conflict,
@@ -38,10 +46,11 @@ from playhouse.errors import (
     RateLimited,
     StorageUnavailable,
 )
+from playhouse.explain import CallInfo
 from playhouse.storage.models import Alternative, Comment, Job, Thread
 from playhouse.web.context import WebContext, context_of
 from playhouse.web.editing import answer, fields, require_user
-from playhouse.web.posting import make_calls, request_for
+from playhouse.web.posting import declined, make_calls, request_for
 
 log = structlog.get_logger()
 
@@ -81,7 +90,7 @@ def _bot_comment(comment: Comment) -> str:
 
 async def reroll(ctx: WebContext, user: str, thread_id: str, comment_id: str) -> Comment:
     """Ask the bot of ``comment_id`` for another answer; the comment, now its placeholder."""
-    thread, _ = await ctx.readable_thread(thread_id, user)
+    thread, room = await ctx.readable_thread(thread_id, user)
     comment = await ctx.storage.comments.get(thread.thread_id, comment_id)
     name = _bot_comment(comment)
     if comment.status == "placeholder":
@@ -97,18 +106,26 @@ async def reroll(ctx: WebContext, user: str, thread_id: str, comment_id: str) ->
     may_choose(comment, parent, thread, user)
     if (parent is not None and parent.gone) or (parent is None and thread.gone):
         raise Conflict("what this answer answers is deleted: there is nothing to answer again")
+    now = time.time()
+    # A first answer (the call was declined, or failed) adds one to the thread: its cap
+    # counts; another answer replaces one, so only sleep and the hourly cap hold it.
+    first = not comment.alternatives and comment.status != "ok"
+    why = declined(ctx, persona, now, room=room, thread=thread if first else None)
+    if why is not None:
+        said = availability.notice(name, why, now, outcome="ask it again then")
+        raise Conflict(said.text)
     wait = await ctx.limits.bot_calls_per_user.take(user)
     if wait:
         raise RateLimited(f"you called bots too often; ask again in {max(1, ceil(wait))} s")
     try:
-        return await _ask_again(ctx, thread, comment, parent, persona.name)
+        return await _ask_again(ctx, user, thread, comment, parent, persona.name, now)
     except BaseException:
         await ctx.limits.bot_calls_per_user.give_back(user)  # nothing was asked
         raise
 
 
-async def _ask_again(ctx: WebContext, thread: Thread, comment: Comment,
-                     parent: Comment | None, name: str) -> Comment:
+async def _ask_again(ctx: WebContext, user: str, thread: Thread, comment: Comment,
+                     parent: Comment | None, name: str, now: float) -> Comment:
     persona = ctx.cast.personas[name]
     chain: list[Comment] = []
     if parent is not None:
@@ -116,14 +133,19 @@ async def _ask_again(ctx: WebContext, thread: Thread, comment: Comment,
     attempt = comment.rerolls + 1
     request = request_for(persona, thread, chain, parent, attempt=attempt)
     request = msgspec.structs.replace(request, comment_id=comment.comment_id)
-    job = asking.new_job(request, depth=comment.depth)
+    call = CallInfo(reason="again", by=user, again=attempt, at=now,
+                    answered=parent.comment_id if parent else thread.thread_id,
+                    answered_author=parent.author if parent else thread.author)
+    job = asking.new_job(request, depth=comment.depth, now=now, call=call)
     alternatives = comment.alternatives
     if not alternatives and comment.status == "ok":  # its one answer becomes the first
         alternatives = (Alternative(text=comment.text, image_blob=comment.image_blob,
                           job_id=comment.job_id, created_at=comment.created_at),)
+    # A declined call's or a failure's note is no answer: it is not kept, nor shown.
     placeholder = msgspec.structs.replace(
         comment, status="placeholder", job_id=request.request_id, rerolls=attempt,
-        alternatives=alternatives, shown=comment.shown if comment.alternatives else 0)
+        alternatives=alternatives, shown=comment.shown if comment.alternatives else 0,
+        notice="", text=comment.text if comment.status == "ok" else "")
     try:  # the claim: of two asking at once, the one whose write lands goes on
         placeholder = await ctx.storage.comments.replace(placeholder)
     except Conflict:

@@ -6,7 +6,11 @@
   token when ``web.metrics_token`` is set.
 * ``/status`` (and its data, ``/status/data``, polled by ``web/static/status.js``) is for
   the user names in ``web.admins``: queue depth, throughput and latency over the last hour,
-  every worker that wrote a heartbeat, and each persona's state.
+  every worker that wrote a heartbeat, and each persona's state and the share of its
+  samples the grammar rejected (a persona whose model keeps failing it stands out).
+* ``/status/personas/<name>`` (and ``…/data``) is one persona for an operator: its recent
+  decisions — replied or skipped, and why (the scheduler's verdicts with their chance and
+  draw, the calls people made and the ones it declined) — and its rejections by reason.
 
 The :class:`Sampler` is a chore of each web instance: while someone looks at the status
 page or scrapes ``/metrics`` (in the last ``web.sample_watch_s``), it records the queue
@@ -28,8 +32,10 @@ from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 
 from playhouse.constants import ALL_QUEUES
-from playhouse.errors import Forbidden
-from playhouse.storage.ops import Sample, WorkerBeat
+from playhouse.errors import Forbidden, NotFound
+from playhouse.explain import decode_call
+from playhouse.storage.models import Job, Verdict
+from playhouse.storage.ops import PersonaState, Sample, WorkerBeat
 from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.metrics import CONTENT_TYPE, Figures
 from playhouse.web.templating import page
@@ -210,14 +216,117 @@ def personas_out(ctx: WebContext, snap: Figures) -> list[dict[str, Any]]:
             state, reason = "idle", ""
         else:
             state, reason = "no worker", ""
+        samples, rejections = rejection_counts(every)
+        rejected = sum(rejections.values())
         out.append({
             "name": persona.name, "kind": persona.kind, "state": state, "reason": reason,
             "answered": sum(p.answered for p in every),
             "failed": sum(p.failed for p in every),
             "last_answer_at": max((p.last_answer_at for p in every), default=0.0),
             "last_error": next((p.last_error for p in every if p.last_error), ""),
+            "samples": samples, "rejected": rejected,
+            "rejection_rate": round(rejected / samples, 3) if samples else 0.0,
+            "rejections": dict(sorted(rejections.items(), key=lambda kv: -kv[1])),
+            "failing": samples >= FAILING_MIN_SAMPLES and rejected / samples >= FAILING_RATE,
         })
     return out
+
+
+FAILING_RATE = 0.5
+"""A persona whose model has at least this share of its samples rejected stands out."""
+FAILING_MIN_SAMPLES = 4
+
+
+def rejection_counts(states: list[PersonaState]) -> tuple[int, dict[str, int]]:
+    """Samples and rejections by reason, summed over workers' heartbeats."""
+    samples = sum(p.samples for p in states)
+    rejections: dict[str, int] = {}
+    for p in states:
+        for reason, n in p.rejections:
+            rejections[reason] = rejections.get(reason, 0) + n
+    return samples, rejections
+
+
+DECISIONS_SHOWN = 50
+CALLS_LOOKBACK_S = 6 * 3600.0
+
+
+async def persona_data(ctx: WebContext, name: str) -> dict[str, Any]:
+    """One persona for an operator: its state, rejection rates and recent decisions."""
+    persona = next((p for n, p in ctx.cast.personas.items()
+                    if n.casefold() == name.strip().casefold()), None)
+    if persona is None:
+        raise NotFound(f"no persona {name!r}")
+    snap = await snapshot(ctx)
+    mine = next(p for p in personas_out(ctx, snap) if p["name"] == persona.name)
+    now = snap.at
+    verdicts, jobs = await asyncio.gather(
+        ctx.storage.decisions.recent(persona.name, limit=DECISIONS_SHOWN),
+        ctx.storage.jobs.of_persona(persona.name, since=now - CALLS_LOOKBACK_S,
+                                    limit=DECISIONS_SHOWN),
+    )
+    decisions: list[dict[str, Any]] = [_verdict_out(v) for v in verdicts]
+    decisions += [d for d in (_call_out(j) for j in jobs) if d is not None]
+    decisions.sort(key=lambda d: -float(d["at"]))
+    rates = {reason: round(n / mine["samples"], 3) if mine["samples"] else 0.0
+             for reason, n in mine["rejections"].items()}
+    return {"now": now, "persona": mine, "rates": rates,
+            "decisions": decisions[:DECISIONS_SHOWN]}
+
+
+def _verdict_out(v: Verdict) -> dict[str, Any]:
+    why = {"reply": f"chance {v.probability:.0%}, drew {v.draw:.3f}",
+           "pass": f"chance {v.probability:.0%}, drew {v.draw:.3f}: over it",
+           "blocked": f"held back: {v.reason.replace('_', ' ')}"}[v.outcome]
+    return {"at": v.at, "source": "scheduler",
+            "outcome": "replied" if v.outcome == "reply" else "skipped",
+            "why": why, "room": v.room, "thread_id": v.thread_id, "target": v.target,
+            "target_author": v.target_author}
+
+
+def _call_out(job: Job) -> dict[str, Any] | None:
+    """A job a person's call made (the scheduler's are its verdicts)."""
+    call = decode_call(job.call)
+    if call is None or call.reason == "scheduler":
+        return None
+    by = f"u/{call.by}" if call.by else "someone"
+    why = {"mention": f"{by} mentioned it", "reply": f"{by} replied to it",
+           "default_bot": f"the room's default bot, for {by}'s thread",
+           "again": f"{by} asked it for another answer"}[call.reason]
+    outcome = "replied"
+    if call.declined is not None:
+        outcome, why = "skipped", f"declined ({call.declined.reason.replace('_', ' ')}): {why}"
+    elif job.state == "failed":
+        outcome, why = "failed", f"{why}; {job.error[:200]}"
+    elif job.state in ("called", "pending"):
+        outcome = "pending"
+    return {"at": job.created_at, "source": "person", "outcome": outcome, "why": why,
+            "room": job.room, "thread_id": job.thread_id or "",
+            "target": call.answered, "target_author": call.answered_author}
+
+
+@get("/status/personas/{name:str}", name="status_persona", cache=False)
+async def status_persona_page(request: Request[Any, Any, Any],
+                              name: str) -> Template | Redirect:
+    ctx = context_of(request)
+    user = current_user(request)
+    if user is None:
+        return Redirect(path=f"/login?next=/status/personas/{name}")
+    if not is_admin(ctx, user):
+        raise Forbidden("the status page is for the playhouse's admins")
+    return page(request, "status_persona.html", data=await persona_data(ctx, name))
+
+
+@get("/status/personas/{name:str}/data", name="status_persona_data", cache=False,
+     media_type=MediaType.JSON)
+async def status_persona_json(request: Request[Any, Any, Any], name: str) -> dict[str, Any]:
+    ctx = context_of(request)
+    user = current_user(request)
+    if user is None:
+        raise HTTPException(status_code=401, detail="log in first")
+    if not is_admin(ctx, user):
+        raise Forbidden("the status page is for the playhouse's admins")
+    return await persona_data(ctx, name)
 
 
 class Sampler:
@@ -263,4 +372,5 @@ class Sampler:
             log.warning("sample.failed", reason=str(exc)[:200])
 
 
-ROUTES = [healthz, readyz, metrics, status_page, status_json]
+ROUTES = [healthz, readyz, metrics, status_page, status_json, status_persona_page,
+          status_persona_json]

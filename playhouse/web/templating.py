@@ -11,6 +11,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template.config import TemplateConfig
 
+from playhouse.views import decode_notice, iso
 from playhouse.web.assets import templates_dir
 from playhouse.web.context import context_of, current_user
 
@@ -35,6 +36,8 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     )
     env.filters["ago"] = _ago
     env.filters["utc"] = _utc
+    env.filters["iso"] = iso
+    env.filters["notice"] = decode_notice
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
 
 

@@ -9,7 +9,6 @@ run by ``make test-faults``). Each run appends its row of the reliability report
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from playhouse.storage import Storage
+from tests.awake import awake_copy, awake_personas
 from tests.faults.harness import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ SCALES = [
 def stack(storage: Storage, connection_string: str, models_dir: Path,
           tmp_path: Path) -> Iterator[Stack]:
     """Processes on the test's namespace and the shipped cast; all stopped at the end."""
-    procs = Stack(connection_string, storage.namespace, models_dir, ROOT / "personas", tmp_path)
+    procs = Stack(connection_string, storage.namespace, models_dir, awake_personas(), tmp_path)
     try:
         yield procs
     finally:
@@ -78,6 +78,4 @@ def report(scale: Scale, row: dict[str, Any]) -> None:
 @pytest.fixture
 def persona_dir(tmp_path: Path) -> Path:
     """A writable copy of the shipped persona folder (for the poison persona)."""
-    target = tmp_path / "personas"
-    shutil.copytree(ROOT / "personas", target)
-    return target
+    return awake_copy(tmp_path / "personas")

@@ -130,6 +130,7 @@ class Stack:
             "PLAYHOUSE_WEB_LOGINS_PER_MINUTE": "100000",
             "PLAYHOUSE_WEB_WS_SOCKETS_PER_ADDRESS": "100000",  # every client is on loopback
             "PLAYHOUSE_WEB_WS_MESSAGES_PER_S": "1000",  # the limits are tested elsewhere
+            "PLAYHOUSE_WEB_PEOPLE_MEET_CAPS": "false",  # every call goes to a worker
             "PLAYHOUSE_WEB_BOT_CALLS_PER_MINUTE": "100000",
             "PLAYHOUSE_WEB_SAMPLE_INTERVAL_S": "0",
             "PLAYHOUSE_WEB_BOT_CALL_GRACE_S": "5",

@@ -26,9 +26,11 @@ from playhouse.constants import AZURITE_KEY, QUEUE_INTERACTIVE, poison_queue
 from playhouse.emulator import Azurite, free_port
 from playhouse.storage import Storage
 from playhouse.storage.models import Room
+from tests.awake import awake_personas
 from tests.faults.conftest import ROOT, SCALES, Scale, report
 from tests.faults.harness import (
     ConnectionLost,
+    Proc,
     Sent,
     Stack,
     User,
@@ -37,6 +39,7 @@ from tests.faults.harness import (
     eventually,
     register,
     settled,
+    work_left,
 )
 from tests.integration.conftest import add_persona
 
@@ -129,6 +132,23 @@ async def stop_posting(posting: asyncio.Future[Any], people: list[User]) -> None
 # ------------------------------------------------------------------ 1. worker SIGKILL
 
 
+async def _busy_or_all_answered(worker: Proc, posting: asyncio.Future[Any], storage: Storage,
+                                needles: tuple[str, ...]) -> bool:
+    """Wait until ``worker`` logs one of ``needles`` (True), or until the posting is over and
+    no work is left for it (False): a fast worker may answer the last request before the
+    next kill, and then a fresh one has nothing to load a model for."""
+    busy = asyncio.ensure_future(worker.wait_for(needles))
+    try:
+        while not busy.done():
+            if posting.done() and not await work_left(storage):
+                return False
+            await asyncio.wait({busy}, timeout=0.5)
+        busy.result()
+        return True
+    finally:
+        busy.cancel()
+
+
 @pytest.mark.parametrize("scale", SCALES)
 async def test_sigkill_text_worker_mid_batch(scale: Scale, stack: Stack, storage: Storage) -> None:
     web = await stack.web()
@@ -149,11 +169,14 @@ async def test_sigkill_text_worker_mid_batch(scale: Scale, stack: Stack, storage
             # and the next is in hand. Late in the run the batch in hand may hold only
             # requests delivered too often already: the worker poisons those without loading
             # a model, and that is a batch in hand too.
-            await worker.wait_for(("model.loaded" if k % 2 == 0 else "request.answered",
-                                   "request.poisoned"))
+            busy = await _busy_or_all_answered(worker, posting, storage, (
+                "model.loaded" if k % 2 == 0 else "request.answered", "request.poisoned"))
+            if not busy:
+                break  # everything was answered before this kill: nothing left mid-batch
             await asyncio.sleep(random.uniform(0.0, 0.5))
             worker.kill()
             kills += 1
+        assert kills, "the worker was never killed mid-batch"
         await posting
         stack.worker()  # the survivor serves until everything is answered
         await settled(storage)
@@ -249,7 +272,7 @@ async def test_storage_outage_is_a_clear_error_then_resumes(
     conn = own_azurite.connection_string
     storage = await Storage.connect(conn, namespace="outage")
     await storage.ensure()
-    stack = Stack(conn, "outage", models_dir, ROOT / "personas", tmp_path)
+    stack = Stack(conn, "outage", models_dir, awake_personas(), tmp_path)
     people: list[User] = []
     refusals: list[str] = []
     try:

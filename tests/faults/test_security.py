@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from playhouse.storage import Storage
 from playhouse.storage.models import User as StoredUser
 from playhouse.web.protocol import decode_server
 from playhouse.web.sessions import SessionGuard
-from tests.faults.conftest import ROOT
+from tests.awake import awake_copy
 from tests.faults.harness import Stack, User, check_logs, register
 from tests.integration.web_support import (
     PASSWORD,
@@ -577,7 +576,7 @@ async def test_a_malformed_frame_of_any_shape_gets_an_error_and_the_socket_lives
 
 def _quick_imagebot(folder: Path) -> Cast:
     """The shipped cast with a 64x64, 2-step ImageBot (a picture in a second or two)."""
-    shutil.copytree(ROOT / "personas", folder)
+    awake_copy(folder)
     toml = (folder / "imagebot.toml").read_text(encoding="utf-8")
     for old, new in (("steps = 25", "steps = 2"), ("width = 512", "width = 64"),
                      ("height = 512", "height = 64")):

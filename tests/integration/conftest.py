@@ -3,12 +3,12 @@ shared with ``tests/faults``)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from playhouse.personas import Cast, load_cast_strict
+from tests.awake import awake_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_PERSONAS = ROOT / "personas"
@@ -16,10 +16,9 @@ SHIPPED_PERSONAS = ROOT / "personas"
 
 @pytest.fixture
 def persona_dir(tmp_path: Path) -> Path:
-    """A writable copy of the shipped persona folder, for tests that add odd personas."""
-    target = tmp_path / "personas"
-    shutil.copytree(SHIPPED_PERSONAS, target)
-    return target
+    """A writable copy of the shipped persona folder (awake all day), for tests that add odd
+    personas."""
+    return awake_copy(tmp_path / "personas")
 
 
 def add_persona(folder: Path, name: str, *, model: str, extra: str = "",

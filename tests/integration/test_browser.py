@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from playhouse import ids, messages
 from playhouse.constants import DEFAULT_ROOM, QUEUE_RESULTS
 from playhouse.messages import GenerationResult
 from playhouse.storage import Storage
-from tests.integration.conftest import SHIPPED_PERSONAS
+from tests.awake import awake_copy
 from tests.integration.web_support import PASSWORD, ROOT, build, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
@@ -44,7 +43,7 @@ IMAGE_SIZE = 64
 def fast_personas(folder: Path) -> Path:
     """The shipped cast with a small, quick ImageBot (64x64, 2 steps) and a patient CoopBot
     (more re-samples, so the barely trained model closes its tags in time)."""
-    shutil.copytree(SHIPPED_PERSONAS, folder)
+    awake_copy(folder)
     image = (folder / "imagebot.toml").read_text(encoding="utf-8")
     for old, new in (("steps = 25", "steps = 2"), ("width = 512", f"width = {IMAGE_SIZE}"),
                      ("height = 512", f"height = {IMAGE_SIZE}")):

@@ -93,16 +93,27 @@ async def test_a_person_edits_deletes_asks_again_and_mutes(storage: Storage) -> 
             await expect(text).to_have_text("emacs, for its lisp")
             which = again.locator(":scope > details > .swipe .which")
             await expect(which).to_have_text("2/2")
+            # Each answer has its own "why this reply?": the one the page shows.
+            why = again.locator(":scope > details > details.why")
+            await why.locator(":scope > summary").click()
+            await expect(why.locator(".why-reason")).to_have_text(
+                "u/alice asked it for another answer (asked again 1 time).")
             await again.locator(":scope > details > .swipe .prev-answer").click()
             await expect(text).to_have_text("vim, for its modes")
             await expect(which).to_have_text("1/2")
+            await expect(why.locator(".why-reason")).to_have_text("u/alice mentioned it.")
             # Her choice is what Bob sees too; he may step through them on his page only.
             his = bob.locator(".comment.bot").first
             await expect(his.locator(":scope > details > .text")).to_have_text(
                 "vim, for its modes")
+            his_why = his.locator(":scope > details > details.why")
+            await his_why.locator(":scope > summary").click()
+            await expect(his_why.locator(".why-reason")).to_have_text("u/alice mentioned it.")
             await his.locator(":scope > details > .swipe .next-answer").click()
             await expect(his.locator(":scope > details > .text")).to_have_text(
                 "emacs, for its lisp")
+            await expect(his_why.locator(".why-reason")).to_have_text(  # the one he sees
+                "u/alice asked it for another answer (asked again 1 time).")
             await expect(text).to_have_text("vim, for its modes")
             await again.locator(":scope > details > .swipe .next-answer").click()
             await expect(text).to_have_text("emacs, for its lisp")

@@ -112,9 +112,10 @@ async def _one_call(storage: Storage, connection_string: str, depth: int) -> lis
                     settings=WorkerSettings(poll_min_s=0.01, poll_max_s=0.02, gather_ms=0))
     try:
         thread, parent = await _chain(storage, depth)
-        # Chores that poll on their own (call recovery) stay out of the window.
+        # Chores that poll on their own (call recovery, the placeholders' watch, whose
+        # cost per look is bounded below) stay out of the window.
         app = await build(counted, consume=True, bot_call_grace_s=3600,
-                          activity_window_s=3.0)
+                          activity_window_s=3.0, waiting_grace_s=3600)
         working = asyncio.create_task(worker.main())
         async with serve(app) as base, user_client(base, f"cleo{depth}") as cleo, \
                 socket(base, cleo) as live:
@@ -176,3 +177,41 @@ def kinds(trips: list[Trip], namespace: str) -> list[str]:
         resource = parts[2].split("(")[0].removeprefix(namespace).lstrip("-")
         out.append(f"{trip.method} {resource}{' messages' if 'messages' in parts else ''}")
     return sorted(out)
+
+
+LOOK_MAX = 4
+"""Requests one look of the placeholders' watch makes for placeholders whose jobs share a
+partition (the jobs, their progress rows, the heartbeats, the queue's depth)."""
+
+
+async def test_the_placeholders_watch_costs_a_few_requests_a_look_whatever_their_number(
+    storage: Storage, connection_string: str,
+) -> None:
+    trips: list[Trip] = []
+    counted = await Storage.connect(connection_string, namespace=storage.namespace,
+                                    transport=lambda: CountingTransport(trips))
+    try:
+        thread, parent = await _chain(storage, 1)
+        app = await build(counted, consume=False, bot_call_grace_s=3600,
+                          waiting_grace_s=0.0, waiting_interval_s=3600)
+        async with serve(app) as base, user_client(base, "watcher") as who, \
+                socket(base, who) as live:
+            await live.subscribe("Technology", thread_id=thread.thread_id)
+            for n in range(6):
+                await live.post("Technology", client_id=f"w{n}", thread_id=thread.thread_id,
+                                parent_id=parent.comment_id, text=f"u/CoopBot number {n}")
+            for _ in range(6):
+                await live.expect("thinking")
+            waiting = app.state["playhouse"].waiting
+            watched = list(waiting.watched.values())
+            assert len(watched) == 6
+            partitions = {w.request_id[:9] for w in watched}
+            del trips[:]
+            assert await waiting.look() == 6  # each says where it stands
+            assert len(trips) <= LOOK_MAX + 2 * (len(partitions) - 1), [
+                f"{t.method} {t.path}" for t in trips]
+            del trips[:]
+            assert await waiting.look() == 0  # nothing changed: nothing sent
+            assert len(trips) <= LOOK_MAX + 2 * (len(partitions) - 1)
+    finally:
+        await counted.close()

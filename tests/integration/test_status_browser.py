@@ -9,6 +9,7 @@ A screenshot goes to ``tests/artifacts/status.png`` (git-ignored).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -100,6 +101,15 @@ async def test_admin_sees_workers_personas_and_live_charts(
                     timeout=15_000)
                 ARTIFACTS.mkdir(exist_ok=True)
                 await page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True)
+                # Each persona's share of rejected samples, and its own page.
+                samples = await coop.locator("td.rejected").text_content() or ""
+                assert re.fullmatch(r"\d+% of \d+", samples), samples  # two answers drew some
+                await coop.locator("a", has_text="CoopBot").click()
+                await expect(page.locator("h1")).to_contain_text("u/CoopBot")
+                await expect(page.locator('#rejections tr[data-reason="all"]')).to_be_visible()
+                await expect(page.locator("#decisions")).to_be_visible()
+                await page.screenshot(path=str(ARTIFACTS / "status-persona.png"),
+                                      full_page=True)
             finally:
                 await browser.close()
     finally:

@@ -29,6 +29,7 @@ from playhouse.constants import (
     RESULT_QUEUES,
     poison_queue,
 )
+from playhouse.errors import Interrupted
 from playhouse.generation.completion import Outcome
 from playhouse.generation.engines import make_engine
 from playhouse.generation.worker import EXIT_DEVICE_FAILED, Worker
@@ -483,6 +484,87 @@ async def test_people_overtake_bot_groups_already_in_hand(storage: Storage) -> N
     await task
     assert engine.order == ["CoopBot", "WickBot", "Spez", "ByteBot", "GoalBot"]
     assert len(await _drain(storage)) == 5
+
+
+class _SteppingEngine:
+    """Generates in steps and gives up between two once its abort is set, as the real
+    engines do (no model): each group takes ``steps`` x ``step_s``."""
+
+    kind: str = "text"
+    queues: tuple[str, ...] = (QUEUE_INTERACTIVE, QUEUE_BACKGROUND)
+
+    def __init__(self, steps: int, step_s: float) -> None:
+        self.steps, self.step_s = steps, step_s
+        self.order: list[tuple[str, str]] = []
+        """(persona, "done" or "stopped") per run, in order."""
+        self.runs = 0
+        self.running = threading.Condition()
+
+    def run(self, persona: Persona, entries: Sequence[tuple[str, GenerationRequest]],
+            seed: int | None, abort: threading.Event) -> list[Outcome]:
+        with self.running:
+            self.runs += 1
+            self.running.notify_all()
+        for _ in range(self.steps):
+            if abort.wait(self.step_s):  # a step of work; the abort is seen between two
+                self.order.append((persona.name, "stopped"))
+                raise Interrupted("stopped between two steps")
+        self.order.append((persona.name, "done"))
+        return [Outcome(key, req, True, text="step by step", attempts=1) for key, req in entries]
+
+    def wait_runs(self, n: int) -> bool:
+        with self.running:
+            return self.running.wait_for(lambda: self.runs >= n, timeout=30)
+
+    def close(self) -> None:
+        pass
+
+
+PREEMPTING = msgspec.structs.replace(FAST, gather_ms=0, preempt_poll_s=0.05)
+
+
+async def test_a_persons_request_stops_the_bots_group_which_runs_again_after(
+    storage: Storage,
+) -> None:
+    cast = load_cast_strict(SHIPPED_PERSONAS)
+    bots = [_reply("CoopBot", i, QUEUE_BACKGROUND) for i in range(3)]
+    spez = _reply("Spez", 7, QUEUE_BACKGROUND)
+    await _send(storage, [*bots, spez])
+    engine = _SteppingEngine(steps=100, step_s=0.05)  # 5 s a group unless stopped
+    worker = Worker(queues=storage.queues, blobs=None, cast=cast, engine=engine,
+                    settings=PREEMPTING, burst=True)
+    task = asyncio.create_task(worker.main())
+    assert await asyncio.to_thread(engine.wait_runs, 1)  # CoopBot's group is generating
+    person = _reply("WickBot", 9)
+    await _send(storage, [person])
+    await task
+    assert engine.order == [("CoopBot", "stopped"), ("WickBot", "done"), ("CoopBot", "done"),
+                            ("Spez", "done")]
+    results = [decode_result(r) for r in await _drain(storage)]
+    # none lost, none twice: each request answered once, the stopped group's included
+    assert sorted(r.request_id for r in results) == sorted(
+        r.request_id for r in [*bots, spez, person])
+    assert all(r.ok for r in results)
+    assert worker.loop.stats.handed_back == 0  # kept in hand, not re-queued
+    for queue in (QUEUE_INTERACTIVE, QUEUE_BACKGROUND):
+        assert await storage.queues.depth(queue) == 0
+
+
+async def test_a_group_stopped_once_is_not_stopped_again(storage: Storage) -> None:
+    cast = load_cast_strict(SHIPPED_PERSONAS)
+    await _send(storage, [_reply("CoopBot", i, QUEUE_BACKGROUND) for i in range(2)])
+    engine = _SteppingEngine(steps=30, step_s=0.05)
+    worker = Worker(queues=storage.queues, blobs=None, cast=cast, engine=engine,
+                    settings=PREEMPTING, burst=True)
+    task = asyncio.create_task(worker.main())
+    assert await asyncio.to_thread(engine.wait_runs, 1)
+    await _send(storage, [_reply("WickBot", 1)])
+    assert await asyncio.to_thread(engine.wait_runs, 3)  # CoopBot again, after WickBot
+    await _send(storage, [_reply("PabloBot", 2)])  # a second person, while it reruns
+    await task
+    assert engine.order == [("CoopBot", "stopped"), ("WickBot", "done"), ("CoopBot", "done"),
+                            ("PabloBot", "done")]
+    assert len(await _drain(storage)) == 4
 
 
 async def test_a_second_ask_of_the_same_request_queues_nothing_more(

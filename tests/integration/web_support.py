@@ -23,6 +23,7 @@ from playhouse.personas import Cast, load_cast_strict
 from playhouse.storage import Storage
 from playhouse.web.context import WebContext
 from playhouse.web.protocol import ServerEvent, decode_server
+from tests.awake import awake_personas
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = b"test-secret-" + b"x" * 40
@@ -31,7 +32,8 @@ _CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
 
 
 def the_cast() -> Cast:
-    return load_cast_strict(ROOT / "personas")
+    """The shipped cast, awake all day (``tests/awake.py``)."""
+    return load_cast_strict(awake_personas())
 
 
 def settings(scheduler: SchedulerSettings | None = None, **web: Any) -> Settings:

@@ -159,7 +159,7 @@ def test_bicep_provisions_what_the_code_names() -> None:
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
     ("  'gen-image-poison'\n", "", "queueNames differs from constants.py"),
-    ("  'revisions'\n]", "]", "tableNames differs"),
+    ("  'decisions'\n]", "]", "tableNames differs"),
     ("webSocketsEnabled: true", "webSocketsEnabled: false", "websockets off"),
     ("parent: tableService", "parent: tableServize", "parent 'tableServize'"),
     ("AccountName=${storage.name}", "AccountName=${storaje.name}", "${storaje} names nothing"),

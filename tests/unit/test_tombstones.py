@@ -35,6 +35,18 @@ def test_a_gone_comment_shows_its_tombstone_and_nothing_of_its_author() -> None:
     assert views.comment_out(_comment("c3", "bob", "hi")).text == "hi"  # untouched
 
 
+def test_a_declined_calls_notice_goes_with_its_comment() -> None:
+    notice = msgspec.json.encode(views.WaitState(state="asleep", text="asleep",
+                                                 final=True)).decode()
+    declined = _comment("c1", "CoopBot", "u/CoopBot is asleep", is_bot=True,
+                        persona="CoopBot", status="declined", notice=notice)
+    shown = views.comment_out(declined)
+    assert shown.notice is not None and shown.notice.state == "asleep"
+    assert views.comment_out(declined, hidden="muted").notice is None  # muted: says nothing
+    gone = views.comment_out(msgspec.structs.replace(declined, gone="deleted"))
+    assert (gone.text, gone.status, gone.notice) == ("[deleted]", "ok", None)
+
+
 def test_a_gone_thread_keeps_its_place_and_shows_its_tombstone() -> None:
     gone = msgspec.structs.replace(THREAD, title="", body="", gone="deleted")
     out = views.thread_out(gone)

@@ -132,14 +132,14 @@
   function fillActions(node, c, details) {
     const old = details.querySelector(":scope > .actions");
     if (old) old.remove();
-    if (!me || c.status !== "ok" || c.gone || c.hidden) return;
+    if (!me || !["ok", "declined", "failed"].includes(c.status) || c.gone || c.hidden) return;
     const actions = el("span", "actions");
     const btn = (cls, label) => { const b = el("button", cls + " link", label); b.type = "button"; actions.appendChild(b); actions.appendChild(document.createTextNode(" ")); return b; };
-    btn("reply-btn", "reply").dataset.parent = c.id;
+    if (c.status === "ok") btn("reply-btn", "reply").dataset.parent = c.id;
     const mine = !c.is_bot && same(c.author, me);
     if (mine) { btn("edit-btn", "edit"); btn("delete-btn", "delete"); }
     if (c.is_bot && same(me, threadAuthor)) btn("delete-btn", "delete");
-    if (mayChoose(node, c)) btn("again-btn", "another answer").title = "ask u/" + c.author + " for another answer";
+    if (mayChoose(node, c)) btn("again-btn", c.status === "ok" ? "another answer" : "ask again").title = "ask u/" + c.author + " for another answer";
     if (c.is_bot && c.persona) actions.appendChild(actionForm("/bots/" + encodeURIComponent(c.persona) + "/mute", "mute u/" + c.persona, "mute-form"));
     else if (!c.is_bot && !mine) actions.appendChild(actionForm("/u/" + encodeURIComponent(c.author) + "/block", "block u/" + c.author, "block-form"));
     details.insertBefore(actions, details.querySelector(":scope > .replies"));
@@ -157,6 +157,8 @@
     if (img && alternatives[i].image_url) img.src = alternatives[i].image_url;
     const which = details.querySelector(":scope > .swipe .which");
     if (which) which.textContent = (i + 1) + "/" + alternatives.length;
+    // why.js: "why this reply?" explains the answer shown here
+    document.dispatchEvent(new CustomEvent("playhouse:shown", { detail: { id: node.dataset.id, answer: i + 1 } }));
   }
 
   function fillComment(node, c) {
@@ -196,7 +198,7 @@
     if (c.alternatives && c.alternatives.length > 1 && c.status === "ok") {
       node.dataset.alternatives = JSON.stringify(c.alternatives);
       node.dataset.shown = String(c.shown);
-      const bar = swipe || child(details, "swipe", "span", details.querySelector(":scope > .actions") || details.querySelector(":scope > .replies"));
+      const bar = swipe || child(details, "swipe", "span", details.querySelector(":scope > .wait, :scope > p.notice, :scope > details.why, :scope > .actions") || details.querySelector(":scope > .replies"));
       if (!bar.firstChild) {
         const prev = el("button", "link prev-answer", "‹"); prev.type = "button"; prev.title = "the answer before";
         const next = el("button", "link next-answer", "›"); next.type = "button"; next.title = "the answer after";
@@ -281,6 +283,12 @@
   }
 
   function onEvent(ev) {
+    handle(ev);
+    // Other scripts of the page (why.js) follow the same events.
+    document.dispatchEvent(new CustomEvent("playhouse:event", { detail: ev }));
+  }
+
+  function handle(ev) {
     switch (ev.type) {
       case "subscribed": backoff = 500; setStatus(null, ""); break;
       case "history":

@@ -87,6 +87,12 @@
     });
   }
 
+  function rejected(p) {
+    if (!p.samples) return ["–", "num rejected"];
+    const reasons = Object.entries(p.rejections || {}).map(([r, n]) => r + " " + n).join(", ");
+    return [Math.round(p.rejection_rate * 100) + "% of " + p.samples, "num rejected", reasons];
+  }
+
   function fillTable(id, rows, cells, rowAttrs, emptyText, columns) {
     const body = document.querySelector("#" + id + " tbody");
     if (!body) return;
@@ -104,9 +110,16 @@
     for (const row of rows) {
       const tr = document.createElement("tr");
       for (const [k, v] of Object.entries(rowAttrs(row))) tr.setAttribute(k, v);
-      for (const [text, cls, title] of cells(row)) {
+      for (const [text, cls, title, href] of cells(row)) {
         const td = document.createElement("td");
-        td.textContent = text;
+        if (href) {
+          const a = document.createElement("a");
+          a.href = href;
+          a.textContent = text;
+          td.appendChild(a);
+        } else {
+          td.textContent = text;
+        }
         if (cls) td.className = cls;
         if (title) td.title = title;
         tr.appendChild(td);
@@ -129,10 +142,12 @@
       [String(w.mean_batch), "num"], [ago(w.seen_at, now)], [w.last_error, "error"],
     ], (w) => ({"data-worker": w.id, class: "state-" + w.state}), "No worker has reported yet.", 11);
     fillTable("personas", data.personas, (p) => [
-      [p.name], [p.kind], [p.state + (p.reason ? ": " + p.reason : ""), "model", p.reason],
-      [String(p.answered), "num"], [String(p.failed), "num"], [ago(p.last_answer_at, now)],
-      [p.last_error, "error"],
-    ], (p) => ({"data-persona": p.name, class: "state-" + p.state.replace(" ", "-")}));
+      [p.name, null, null, "/status/personas/" + encodeURIComponent(p.name)], [p.kind],
+      [p.state + (p.reason ? ": " + p.reason : ""), "model", p.reason],
+      [String(p.answered), "num"], [String(p.failed), "num"], rejected(p),
+      [ago(p.last_answer_at, now)], [p.last_error, "error"],
+    ], (p) => ({"data-persona": p.name,
+                class: "state-" + p.state.replace(" ", "-") + (p.failing ? " failing" : "")}));
     const s = data.series;
     drawChart("chart-depth", "legend-depth",
               Object.entries(s.depth).map(([name, values]) => ({name, values})), s.start, s.bucket_s);
