@@ -192,6 +192,7 @@ class Worker:
         self._received: dict[str, float] = {}
         """Message id → when this worker received it."""
         self._writes: set[asyncio.Task[None]] = set()
+        self._last_write: asyncio.Task[None] | None = None
         self.stats = WorkerStats()
         self.exit_code = 0
         """0 after a clean stop; :data:`EXIT_DEVICE_FAILED` after a fatal device error."""
@@ -323,19 +324,25 @@ class Worker:
 
     # ----------------------------------------------------------------- progress
     def _tell(self, rows: list[JobProgress]) -> None:
-        """Write progress rows in the background (a failure is logged: it only costs the
-        placeholder its live detail)."""
+        """Write progress rows in the background, in the order they were told (a row
+        overwrites the request's last one: a "generating" landing after the "retrying"
+        that followed it would undo it). A failure is logged: it only costs the
+        placeholder its live detail."""
         if self.progress is None or not rows:
             return
         store = self.progress
+        before = self._last_write
 
         async def write() -> None:
+            if before is not None:
+                await asyncio.wait({before})
             try:
                 await store.mark(rows)
             except (PlayhouseError, ValueError) as exc:
                 log.warning("progress.unwritten", size=len(rows), reason=str(exc)[:200])
 
         task = asyncio.create_task(write())
+        self._last_write = task
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 

@@ -8,10 +8,11 @@ import asyncio
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from playhouse import ids
+from playhouse import asking, ids, messages
 from playhouse.constants import QUEUE_INTERACTIVE
 from playhouse.generation.heartbeat import Heartbeat
 from playhouse.storage import Storage
@@ -234,3 +235,36 @@ async def test_a_model_that_keeps_failing_the_grammar_stands_out(storage: Storag
         status = await boss.get("/status", headers={"accept": "text/html"})
         rows = re.findall(r'<tr data-persona="([^"]+)" class="([^"]*)"', status.text)
         assert {name for name, classes in rows if "failing" in classes.split()} == {"CoopBot"}
+
+
+class _SlowFirstWrite:
+    """The storage's progress rows, the first write held back a while (a slow request to
+    the table): the rows told after it must still land after it."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.inner = storage.progress
+        self.calls = 0
+
+    async def mark(self, rows: Any) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.sleep(0.5)  # the fault: this write is slow, not a wait for a state
+        await self.inner.mark(rows)
+
+
+async def test_a_slow_progress_write_never_undoes_the_later_one(storage: Storage) -> None:
+    """The worker wrote each progress row in its own task: a slow "generating" write
+    landed after the "retrying" told after it, and the placeholder said "generating"
+    again (seen under load in test_a_queued_placeholder_counts_whats_ahead...)."""
+    cast = the_cast()
+    thread = await thread_in(storage)
+    request = asking.reply_request(persona=cast.personas["CoopBot"], thread=thread, chain=[],
+                                   parent_id=None, queue=QUEUE_INTERACTIVE)
+    await storage.queues.send(QUEUE_INTERACTIVE, messages.encode(request))
+    worker = canned_worker(storage, cast, CannedModel())
+    slow = _SlowFirstWrite(storage)
+    worker.progress = slow  # type: ignore[assignment]
+    await worker.main()
+    assert slow.calls >= 2  # "generating", then "retrying" after the rejected sample
+    (row,) = await storage.progress.some([request.request_id])
+    assert row.state == "retrying" and row.attempt == 2, row
