@@ -115,6 +115,10 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     bot_calls_per_minute: Annotated[
         int, _doc("Bot calls one user may make per minute (each bot asked counts one).")
     ] = 10
+    rerolls_per_comment: Annotated[
+        int, _doc("Times another answer may be asked of one bot comment (a re-roll); each "
+                  "also counts as a bot call of the person asking.")
+    ] = 5
     people_meet_caps: Annotated[
         bool,
         _doc("A person's call to a bot at its per-thread or hourly room cap is declined, "

@@ -15,6 +15,11 @@ TABLE_WORKERS: Final = "workers"
 """Each worker's latest heartbeat: PK ``PK_WORKERS``, RK the worker id."""
 TABLE_METRICS: Final = "metrics"
 """Time series for the status page: PK the UTC hour, RK time and source."""
+TABLE_INBOX: Final = "inbox"
+"""Each person's notifications: PK the user name, RK ``ids.invert(comment id)`` (newest
+first; one notification per comment and recipient)."""
+TABLE_REVISIONS: Final = "revisions"
+"""Texts replaced by an edit or a deletion: PK the thread or comment id, RK a fresh id."""
 TABLE_PROGRESS: Final = "progress"
 """Where a worker says how far it got with a request (generating, retrying): PK and RK
 as the request's job row."""
@@ -39,6 +44,8 @@ TABLES: Final = (
     TABLE_JOBS,
     TABLE_WORKERS,
     TABLE_METRICS,
+    TABLE_INBOX,
+    TABLE_REVISIONS,
     TABLE_PROGRESS,
     TABLE_DECISIONS,
     TABLE_VOTES,
@@ -96,7 +103,8 @@ CHANNEL_ROOM: Final = "room"
 CHANNEL_THREAD: Final = "thread"
 """One thread's comments, placeholders and replacements."""
 CHANNEL_USER: Final = "user"
-"""One person's own events on any instance (logged out: close the sockets)."""
+"""One person's own events on any instance: logged out (close the sockets), the inbox's
+unread count (the header's badge), muted bots and blocked people changed."""
 RATE_LIMIT_PREFIX: Final = "ratelimit"
 """Redis keys of the shared rate limits: ``[namespace:]ratelimit:<limit>:<key>``."""
 SOCKETS_PREFIX: Final = "sockets"
@@ -129,6 +137,8 @@ QUEUE_MESSAGE_MAX_BYTES: Final = 48 * 1024
 TABLE_BATCH_MAX: Final = 100
 TABLE_PROPERTY_MAX_CHARS: Final = 32_000
 COMMENT_MAX_CHARS: Final = 10_000
+MUTED_MAX: Final = 200
+"""Bots one person may mute, and people one person may block (each list)."""
 TITLE_MAX_CHARS: Final = 300
 RECEIVE_MAX: Final = 32
 FILTER_COMPARISONS_MAX: Final = 15

@@ -2,14 +2,15 @@
 
 Every event is a tagged msgspec struct (its ``type`` names it, as in the websocket
 protocol), encoded once by :meth:`Broadcaster.send` and published on the channels it
-belongs to: comments, placeholders, where a placeholder's answer stands (``waiting``) and
-replacements on their thread's channel; new threads, thread activity and presence on
-their room's channel; an item's new score (``score``) on its thread's channel and, for a
-thread's own votes, its room's too; a person's own events on their user channel. Channel
-names come from :mod:`playhouse.constants` under the storage namespace. A web instance
-publishes through Litestar Channels (memory, or Redis across instances); a scheduler in
-its own process publishes straight to the same Redis. Sockets read events back with
-:func:`decode_event`, typed, never by looking at bytes.
+belongs to: comments, placeholders, where a placeholder's answer stands (``waiting``),
+replacements and edits on their thread's channel; new threads, thread activity, edits of
+a post and presence on their room's channel; an item's new score (``score``) on its
+thread's channel and, for a thread's own votes, its room's too; a person's own events
+(logged out, the inbox, muted and blocked) on their user channel. Channel names come from
+:mod:`playhouse.constants` under the storage namespace. A web instance publishes through
+Litestar Channels (memory, or Redis across instances); a scheduler in its own process
+publishes straight to the same Redis. Sockets read events back with :func:`decode_event`,
+typed, never by looking at bytes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ import msgspec
 import structlog
 
 from playhouse.constants import CHANNEL_ROOM, CHANNEL_THREAD, CHANNEL_USER, channel_name
-from playhouse.views import CommentOut, ThreadOut, WaitState, comment_out, thread_out
+from playhouse.views import (
+    CommentOut,
+    NotificationOut,
+    ThreadOut,
+    WaitState,
+    comment_out,
+    thread_out,
+)
 
 if TYPE_CHECKING:
     from litestar.channels.backends.base import ChannelsBackend
@@ -48,6 +56,19 @@ class CommentReplaced(msgspec.Struct, frozen=True, tag="comment_replaced", kw_on
     """A placeholder became the bot's answer (or its visible failure note)."""
 
     comment: CommentOut
+
+
+class CommentChanged(msgspec.Struct, frozen=True, tag="comment_changed", kw_only=True):
+    """A comment was edited, deleted (its tombstone) or shows another of its answers."""
+
+    comment: CommentOut
+
+
+class ThreadChanged(msgspec.Struct, frozen=True, tag="thread_changed", kw_only=True):
+    """A thread's post was edited or deleted (its tombstone); on its room's channel, which
+    the thread's own page hears too."""
+
+    thread: ThreadOut
 
 
 class WaitUpdate(msgspec.Struct, frozen=True, tag="waiting", kw_only=True):
@@ -100,8 +121,27 @@ class LoggedOut(msgspec.Struct, frozen=True, tag="logged_out", kw_only=True):
         return self.session is None or self.session == session_id
 
 
-LiveEvent = (CommentEvent | Thinking | CommentReplaced | WaitUpdate | ThreadEvent | ScoreEvent
-             | Presence | LoggedOut)
+class InboxEvent(msgspec.Struct, frozen=True, tag="inbox", kw_only=True):
+    """On a user's channel: their inbox changed. ``unread`` is the new count when known
+    (it is after a read or on connecting); a new notification says ``added`` (1) and
+    comes with ``latest``, and every open page adds it to the count it shows."""
+
+    unread: int | None = None
+    added: int = 0
+    latest: NotificationOut | None = None
+
+
+class PrefsChanged(msgspec.Struct, frozen=True, tag="prefs", kw_only=True):
+    """On a user's channel: the bots they mute and the people they block now (their
+    sockets hide and call accordingly)."""
+
+    muted: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+
+
+LiveEvent = (CommentEvent | Thinking | CommentReplaced | CommentChanged | WaitUpdate
+             | ThreadEvent | ThreadChanged | ScoreEvent | Presence | LoggedOut | InboxEvent
+             | PrefsChanged)
 """Everything published on a channel."""
 
 _encoder = msgspec.json.Encoder()
@@ -139,11 +179,11 @@ class Channels:
     def of(self, event: LiveEvent, *, user: str | None = None) -> list[str]:
         """The channels ``event`` goes to (``user`` for a user's own events)."""
         match event:
-            case CommentEvent() | Thinking() | CommentReplaced():
+            case CommentEvent() | Thinking() | CommentReplaced() | CommentChanged():
                 return [self.thread(event.comment.thread_id)]
             case WaitUpdate():
                 return [self.thread(event.thread_id)]
-            case ThreadEvent():
+            case ThreadEvent() | ThreadChanged():
                 return [self.room(event.thread.room)]
             case ScoreEvent():
                 # A thread's own score shows in its room's listings as well.
@@ -152,7 +192,7 @@ class Channels:
                 return [self.thread(event.thread_id)]
             case Presence():
                 return [self.room(event.room)]
-            case LoggedOut():
+            case LoggedOut() | InboxEvent() | PrefsChanged():
                 if user is None:
                     raise ValueError("a user's event needs the user")
                 return [self.user(user)]
@@ -205,6 +245,9 @@ class Broadcaster:
     def replaced(self, comment: Comment) -> None:
         self.send(CommentReplaced(comment=comment_out(comment)))
 
+    def changed(self, comment: Comment) -> None:
+        self.send(CommentChanged(comment=comment_out(comment)))
+
     def waiting(self, thread_id: str, comment_id: str, wait: WaitState) -> None:
         self.send(WaitUpdate(thread_id=thread_id, comment_id=comment_id, wait=wait))
 
@@ -217,8 +260,17 @@ class Broadcaster:
                              ups=tally.ups, downs=tally.downs, score=tally.score,
                              version=tally.version))
 
+    def thread_changed(self, thread: Thread) -> None:
+        self.send(ThreadChanged(thread=thread_out(thread)))
+
     def logged_out(self, user: str, session: str | None = None) -> None:
         self.send(LoggedOut(session=session), user=user)
+
+    def inbox(self, user: str, event: InboxEvent) -> None:
+        self.send(event, user=user)
+
+    def prefs(self, user: str, muted: tuple[str, ...], blocked: tuple[str, ...]) -> None:
+        self.send(PrefsChanged(muted=muted, blocked=blocked), user=user)
 
 
 class BackendPublisher:

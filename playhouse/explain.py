@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from playhouse.messages import GenerationRequest
     from playhouse.storage.models import Job
 
-CallReason = Literal["mention", "reply", "default_bot", "scheduler"]
+CallReason = Literal["mention", "reply", "default_bot", "scheduler", "again"]
+"""``again``: a person asked the bot for another answer to what it answered (a re-roll)."""
 
 OUTPUT_MAX_CHARS: Final = 4000
 """An attempt's raw output is kept up to this many characters (a rejected sample can run
@@ -90,6 +91,8 @@ class CallInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Of those, the oldest ones left out of the request: past the stored path, or dropped
     to fit the queue's message size."""
     declined: Decline | None = None
+    again: int = 0
+    """For a re-roll (``again``): the how-many-th time the bot was asked again."""
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -183,6 +186,9 @@ class Explanation(msgspec.Struct, frozen=True, kw_only=True):
     timings: Timings = msgspec.field(default_factory=Timings)
     missing: str = ""
     """Set (with the reason) when there is no explanation at all: an older comment."""
+    withheld: str = ""
+    """Set (with the reason) when the words it quoted are left out: something it quoted
+    was edited or deleted since (:func:`playhouse.web.why.withheld`)."""
 
 
 _call_decoder = msgspec.json.Decoder(CallInfo)

@@ -96,6 +96,8 @@ var tableNames = [
   'listings'
   'authored'
   'metrics'
+  'inbox'
+  'revisions'
   'progress'
   'decisions'
 ]

@@ -68,6 +68,7 @@ class Candidate:
     parent: str | None
     """Key of the item it answers (the thread id for a top-level comment); None for the post."""
     status: str = "ok"
+    """A comment's status; ``gone`` for a deleted or removed item (never answered)."""
     is_post: bool = False
     comment: Comment | None = None
 
@@ -88,8 +89,10 @@ class ThreadView:
         post = Candidate(
             key=thread.thread_id, thread_id=thread.thread_id, room=thread.room,
             author=thread.author, persona=thread.persona if thread.is_bot else None,
-            is_bot=thread.is_bot, text=f"{thread.title}\n{thread.body}".strip(),
+            is_bot=thread.is_bot,
+            text="" if thread.gone else f"{thread.title}\n{thread.body}".strip(),
             created_at=thread.created_at, depth=0, parent=None, is_post=True,
+            status="gone" if thread.gone else "ok",
         )
         items = {post.key: post}
         answered: dict[str, set[str]] = {}
@@ -99,8 +102,8 @@ class ThreadView:
             items[c.comment_id] = Candidate(
                 key=c.comment_id, thread_id=thread.thread_id, room=thread.room,
                 author=c.author, persona=c.persona if c.is_bot else None, is_bot=c.is_bot,
-                text=c.text, created_at=c.created_at, depth=c.depth, parent=parent,
-                status=c.status, comment=c,
+                text="" if c.gone else c.text, created_at=c.created_at, depth=c.depth,
+                parent=parent, status="gone" if c.gone else c.status, comment=c,
             )
             if c.is_bot and c.persona:
                 answered.setdefault(parent, set()).add(c.persona)

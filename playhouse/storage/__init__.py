@@ -33,12 +33,14 @@ from playhouse.storage.accounts import MemberRepo, RoomRepo, UserRepo
 from playhouse.storage.authored import AuthorIndex
 from playhouse.storage.blobs import BlobStore
 from playhouse.storage.decisions import DecisionRepo
+from playhouse.storage.inbox import InboxRepo
 from playhouse.storage.jobs import JobRepo
 from playhouse.storage.listings import ListingIndex
 from playhouse.storage.ops import MetricsRepo, WorkerRepo
 from playhouse.storage.prefs import PrefRepo
 from playhouse.storage.progress import ProgressRepo
 from playhouse.storage.queues import QueueStore
+from playhouse.storage.revisions import RevisionRepo
 from playhouse.storage.tables import Tables, short, translate
 from playhouse.storage.threads import CommentRepo, ThreadRepo
 from playhouse.storage.votes import VoteRepo
@@ -119,6 +121,8 @@ class Storage:
         self.jobs = JobRepo(self.tables)
         self.workers = WorkerRepo(self.tables)
         self.metrics = MetricsRepo(self.tables)
+        self.inbox = InboxRepo(self.tables)
+        self.revisions = RevisionRepo(self.tables)
         self.progress = ProgressRepo(self.tables)
         self.decisions = DecisionRepo(self.tables)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 import structlog
@@ -69,6 +69,16 @@ class UserRepo:
             lambda u: msgspec.structs.replace(u, password_hash=password_hash),
             f"user {key}",
         )
+        return user
+
+    async def change(self, username: str, change: Callable[[User], User]) -> User:
+        """Read-modify-write the user's row (ETag retries; ``change`` must be pure)."""
+        key = user_key(username)
+        try:
+            user, _ = await self.t.modify(TABLE_USERS, PK_USERS, key, User, change,
+                                          f"user {key}")
+        except NotFound:
+            raise NotFound(f"no user named {username!r}") from None
         return user
 
     async def end_session(self, username: str, session_id: str, *, keep_s: float) -> User:

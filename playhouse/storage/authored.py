@@ -59,20 +59,24 @@ def best_key(item: Authored) -> str:
 
 
 def of_thread(thread: Thread) -> Authored:
+    gone = bool(thread.gone)
     return Authored(
         item_id=thread.thread_id, kind="thread", thread_id=thread.thread_id, room=thread.room,
         author=thread.author, is_bot=thread.is_bot, persona=thread.persona,
-        created_at=thread.created_at, title=thread.title, text=thread.body[:TEXT_CHARS],
-        image_blob=thread.image_blob,
+        created_at=thread.created_at, title="" if gone else thread.title,
+        text="" if gone else thread.body[:TEXT_CHARS],
+        image_blob=None if gone else thread.image_blob, gone=thread.gone,
     )
 
 
 def of_comment(comment: Comment) -> Authored:
+    gone = bool(comment.gone)
     return Authored(
         item_id=comment.comment_id, kind="comment", thread_id=comment.thread_id,
         room=comment.room, author=comment.author, is_bot=comment.is_bot,
         persona=comment.persona, created_at=comment.created_at,
-        text=comment.text[:TEXT_CHARS], image_blob=comment.image_blob,
+        text="" if gone else comment.text[:TEXT_CHARS],
+        image_blob=None if gone else comment.image_blob, gone=comment.gone,
     )
 
 
@@ -92,6 +96,37 @@ class AuthorIndex:
         except Conflict:
             return False
         return True
+
+    async def revise(self, item: Authored) -> Authored | None:
+        """Take what ``item`` says now (an edit, a tombstone: title, text, picture) into
+        its recorded row, votes kept; None when it is not recorded (nothing written)."""
+        pk = user_key(item.author)
+        async with self._locks.hold(pk):
+            return await self._revise(pk, item)
+
+    async def _revise(self, pk: str, item: Authored) -> Authored | None:
+        what = f"history of {pk}"
+        for attempt in range(KARMA_RETRIES):
+            row = await self.t.get(TABLE_AUTHORED, pk, item_key(item.item_id), what)
+            if row is None:
+                return None
+            stored = from_entity(row, Authored)
+            revised = msgspec.structs.replace(stored, title=item.title, text=item.text,
+                                              image_blob=item.image_blob, gone=item.gone)
+            if revised == stored:
+                return stored
+            ops: list[Operation] = [("update", to_entity(revised, pk, item_key(item.item_id)),
+                                     {"mode": UpdateMode.REPLACE, **if_match(etag_of(row))})]
+            if revised.kind == "comment":
+                ops.append(("upsert", to_entity(revised, pk, best_key(revised)),
+                            {"mode": UpdateMode.REPLACE}))
+            try:
+                await self.t.transact(TABLE_AUTHORED, ops, what)
+            except Conflict:  # its votes moved meanwhile: read again
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * 1.5**attempt)))
+                continue
+            return revised
+        raise Conflict(f"{what}: still contended after {KARMA_RETRIES} attempts")
 
     async def get(self, author: str, item_id: str) -> Authored | None:
         entity = await self.t.get(TABLE_AUTHORED, user_key(author), item_key(item_id),

@@ -96,7 +96,7 @@ def row_of(thread: Thread) -> ListingRow:
         thread_id=thread.thread_id, room=thread.room, title=thread.title, author=thread.author,
         is_bot=thread.is_bot, persona=thread.persona, created_at=thread.created_at,
         last_activity=thread.last_activity, comment_count=thread.comment_count,
-        image_blob=thread.image_blob, url=thread.url,
+        image_blob=thread.image_blob, url=thread.url, gone=thread.gone,
     )
 
 

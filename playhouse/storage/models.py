@@ -20,6 +20,7 @@ recovery queues it if its web instance died); ``pending``: queued; then ``done``
 CommentStatus = Literal["ok", "failed", "placeholder", "declined"]
 """``declined``: a bot that was called and will not answer (asleep, a cap reached); its
 ``notice`` says why."""
+NotificationKind = Literal["reply", "mention"]
 ProgressState = Literal["generating", "retrying", "answered"]
 
 
@@ -35,6 +36,12 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     ended_sessions: tuple[str, ...] = ()
     """Ids of single sessions ended by logging out of one browser; an id older than the
     session lifetime is dropped the next time one is added."""
+    muted: tuple[str, ...] = ()
+    """Bots (persona names) this person muted: hidden in their views, never called by
+    their posts, never in their inbox."""
+    blocked: tuple[str, ...] = ()
+    """People (canonical user names) this person blocked: their threads and comments are
+    hidden from this person, and they never reach this person's inbox."""
 
 
 class Room(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,11 +83,26 @@ class Thread(msgspec.Struct, frozen=True, kw_only=True):
     comment_count: int = 0
     image_blob: str | None = None
     job_id: str | None = None
+    edited_at: float | None = None
+    """When its author last edited it (None: never); earlier versions are in ``revisions``."""
+    gone: str = ""
+    """``""``, ``"deleted"`` (by its author) or ``"removed"`` (by a moderator): a tombstone
+    (:func:`playhouse.views.visible_thread`); its text is no longer in this row."""
     bot_replies: tuple[tuple[str, int], ...] = ()
     """Answers per bot in this thread: the per-thread cap a person's call meets (moved
     with the counters)."""
     etag: str | None = None
     """Row version as read (the activity counters update it conditionally)."""
+
+
+class Alternative(msgspec.Struct, frozen=True, kw_only=True):
+    """One answer of a bot comment that was asked again (a re-roll)."""
+
+    text: str
+    image_blob: str | None = None
+    job_id: str | None = None
+    """The request that made it."""
+    created_at: float = 0.0
 
 
 class Comment(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,10 +124,61 @@ class Comment(msgspec.Struct, frozen=True, kw_only=True):
     """Ids of its nearest ancestors, oldest first, the parent last (at most
     :data:`~playhouse.constants.PATH_MAX`): a reply's prompt chain is one query (empty for
     top-level comments, and for comments stored before paths were kept: theirs is walked)."""
+    edited_at: float | None = None
+    """When its author last edited it (None: never); earlier versions are in ``revisions``."""
+    gone: str = ""
+    """``""``, ``"deleted"`` (by its author, or a bot's reply by the thread's author) or
+    ``"removed"`` (by a moderator): a tombstone (:func:`playhouse.views.visible_comment`);
+    its text is no longer in this row."""
+    alternatives: tuple[Alternative, ...] = ()
+    """A re-rolled bot answer's answers, oldest first (empty: never re-rolled, ``text`` is
+    its only one); ``text`` is ``alternatives[shown]``'s."""
+    shown: int = 0
+    """Which of ``alternatives`` is shown (and what later prompts see)."""
+    rerolls: int = 0
+    """Times another answer was asked for (each a request of its own; see
+    :func:`playhouse.asking.request_id_for`)."""
     notice: str = ""
     """A declined call's reason, as :class:`~playhouse.views.WaitState` JSON."""
     etag: str | None = None
     """Row version as read; :meth:`CommentRepo.replace` makes it a precondition."""
+
+
+class Revision(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread's or comment's text as it was before an edit or a deletion: kept
+    server-side (never shown, never in a prompt)."""
+
+    item_id: str
+    """The thread id (the post) or the comment id."""
+    thread_id: str
+    room: str
+    author: str
+    title: str = ""
+    text: str = ""
+    image_blob: str | None = None
+    written_at: float
+    """When that text was written (created, or last edited)."""
+    replaced_at: float
+    reason: Literal["edit", "delete"]
+    by: str
+    """Who edited or deleted it (its author, or the thread's author for a bot's reply)."""
+
+
+class Notification(msgspec.Struct, frozen=True, kw_only=True):
+    """One item of a person's inbox: a reply to them, or a mention of them."""
+
+    username: str
+    """The recipient (canonical)."""
+    kind: NotificationKind
+    room: str
+    thread_id: str
+    comment_id: str
+    """The reply or the mentioning comment."""
+    by: str
+    by_bot: bool
+    created_at: float
+    read: bool = False
+    etag: str | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -211,6 +284,8 @@ class ListingRow(msgspec.Struct, frozen=True, kw_only=True):
     downs: int = 0
     version: int = 0
     """The :class:`Tally` version these votes come from (a newer one wins)."""
+    gone: str = ""
+    """As the thread's: ``deleted`` or ``removed`` (shown as a tombstone), or ``""``."""
 
     @property
     def score(self) -> int:
@@ -236,6 +311,9 @@ class Authored(msgspec.Struct, frozen=True, kw_only=True):
     ups: int = 0
     downs: int = 0
     version: int = 0
+    gone: str = ""
+    """As the item's: ``deleted`` or ``removed`` (left out of profiles and the leaderboard;
+    its text is not kept here), or ``""``."""
 
     @property
     def score(self) -> int:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
@@ -146,6 +146,28 @@ class ThreadRepo:
         )
         return [from_entity(e, Thread) for e in entities]
 
+    async def replace(self, thread: Thread) -> Thread:
+        """Overwrite a thread only if unchanged since read (``thread.etag``); else Conflict."""
+        tid = _thread_id(thread.thread_id)
+        etag = await self.t.update(
+            TABLE_THREADS, to_entity(thread, room_key(thread.room), ids.invert(tid)),
+            f"thread {tid}", etag=thread.etag,
+        )
+        replaced = msgspec.structs.replace(thread, etag=etag)
+        await self._revise(replaced)
+        return replaced
+
+    async def change(self, thread_id: str, change: Callable[[Thread], Thread]) -> Thread:
+        """Read-modify-write the thread (ETag retries; ``change`` must be pure, and may
+        raise to refuse); NotFound when it is not there."""
+        room = await self._room_of(thread_id)
+        thread, etag = await self.t.modify(
+            TABLE_THREADS, room, ids.invert(thread_id), Thread, change, f"thread {thread_id}"
+        )
+        changed = msgspec.structs.replace(thread, etag=etag)
+        await self._revise(changed)
+        return changed
+
     async def touch(
         self, thread_id: str, *, comments: int = 0, at: float | None = None,
         known: Thread | None = None, answers: Sequence[str] = (),
@@ -187,6 +209,21 @@ class ThreadRepo:
         await self._relist(touched)
         return touched
 
+    async def _revise(self, thread: Thread) -> None:
+        """After an edit or a tombstone: the thread's listings and its author's history
+        say what it says now (failures are logged, as for :meth:`_relist`)."""
+        from playhouse.storage.authored import of_thread
+
+        steps: list[Coroutine[Any, Any, object]] = [self._relist(thread)]
+        if self.authored is not None:
+            steps.append(self.authored.revise(of_thread(thread)))
+        for outcome in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(outcome, PlayhouseError):
+                log.warning("thread.index_failed", thread_id=thread.thread_id,
+                            reason=str(outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+
     async def _relist(self, thread: Thread) -> None:
         """Move a touched thread in its room's listings (a failure is logged: the next
         change moves it)."""
@@ -209,7 +246,9 @@ class CommentRepo:
         from playhouse.storage.authored import of_comment
 
         try:
-            await self.authored.add(of_comment(comment))
+            item = of_comment(comment)
+            if not await self.authored.add(item):  # recorded already: an edit, a tombstone
+                await self.authored.revise(item)
         except PlayhouseError as exc:
             log.warning("comment.index_failed", comment_id=comment.comment_id, reason=str(exc))
 
@@ -237,6 +276,21 @@ class CommentRepo:
         )
         await self._index(comment)  # a placeholder's answer: now it has its text
         return msgspec.structs.replace(comment, etag=etag)
+
+    async def change(self, thread_id: str, comment_id: str,
+                     change: Callable[[Comment], Comment]) -> Comment:
+        """Read-modify-write a comment (ETag retries; ``change`` must be pure, and may
+        raise to refuse); NotFound when it is not there."""
+        tid = _thread_id(thread_id)
+        cid = check_key("comment id", comment_id)
+        try:
+            comment, etag = await self.t.modify(TABLE_COMMENTS, tid, cid, Comment, change,
+                                                f"comment {cid}")
+        except NotFound:
+            raise NotFound(f"no comment {comment_id!r} in thread {thread_id!r}") from None
+        changed = msgspec.structs.replace(comment, etag=etag)
+        await self._index(changed)  # its author's history says what it says now
+        return changed
 
     async def get(self, thread_id: str, comment_id: str) -> Comment:
         tid = _thread_id(thread_id)

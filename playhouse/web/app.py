@@ -30,11 +30,15 @@ from playhouse.errors import PlayhouseError
 from playhouse.web import (
     api,
     auth,
+    editing,
     errors,
+    inbox,
     leaderboard,
     live,
     pages,
+    prefs,
     profiles,
+    rerolls,
     status,
     votes,
     why,
@@ -149,7 +153,8 @@ def create_app(
     return Litestar(
         route_handlers=[
             *pages.ROUTES, *auth.ROUTES, api.Api, live.live_socket, *status.ROUTES,
-            *why.ROUTES, *votes.ROUTES, *profiles.ROUTES, *leaderboard.ROUTES,
+            *editing.ROUTES, *rerolls.ROUTES, *inbox.ROUTES, *prefs.ROUTES, *why.ROUTES,
+            *votes.ROUTES, *profiles.ROUTES, *leaderboard.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
         plugins=[ctx.channels, _Lifespan(lifespan)],
@@ -164,6 +169,7 @@ def create_app(
         template_config=template_config(),
         openapi_config=OpenAPIConfig(title="playhouse", version="1", path="/schema"),
         exception_handlers=errors.HANDLERS,
+        before_request=inbox.before_page,
         after_exception=[_log_crash],
         before_send=[add_security_headers],
         # Last, after every lifespan (the Channels plugin's included: its Redis backend

@@ -10,15 +10,12 @@ from litestar.exceptions import HTTPException
 from litestar.response import Template
 from litestar.types import ExceptionHandlersMap
 
-from playhouse.errors import Conflict, Forbidden, InvalidInput, NotFound, PlayhouseError
+from playhouse.errors import PlayhouseError
 from playhouse.web.forms import NOT_UTF8
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
 
-_STATUS: list[tuple[type[PlayhouseError], int]] = [
-    (NotFound, 404), (Forbidden, 403), (InvalidInput, 400), (Conflict, 409),
-]
 
 
 def _answer(request: Request[Any, Any, Any], status: int, reason: str) -> Response[Any]:
@@ -33,7 +30,9 @@ def _answer(request: Request[Any, Any, Any], status: int, reason: str) -> Respon
 
 
 def on_playhouse_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 503)
+    # The status is the error class's own (errors.CODES): a login asked for is a 401,
+    # a rate limit a 429, storage out of reach a 503.
+    status = exc.status if isinstance(exc, PlayhouseError) else 500
     if status >= 500:
         log.warning("request.failed", path=request.url.path, reason=str(exc))
     return _answer(request, status, str(exc))

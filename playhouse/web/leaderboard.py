@@ -91,8 +91,8 @@ class Boards:
 
 
 def _best(items: list[Authored], public: dict[str, bool]) -> BestComment | None:
-    shown = [i for i in items if i.kind == "comment" and public.get(i.room.casefold(), False)
-             and i.ups > 0]
+    shown = [i for i in items if i.kind == "comment" and not i.gone
+             and public.get(i.room.casefold(), False) and i.ups > 0]
     if not shown:
         return None
     top = max(shown, key=lambda i: (i.score, ranking.wilson(i.ups, i.ups + i.downs),

@@ -14,6 +14,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import msgspec
 import structlog
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
@@ -33,20 +34,27 @@ from playhouse.errors import (
     describe,
 )
 from playhouse.events import (
+    CommentChanged,
     CommentEvent,
     CommentReplaced,
+    InboxEvent,
     LiveEvent,
     LoggedOut,
+    PrefsChanged,
     Presence,
     Thinking,
+    ThreadChanged,
+    ThreadEvent,
     decode_event,
 )
 from playhouse.storage.models import Comment, Thread
 from playhouse.storage.threads import no_thread
-from playhouse.views import comment_out, thread_out
+from playhouse.views import comment_out, hide, thread_out
 from playhouse.web.budget import SocketBudget, frame_cost
 from playhouse.web.context import SESSION_ID, WebContext, client_ip, context_of, current_user
+from playhouse.web.inbox import unread_count
 from playhouse.web.posting import announce, check_rate, store_post
+from playhouse.web.prefs import Viewer, load_viewer
 from playhouse.web.protocol import (
     Ack,
     ClientMessage,
@@ -102,6 +110,10 @@ class Session:
         self.socket_id = f"{ctx.instance}:{ids.new_id()}"
         self.slotted = False
         """Counted in :attr:`WebContext.slots` (released when the socket ends)."""
+        self.viewer = Viewer(user=self.user)
+        """What this socket's user chose not to see (kept current by their channel)."""
+        self.loading: asyncio.Task[None] | None = None
+        """Reading :attr:`viewer` (a post waits for it: its calls depend on it)."""
 
     # ------------------------------------------------------------------ sending
     async def send(self, event: ServerEvent) -> None:
@@ -135,7 +147,29 @@ class Session:
         if self.replaying:
             self.held.append((data, event))
             return
-        await self.send_text(data.decode())
+        frame = self._frame(data, event)
+        if frame is not None:
+            await self.send_text(frame)
+
+    def _frame(self, data: bytes, event: LiveEvent) -> str | None:
+        """What this socket is sent of a live event: as published, or, from someone its
+        user hides, a stub of a comment (its place in the tree kept) and no thread in a
+        room's list (None)."""
+        if not (self.viewer.muted or self.viewer.blocked):
+            return data.decode()
+        match event:
+            case CommentEvent() | Thinking() | CommentReplaced() | CommentChanged():
+                why = self.viewer.hides(event.comment.author, event.comment.is_bot)
+                if why:
+                    return encode_frame(msgspec.structs.replace(
+                        event, comment=hide(event.comment, why)))
+            case ThreadEvent() | ThreadChanged():
+                if self.thread_id is None and self.viewer.hides(event.thread.author,
+                                                                event.thread.is_bot):
+                    return None
+            case _:
+                pass
+        return data.decode()
 
     async def _run_pump(self, subscriber: Subscriber) -> None:
         async for data in subscriber.iter_events():
@@ -159,6 +193,8 @@ class Session:
                     [self.ctx.broadcast.channels.user(self.user)]
                 )
                 self.account_pump = asyncio.create_task(self._watch_account(self.account))
+                # Read beside the loop: the socket answers (and closes) at once meanwhile.
+                self.loading = asyncio.create_task(self._load_viewer())
             while not self.closed:
                 event = await self.socket.receive()
                 if event["type"] == "websocket.disconnect":
@@ -175,6 +211,8 @@ class Session:
             pass
         finally:
             self.closed = True
+            if self.loading is not None and not self.loading.done():
+                self.loading.cancel()
             await self.unsubscribe()
             await self._stop_watching_account()
             if self.slotted:
@@ -215,12 +253,30 @@ class Session:
         with contextlib.suppress(Exception):
             await self.socket.close(code=code, reason=reason)
 
+    async def _load_viewer(self) -> None:
+        """Read what the user hides and tell the page its unread count (the badge is as
+        fresh as the socket); storage failing here costs the badge, not the socket."""
+        try:
+            self.viewer = await load_viewer(self.ctx, self.user)
+            unread = await unread_count(self.ctx, self.viewer)
+        except PlayhouseError as exc:
+            log.warning("socket.viewer_failed", user=self.user or "-", reason=str(exc)[:200])
+            return
+        await self.send(InboxEvent(unread=unread))
+
     async def _watch_account(self, subscriber: Subscriber) -> None:
-        """Close the socket when its session is logged out (here, or on another instance,
-        or everywhere): the page reconnects, and the voided cookie makes the new socket
+        """The user's own events: the inbox's count and what they hide go to the page;
+        a logout of its session (here, or on another instance, or everywhere) closes the
+        socket: the page reconnects, and the voided cookie makes the new socket
         anonymous."""
         async for data in subscriber.iter_events():
             event = decode_event(data)
+            if isinstance(event, PrefsChanged):
+                self.viewer = Viewer(user=self.user, muted=frozenset(event.muted),
+                                     blocked=frozenset(event.blocked))
+            if isinstance(event, InboxEvent | PrefsChanged):
+                await self.send_text(data.decode())
+                continue
             if not isinstance(event, LoggedOut) or not event.ends(self.session_id):
                 continue  # another browser of this user logged out
             await self.refuse(LoginRequired("you logged out; log in again to post"))
@@ -332,7 +388,9 @@ class Session:
         for data, event in held:
             if isinstance(event, CommentEvent) and event.comment.id in self.replayed:
                 continue  # the history carried it
-            await self.send_text(data.decode())
+            frame = self._frame(data, event)
+            if frame is not None:
+                await self.send_text(frame)
         self.replayed = set()
 
     async def _thread_history(self, room: str, thread_id: str, after: str | None,
@@ -363,7 +421,8 @@ class Session:
 
     async def _send_history(self, room: str, thread_id: str, items: list[Comment],
                             *, more: bool) -> None:
-        comments = tuple(comment_out(c) for c in items)
+        comments = tuple(comment_out(c, hidden=self.viewer.hides(c.author, c.is_bot))
+                         for c in items)
         self.replayed.update(c.id for c in comments)
         await self.send(History(room=room, thread_id=thread_id, comments=comments, more=more))
 
@@ -376,8 +435,9 @@ class Session:
             newer = await self.ctx.storage.threads.since(room, ids.id_time(after), limit=page + 1)
             newer = [t for t in newer if t.thread_id > after]
             threads, more = newer[:page], len(newer) > page
-        await self.send(History(room=room, threads=tuple(thread_out(t) for t in threads),
-                                more=more))
+        shown = tuple(thread_out(t) for t in threads
+                      if not self.viewer.hides(thread_out(t).author, t.is_bot))
+        await self.send(History(room=room, threads=shown, more=more))
 
     async def _pending(self, thread_id: str, pending: tuple[str, ...]) -> None:
         """Send the current state of placeholders the page still shows (after a reconnect):
@@ -391,7 +451,8 @@ class Session:
             except PlayhouseError as exc:
                 log.warning("socket.pending_failed", thread_id=thread_id, reason=str(exc)[:200])
         for comment in found:
-            out = comment_out(comment)
+            out = comment_out(comment, hidden=self.viewer.hides(comment.author,
+                                                                comment.is_bot))
             self.replayed.add(comment.comment_id)
             if comment.status == "placeholder":
                 await self.send(Thinking(comment=out))
@@ -426,7 +487,9 @@ class Session:
             raise NotSubscribed(f"subscribe to r/{msg.room} before posting there")
         with self.ctx.people.working():  # the bots' results wait (playhouse.priority)
             await check_rate(self.ctx, self.user, self.ip)
-            stored = await store_post(self.ctx, self.user, msg)
+            if self.loading is not None:
+                await self.loading  # whom the user muted decides whom the post calls
+            stored = await store_post(self.ctx, self.user, msg, muted=self.viewer.muted)
             comment_id = stored.comment.comment_id if stored.comment else None
             await self.send(Ack(client_id=msg.client_id, thread_id=stored.thread.thread_id,
                                 comment_id=comment_id, called=stored.called,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass
 from math import ceil
 from typing import TYPE_CHECKING, TypeVar
@@ -49,9 +49,11 @@ from playhouse.grammar import clean_text
 from playhouse.storage.models import Comment, Job, Room, Thread
 from playhouse.storage.threads import no_thread
 from playhouse.web.context import WebContext
+from playhouse.web.inbox import notify
 from playhouse.web.protocol import PostMessage
 
 if TYPE_CHECKING:
+    from playhouse.explain import Decline
     from playhouse.messages import GenerationRequest
     from playhouse.personas import Persona
 
@@ -98,11 +100,15 @@ def _names(personas: Sequence[str]) -> str:
     return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
-async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[asking.Call]) -> Calls:
-    """Cap the bots one post asks (``web.bots_per_post``, in the order
-    :func:`~playhouse.asking.calls_for` gives) and the bot calls one user makes a minute
-    (``web.bot_calls_per_minute``); the post itself is never refused for it."""
+async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[asking.Call],
+                       muted: Collection[str] = ()) -> Calls:
+    """Leave out the bots ``user`` muted (never called by their posts), cap the bots one
+    post asks (``web.bots_per_post``, in the order :func:`~playhouse.asking.calls_for`
+    gives) and the bot calls one user makes a minute (``web.bot_calls_per_minute``); the
+    post itself is never refused for it."""
     cap = ctx.settings.web.bots_per_post
+    silenced = [c.persona.name for c in wanted if c.persona.name in muted]
+    wanted = [c for c in wanted if c.persona.name not in muted]
     called: list[asking.Call] = []
     limited: list[str] = []
     wait = 0.0
@@ -114,19 +120,22 @@ async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[asking.Call]
             called.append(call)
         wait = max(wait, waited)
     over = [c.persona.name for c in wanted[cap:]]
-    if not over and not limited:
+    if not over and not limited and not silenced:
         return Calls(called=tuple(called))
     parts = []
     if called:
         parts.append(f"{_names([c.persona.name for c in called])} will answer")
+    if silenced:
+        parts.append(f"{_names(silenced)} not: you muted "
+                     f"{'it' if len(silenced) == 1 else 'them'} (unmute in your settings)")
     if over:
         parts.append(f"{_names(over)} not: one post calls at most {cap} bots")
     if limited:
         parts.append(f"{_names(limited)} not: you called bots too often; call them again "
                      f"in {max(1, ceil(wait))} s")
     log.info("bot.calls_capped", user=user, called=[c.persona.name for c in called],
-             over=over, limited=limited)
-    return Calls(called=tuple(called), not_called=tuple(over + limited),
+             over=over, limited=limited, muted=silenced)
+    return Calls(called=tuple(called), not_called=tuple(silenced + over + limited),
                  notice="; ".join(parts))
 
 
@@ -154,9 +163,10 @@ async def check_rate(ctx: WebContext, user: str, ip: str) -> None:
         raise RateLimited(f"too many posts; try again in {wait:.0f} s")
 
 
-async def store_post(ctx: WebContext, user: str, msg: PostMessage) -> Stored:
-    """Validate ``msg`` and write it with its calls; a PlayhouseError (nothing written)
-    when it is refused."""
+async def store_post(ctx: WebContext, user: str, msg: PostMessage,
+                     muted: Collection[str] = ()) -> Stored:
+    """Validate ``msg`` and write it with its calls (none to the bots in ``muted``, the
+    ones ``user`` muted); a PlayhouseError (nothing written) when it is refused."""
     if msg.thread_id is None:
         if msg.parent_id is not None:
             raise InvalidInput("a new thread has no parent_id")
@@ -164,11 +174,11 @@ async def store_post(ctx: WebContext, user: str, msg: PostMessage) -> Stored:
         body = post_text(msg.text, "text", COMMENT_MAX_CHARS, allow_empty=True)
         room = await _room(ctx, msg.room)
         await _may_post(ctx, room, user)
-        return await _store_thread(ctx, user, room, title, body)
+        return await _store_thread(ctx, user, room, title, body, muted)
     if msg.title:
         raise InvalidInput("a reply has no title")
     text = post_text(msg.text, "text", COMMENT_MAX_CHARS)
-    return await _store_comment(ctx, user, msg, text)
+    return await _store_comment(ctx, user, msg, text, muted)
 
 
 async def _room(ctx: WebContext, name: str) -> Room:
@@ -184,13 +194,13 @@ async def _may_post(ctx: WebContext, room: Room, user: str) -> None:
 
 
 async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
-                        body: str) -> Stored:
+                        body: str, muted: Collection[str]) -> Stored:
     now = time.time()
     thread = Thread(
         thread_id=ids.new_id(now), room=room.name, title=title, body=body, url=None,
         author=user, is_bot=False, persona=None, created_at=now, last_activity=now,
     )
-    calls = await decide_calls(ctx, user, _called(ctx, room, thread, None, None))
+    calls = await decide_calls(ctx, user, _called(ctx, room, thread, None, None), muted)
     jobs = _jobs(ctx, list(calls.called), room, thread, [], None, now)
     thread, recorded, unrecorded = await _write(ctx, ctx.storage.threads.create(thread), jobs)
     return Stored(room=room, thread=thread, comment=None, parent=None, calls=recorded,
@@ -198,7 +208,8 @@ async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
                   not_called=calls.not_called, notice=calls.notice)
 
 
-async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str) -> Stored:
+async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str,
+                         muted: Collection[str]) -> Stored:
     assert msg.thread_id is not None
     if not ids.is_id(msg.thread_id):  # as the socket's subscribe answers it: not there
         raise no_thread(msg.thread_id, msg.room)
@@ -223,6 +234,9 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
     room, thread, parent = await asyncio.gather(_room(ctx, msg.room), thread_of(), parent_of())
     if parent is not None and parent.status == "placeholder":
         raise InvalidInput("that bot has not answered yet")
+    if parent is not None and parent.gone:
+        raise InvalidInput(f"that comment is {parent.gone}: reply to the thread, or to "
+                           "another comment")
     ctx.counters.saw_thread(thread)
     now = time.time()
     comment = Comment(
@@ -231,7 +245,7 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
         persona=None, text=text, created_at=now, depth=parent.depth + 1 if parent else 0,
         path=(*parent.path, parent.comment_id)[-PATH_MAX:] if parent else (),
     )
-    calls = await decide_calls(ctx, user, _called(ctx, room, thread, comment, parent))
+    calls = await decide_calls(ctx, user, _called(ctx, room, thread, comment, parent), muted)
 
     async def ancestors() -> list[Comment]:
         if not calls.called or parent is None:
@@ -281,24 +295,31 @@ def _jobs(ctx: WebContext, calls: list[asking.Call], room: Room, thread: Thread,
           chain: list[Comment], comment: Comment | None, now: float) -> list[Job]:
     """The jobs of ``calls``; a call the bot declines (asleep, a cap reached, read off
     the room's and thread's rows: no extra request) is recorded with why."""
-    hour_s = availability.HOUR_S / ctx.settings.scheduler.time_scale
     jobs: list[Job] = []
     for call in calls:
-        why = availability.decline(call.persona, now, thread=thread if comment else None,
-                                   room=room, hour_s=hour_s,
-                                   caps=ctx.settings.web.people_meet_caps)
+        why = declined(ctx, call.persona, now, room=room, thread=thread if comment else None)
         info = msgspec.structs.replace(call.info, declined=why, at=now)
-        jobs.append(asking.new_job(_request(call.persona, thread, chain, comment),
+        jobs.append(asking.new_job(request_for(call.persona, thread, chain, comment),
                                    depth=comment.depth + 1 if comment else 0, now=now,
                                    call=info))
     return jobs
 
 
-def _request(persona: Persona, thread: Thread, chain: list[Comment],
-             comment: Comment | None) -> GenerationRequest:
-    """What ``persona`` is asked for answering ``comment`` (None: the thread's post)."""
+def declined(ctx: WebContext, persona: Persona, now: float, *, room: Room,
+             thread: Thread | None) -> Decline | None:
+    """Why ``persona`` will not take a person's call now (asleep; at its caps in ``room``
+    or, given, ``thread``, when ``web.people_meet_caps``); None when it will."""
+    return availability.decline(persona, now, thread=thread, room=room,
+                                hour_s=availability.HOUR_S / ctx.settings.scheduler.time_scale,
+                                caps=ctx.settings.web.people_meet_caps)
+
+
+def request_for(persona: Persona, thread: Thread, chain: list[Comment],
+                comment: Comment | None, *, attempt: int = 0) -> GenerationRequest:
+    """What ``persona`` is asked for answering ``comment`` (None: the thread's post);
+    ``attempt`` n > 0: the n-th time it is asked again (a re-roll)."""
     parent_id = comment.comment_id if comment else None
-    request_id = asking.request_id_for(parent_id or thread.thread_id, persona.name)
+    request_id = asking.request_id_for(parent_id or thread.thread_id, persona.name, attempt)
     if persona.kind == "image":
         asked = comment.text if comment else f"{thread.title}. {thread.body}"
         return asking.image_request(
@@ -324,6 +345,12 @@ def announce(ctx: WebContext, stored: Stored) -> None:
         ctx.counters.count(room=stored.room.name, threads=1, at=stored.thread.created_at)
     if stored.calls or stored.unrecorded:
         ctx.spawn(call_bots(ctx, stored), "call_bots")
+    ctx.spawn(_notify(ctx, stored), "notify")
+
+
+async def _notify(ctx: WebContext, stored: Stored) -> None:
+    await notify(ctx, comment=stored.comment, thread=stored.thread, parent=stored.parent,
+                 room=stored.room)
 
 
 async def call_bots(ctx: WebContext, stored: Stored) -> None:
@@ -333,11 +360,18 @@ async def call_bots(ctx: WebContext, stored: Stored) -> None:
     retried with back-off for up to :data:`CALL_RETRY_S` (each step is idempotent on the
     derived request id), so an outage delays the bots' answers instead of losing them.
     """
-    for job in (*stored.calls, *stored.unrecorded):
+    await make_calls(ctx, stored.calls, stored.unrecorded)
+
+
+async def make_calls(ctx: WebContext, recorded: Sequence[Job],
+                     unrecorded: Sequence[Job] = ()) -> None:
+    """Dispatch ``recorded`` jobs, and record then dispatch ``unrecorded`` ones, showing
+    their placeholders: how a person's calls are made (a post's, a re-roll's)."""
+    for job in (*recorded, *unrecorded):
         ctx.expecting(job.request_id, job.queue == QUEUE_INTERACTIVE)
     with ctx.people.working():  # until the requests are on their queues
-        await asyncio.gather(*(_call(ctx, job, recorded=True) for job in stored.calls),
-                             *(_call(ctx, job, recorded=False) for job in stored.unrecorded))
+        await asyncio.gather(*(_call(ctx, job, recorded=True) for job in recorded),
+                             *(_call(ctx, job, recorded=False) for job in unrecorded))
 
 
 async def _call(ctx: WebContext, job: Job, *, recorded: bool) -> None:

@@ -51,7 +51,7 @@ async def history(ctx: WebContext, name: str, token: str | None, rooms: dict[str
     shown: list[Authored] = []
     for _ in range(MAX_READS):
         listed = await ctx.storage.authored.page(name, limit=PAGE_SIZE, token=token)
-        shown += [i for i in listed.items if _visible(i.room, rooms, mine)]
+        shown += [i for i in listed.items if not i.gone and _visible(i.room, rooms, mine)]
         token = listed.next
         if token is None or len(shown) >= PAGE_SIZE // 2:
             break

@@ -9,7 +9,8 @@ whose code comes from :mod:`playhouse.errors`.
 Client → server: ``subscribe``, ``history``, ``post``, ``vote``, ``unsubscribe``, ``ping``.
 Server → client: ``hello``, ``subscribed``, ``history``, ``ack``, ``voted``, ``error``,
 ``pong``, and the live events (``comment``, ``thinking``, ``comment_replaced``,
-``waiting``, ``thread``, ``score``, ``presence``, ...).
+``comment_changed``, ``waiting``, ``thread``, ``thread_changed``, ``score``, ``presence``,
+``inbox``, ``prefs``, ...).
 
 Texts travel twice: raw and as the server's safe HTML (:mod:`playhouse.views`,
 :mod:`playhouse.markdown`), which is what pages show.

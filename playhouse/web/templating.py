@@ -54,5 +54,6 @@ def page(
         p.name: {"colour": p.look.colour, "avatar": p.look.avatar}
         for p in ctx.cast.personas.values()
     }
-    base = {"user": current_user(request), "looks": looks, "instance": ctx.instance}
+    base = {"user": current_user(request), "looks": looks, "instance": ctx.instance,
+            "unread": request.state.get("unread")}
     return Template(template_name=name, context={**base, **context}, status_code=status_code)

@@ -4,14 +4,18 @@
 (function () {
   "use strict";
   const body = document.body;
-  const page = body.dataset.page;
-  if (!page) return;
+  const page = body.dataset.page || null;  // null: a page without a room (the badge only)
+  const badge = document.getElementById("inbox-badge");
+  if (!page && !badge) return;
   const room = body.dataset.room;
   const threadId = body.dataset.thread || null;
-  const me = body.dataset.user || null;
+  const threadAuthor = body.dataset.threadAuthor || "";
+  const meLink = document.querySelector("header .me");
+  const me = body.dataset.user || (meLink ? meLink.textContent.replace(/^u\//, "") : null);
   const sort = body.dataset.sort || "";
   const firstPage = body.dataset.firstPage !== "false";
   const loadedAt = Number(body.dataset.loadedAt || 0);
+  let unread = badge ? parseInt(badge.dataset.count || "0", 10) || 0 : 0;
   const looksData = document.getElementById("looks");  // data, not a script (CSP)
   const looks = looksData ? JSON.parse(looksData.textContent) : {};
   let lastId = body.dataset.lastId || null;
@@ -54,6 +58,18 @@
     t.setAttribute("datetime", iso);
     t.title = when.toLocaleString();
     return t;
+  }
+
+  // What a person or a bot wrote: the server's safe HTML of it (never made here), the
+  // raw text kept beside it for the edit box.
+  function showText(node, text, html) {
+    if (html) node.innerHTML = html; else node.textContent = text || "";
+    node.dataset.raw = text || "";
+  }
+
+  function rawOf(node) {
+    if (!node) return "";
+    return node.dataset.raw !== undefined ? node.dataset.raw : node.textContent;
   }
 
   // ------------------------------------------------------------------------- votes
@@ -157,18 +173,103 @@
       if (empty) empty.remove();
     } else {
       row.querySelector(".count").textContent = String(t.comment_count);
+      const title = row.querySelector("a.title");
+      if (t.title_html) title.innerHTML = t.title_html; else title.textContent = t.title;
     }
     if (!lastId || t.id > lastId) lastId = t.id;
   }
 
   // -------------------------------------------------------------- comments (thread page)
-  function fillComment(node, c) {
-    node.className = "comment" + (c.is_bot ? " bot" : "") + (c.status !== "ok" ? " " + c.status : "");
+  function same(a, b) { return !!a && !!b && a.toLowerCase() === b.toLowerCase(); }
+
+  // Who may ask a bot's comment again, and choose its answer: the person it answers (the
+  // author of its parent comment, or of the post for a top-level reply) or the post's.
+  function mayChoose(node, c) {
+    if (!me || !c.is_bot || c.gone) return false;
+    if (same(me, threadAuthor)) return true;
+    if (!c.parent_id) return false;
+    const parent = document.getElementById("c-" + c.parent_id);
+    return !!parent && !parent.classList.contains("bot") && !parent.classList.contains("gone")
+      && same(parent.dataset.author, me);
+  }
+
+  function child(details, cls, tag, before) {
+    let found = details.querySelector(":scope > ." + cls.split(" ")[0]);
+    if (!found) { found = el(tag || "div", cls); details.insertBefore(found, before || details.querySelector(":scope > .replies")); }
+    return found;
+  }
+
+  function actionForm(action, label, cls) {
+    const form = el("form", "inline " + cls);
+    form.method = "post";
+    form.action = action;
+    const token = document.querySelector("input[name=_csrf_token]");
+    if (token) form.appendChild(token.cloneNode());
+    const back = el("input");
+    back.type = "hidden"; back.name = "next"; back.value = location.pathname;
+    form.appendChild(back);
+    form.appendChild(el("button", "link quiet", label));
+    return form;
+  }
+
+  function fillActions(node, c, details) {
+    const old = details.querySelector(":scope > .actions");
+    if (old) old.remove();
+    if (!me || !["ok", "declined", "failed"].includes(c.status) || c.gone || c.hidden) return;
+    const actions = el("span", "actions");
+    const btn = (cls, label) => { const b = el("button", cls + " link", label); b.type = "button"; actions.appendChild(b); actions.appendChild(document.createTextNode(" ")); return b; };
+    if (c.status === "ok") btn("reply-btn", "reply").dataset.parent = c.id;
+    const mine = !c.is_bot && same(c.author, me);
+    if (mine) { btn("edit-btn", "edit"); btn("delete-btn", "delete"); }
+    if (c.is_bot && same(me, threadAuthor)) btn("delete-btn", "delete");
+    if (mayChoose(node, c)) btn("again-btn", c.status === "ok" ? "another answer" : "ask again").title = "ask u/" + c.author + " for another answer";
+    if (c.is_bot && c.persona) actions.appendChild(actionForm("/bots/" + encodeURIComponent(c.persona) + "/mute", "mute u/" + c.persona, "mute-form"));
+    else if (!c.is_bot && !mine) actions.appendChild(actionForm("/u/" + encodeURIComponent(c.author) + "/block", "block u/" + c.author, "block-form"));
+    details.insertBefore(actions, details.querySelector(":scope > .replies"));
+  }
+
+  // The answer a page shows of a re-rolled comment: the one chosen, or one stepped to.
+  function showAlternative(node, index) {
+    const alternatives = JSON.parse(node.dataset.alternatives || "[]");
+    if (!alternatives.length) return;
+    const i = Math.max(0, Math.min(alternatives.length - 1, index));
+    node.dataset.view = String(i);
     const details = node.querySelector("details");
-    const text = details.querySelector(".text");
-    if (c.status === "placeholder") text.textContent = "thinking…";
-    else if (c.html) text.innerHTML = c.html;  // the server's safe rendering of c.text
-    else text.textContent = c.text;
+    showText(details.querySelector(":scope > .text"), alternatives[i].text, alternatives[i].html);
+    const img = details.querySelector(":scope > img.generated");
+    if (img && alternatives[i].image_url) img.src = alternatives[i].image_url;
+    const which = details.querySelector(":scope > .swipe .which");
+    if (which) which.textContent = (i + 1) + "/" + alternatives.length;
+    // why.js: "why this reply?" explains the answer shown here
+    document.dispatchEvent(new CustomEvent("playhouse:shown", { detail: { id: node.dataset.id, answer: i + 1 } }));
+  }
+
+  function fillComment(node, c) {
+    node.className = "comment" + (c.is_bot ? " bot" : "") + (c.status !== "ok" ? " " + c.status : "")
+      + (c.gone ? " gone" : "") + (c.hidden ? " hidden" : "");
+    node.dataset.author = c.author;
+    node.dataset.rerolls = String(c.rerolls || 0);
+    const details = node.querySelector("details");
+    const summary = details.querySelector(":scope > summary");
+    summary.textContent = "";
+    if (c.hidden) {
+      summary.appendChild(el("span", "hidden-note", c.hidden === "muted"
+        ? "a reply by u/" + c.author + ", whom you muted" : "a comment by u/" + c.author + ", whom you blocked"));
+      details.querySelectorAll(":scope > :not(summary):not(.replies)").forEach((n) => n.remove());
+      return;
+    }
+    summary.appendChild(c.gone ? el("span", "author gone", c.author) : authorEl(c.author, c.is_bot));
+    summary.appendChild(document.createTextNode(" "));
+    summary.appendChild(timeEl(c.created_at));
+    if (c.edited_at && !c.gone) {
+      const edited = el("span", "edited", "edited " + timeEl(c.edited_at).textContent);
+      edited.title = "edited " + new Date(c.edited_at).toLocaleString();
+      summary.appendChild(document.createTextNode(" "));
+      summary.appendChild(edited);
+    }
+    const text = child(details, "text md");
+    if (c.status === "placeholder") { text.textContent = "thinking…"; delete text.dataset.raw; }
+    else showText(text, c.text, c.html);
     text.classList.toggle("caption", !!c.image_url);  // a picture's caption quotes a person
     if (c.status === "ok" && !details.querySelector(":scope > form.vote")) {
       details.insertBefore(voteEl(c.thread_id, c.id, true), text);
@@ -176,14 +277,44 @@
     let img = details.querySelector(":scope > img.generated");
     if (c.image_url && !img) {
       img = el("img", "generated");
-      img.src = c.image_url;
-      img.alt = "image by u/" + c.author;
       text.after(img);
     }
-    if (me && c.status === "ok" && !details.querySelector(":scope > .reply-btn")) {
-      const btn = el("button", "reply-btn link", "reply");
-      btn.dataset.parent = c.id;
-      details.querySelector(".replies").before(btn);
+    if (img && c.image_url) { img.src = c.image_url; img.alt = "image by u/" + c.author; }
+    if (img && !c.image_url) img.remove();
+    const swipe = details.querySelector(":scope > .swipe");
+    if (c.alternatives && c.alternatives.length > 1 && c.status === "ok") {
+      node.dataset.alternatives = JSON.stringify(c.alternatives);
+      node.dataset.shown = String(c.shown);
+      const bar = swipe || child(details, "swipe", "span", details.querySelector(":scope > .wait, :scope > p.notice, :scope > details.why, :scope > .actions") || details.querySelector(":scope > .replies"));
+      if (!bar.firstChild) {
+        const prev = el("button", "link prev-answer", "‹"); prev.type = "button"; prev.title = "the answer before";
+        const next = el("button", "link next-answer", "›"); next.type = "button"; next.title = "the answer after";
+        bar.append(prev, " ", el("span", "which"), " ", next);
+      }
+      showAlternative(node, c.shown);
+    } else if (swipe) {
+      swipe.remove();
+      delete node.dataset.alternatives;
+    }
+    if (mayChoose(node, c)) node.dataset.mayChoose = "1"; else delete node.dataset.mayChoose;
+    fillActions(node, c, details);
+  }
+
+  // ------------------------------------------------------------------ the post (thread page)
+  function fillPost(t) {
+    const post = document.getElementById("post");
+    if (!post || t.id !== threadId) return;
+    post.classList.toggle("gone", !!t.gone);
+    showText(post.querySelector("h1"), t.title, t.title_html);
+    const bodyEl = post.querySelector(".post-body");
+    if (bodyEl) { showText(bodyEl, t.body, t.body_html); bodyEl.hidden = !t.body; }
+    const edited = post.querySelector(".meta .edited");
+    if (edited) { edited.hidden = !t.edited_at || !!t.gone; if (t.edited_at) edited.textContent = "· edited " + timeEl(t.edited_at).textContent; }
+    if (t.gone) {
+      const author = post.querySelector(".meta .author");
+      if (author) { const wrap = author.parentElement.classList.contains("meta") ? author : author.parentElement; wrap.replaceWith(el("span", "author gone", t.author)); }
+      const actions = post.querySelector(".post-actions");
+      if (actions) actions.remove();
     }
   }
 
@@ -196,11 +327,7 @@
       node.dataset.id = c.id;
       const details = el("details");
       details.open = true;
-      const summary = el("summary");
-      summary.appendChild(authorEl(c.author, c.is_bot));
-      summary.appendChild(document.createTextNode(" "));
-      summary.appendChild(timeEl(c.created_at));
-      details.appendChild(summary);
+      details.appendChild(el("summary"));
       details.appendChild(el("div", "text md"));
       details.appendChild(el("div", "replies"));
       node.appendChild(details);
@@ -226,6 +353,15 @@
     target.textContent = names.length ? "Here now: " + names.join(", ") : "";
   }
 
+  // ---------------------------------------------------------------------- the inbox badge
+  function showUnread(n) {
+    if (!badge) return;
+    unread = Math.max(0, n);
+    badge.textContent = unread >= 100 ? "99+" : String(unread);
+    badge.dataset.count = String(unread);
+    badge.hidden = unread === 0;
+  }
+
   // ---------------------------------------------------------------------- the socket
   function send(obj) {
     if (!socket || socket.readyState !== WebSocket.OPEN) return false;
@@ -247,7 +383,7 @@
         (ev.comments || []).forEach(upsertComment);
         if (ev.more && lastId) send({ type: "history", after: lastId });
         break;
-      case "comment": case "thinking": case "comment_replaced": upsertComment(ev.comment); break;
+      case "comment": case "thinking": case "comment_replaced": case "comment_changed": upsertComment(ev.comment); break;
       case "thread": upsertThread(ev.thread); break;
       case "score": showScore(ev.item_id, ev.score, ev.version); break;
       case "voted":
@@ -255,6 +391,8 @@
         showMine(ev.item_id, ev.value);
         showScore(ev.item_id, ev.score, ev.version);
         break;
+      case "thread_changed": if (page === "thread") fillPost(ev.thread); else if (page === "room") upsertThread(ev.thread); break;
+      case "inbox": showUnread(ev.unread === null || ev.unread === undefined ? unread + (ev.added || 0) : ev.unread); break;
       case "presence": if (ev.room.toLowerCase() === room.toLowerCase()) showPresence(ev); break;
       case "ack": settle(ev.client_id, null, ev.notice); break;
       case "error":
@@ -276,7 +414,7 @@
     socket = new WebSocket(scheme + location.host + "/ws");
     socket.onopen = () => {
       presence.clear();
-      send({ type: "subscribe", room: room, thread_id: threadId, after: lastId || null,
+      if (page) send({ type: "subscribe", room: room, thread_id: threadId, after: lastId || null,
              pending: Array.from(pending).slice(-20) });
     };
     socket.onmessage = (msg) => { try { onEvent(JSON.parse(msg.data)); } catch (e) { console.error(e); } };
@@ -357,12 +495,111 @@
       if (details.querySelector(":scope > form.inline-reply")) return;
       const form = document.getElementById("reply-form").content.firstElementChild.cloneNode(true);
       form.dataset.parent = t.dataset.parent;
-      t.after(form);
+      (t.closest(".actions") || t).after(form);
       form.elements.namedItem("text").focus();
     } else if (t.classList.contains("cancel")) {
-      t.closest("form").remove();
+      const form = t.closest("form");
+      const hiddenText = form.previousElementSibling;
+      if (form.classList.contains("edit-form") && hiddenText && hiddenText.classList.contains("text")
+          && !hiddenText.classList.contains("post-body")) hiddenText.hidden = false;
+      form.remove();
+    } else if (t.classList.contains("edit-btn")) {
+      startEdit(t.closest(".comment"));
+    } else if (t.classList.contains("edit-post-btn")) {
+      startEditPost();
+    } else if (t.classList.contains("delete-btn") || t.classList.contains("delete-post-btn")) {
+      // Asked twice instead of a dialog: the first click arms it, the second deletes.
+      if (!t.dataset.armed) { t.dataset.armed = "1"; t.textContent = "really delete?"; return; }
+      const node = t.closest(".comment");
+      const path = node ? "/t/" + threadId + "/c/" + node.dataset.id + "/delete" : "/t/" + threadId + "/delete";
+      act(path, {}, t);
+    } else if (t.classList.contains("again-btn")) {
+      act("/t/" + threadId + "/c/" + t.closest(".comment").dataset.id + "/again", {}, t);
+    } else if (t.classList.contains("prev-answer") || t.classList.contains("next-answer")) {
+      const node = t.closest(".comment");
+      const step = t.classList.contains("prev-answer") ? -1 : 1;
+      const index = parseInt(node.dataset.view || node.dataset.shown || "0", 10) + step;
+      const count = JSON.parse(node.dataset.alternatives || "[]").length;
+      if (index < 0 || index >= count) return;
+      if (node.dataset.mayChoose) act("/t/" + threadId + "/c/" + node.dataset.id + "/show", { answer: index + 1 }, t);
+      else showAlternative(node, index);  // only this page steps through them
     }
   });
+
+  // --------------------------------------------------------- edit, delete, ask again
+  function csrfToken() {
+    const input = document.querySelector("input[name=_csrf_token]");
+    return input ? input.value : "";
+  }
+
+  async function call(path, fields) {
+    const answer = await fetch(path, {
+      method: "POST", credentials: "same-origin", body: JSON.stringify(fields || {}),
+      headers: { "content-type": "application/json", "accept": "application/json", "x-csrftoken": csrfToken() },
+    });
+    let data = null;
+    try { data = await answer.json(); } catch (e) { data = null; }
+    if (!answer.ok) throw new Error((data && data.detail) || "the server answered " + answer.status);
+    return data;
+  }
+
+  function shown(data) {
+    if (data && data.comment) upsertComment(data.comment);
+    if (data && data.thread) fillPost(data.thread);
+  }
+
+  async function act(path, fields, button) {
+    if (button) button.disabled = true;
+    try { shown(await call(path, fields)); }
+    catch (e) { showBanner(e.message); }
+    finally { if (button) { button.disabled = false; delete button.dataset.armed; } }
+  }
+
+  function editForm(fields, onSave) {
+    const form = el("form", "composer edit-form");
+    fields.forEach((f) => form.appendChild(f));
+    const row = el("div", "row");
+    const save = el("button", null, "Save"); save.type = "submit";
+    const cancel = el("button", "cancel link", "cancel"); cancel.type = "button";
+    const status = el("span", "status"); status.setAttribute("role", "status");
+    row.append(save, cancel, status);
+    form.appendChild(row);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      save.disabled = true;
+      status.textContent = "saving…";
+      status.classList.remove("error");
+      try { shown(await onSave()); form.remove(); }
+      catch (err) { status.textContent = err.message; status.classList.add("error"); }
+      finally { save.disabled = false; }
+    });
+    return form;
+  }
+
+  function startEdit(node) {
+    const details = node.querySelector("details");
+    if (details.querySelector(":scope > form.edit-form")) return;
+    const text = details.querySelector(":scope > .text");
+    const box = el("textarea"); box.name = "text"; box.rows = 3; box.maxLength = 10000; box.value = rawOf(text);
+    const form = editForm([box], async () => {
+      const data = await call("/t/" + threadId + "/c/" + node.dataset.id + "/edit", { text: box.value });
+      text.hidden = false;
+      return data;
+    });
+    text.hidden = true;
+    text.after(form);
+    box.focus();
+  }
+
+  function startEditPost() {
+    const post = document.getElementById("post");
+    if (post.querySelector("form.edit-form")) return;
+    const title = el("input"); title.name = "title"; title.maxLength = 300; title.value = rawOf(post.querySelector("h1"));
+    const box = el("textarea"); box.name = "text"; box.rows = 4; box.maxLength = 10000; box.value = rawOf(post.querySelector(".post-body"));
+    const form = editForm([title, box], () => call("/t/" + threadId + "/edit", { title: title.value, text: box.value }));
+    post.querySelector(".post-actions").before(form);
+    title.focus();
+  }
 
   // For people debugging a page (and the browser test): drop the socket to see it resume.
   window.playhouse = { drop: () => { if (socket) socket.close(); } };
