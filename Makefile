@@ -11,7 +11,7 @@ export TOKENIZERS_PARALLELISM := false
 export WANDB_MODE := disabled
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-system run test test-unit test-faults lint typecheck bench bench-worker bench-fanout bench-latency bench-dataset bench-gpu demo-models images clean
+.PHONY: help install install-system run test test-unit test-faults lint typecheck bench bench-worker bench-fanout bench-latency bench-listing bench-dataset bench-gpu demo-models images clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -54,7 +54,7 @@ test-unit: $(VENV)/.stamp-install ## fast unit tests only
 test-faults: install ## the full fault, load and bad-input scenarios
 	$(BIN)/pytest -m faults -p no:cacheprovider
 
-bench: bench-worker bench-fanout bench-latency ## the benchmarks under bench/ (tables under bench/results)
+bench: bench-worker bench-fanout bench-latency bench-listing ## the benchmarks under bench/ (tables under bench/results)
 
 bench-worker: install ## old design vs batched worker (bench/results/worker.md)
 	$(PY) bench/worker.py
@@ -64,6 +64,9 @@ bench-fanout: install ## 500 websocket viewers, 200 posts (bench/results/fanout.
 
 bench-latency: install ## a person's wait for a bot, idle vs saturated (bench/results/latency.md)
 	$(PY) bench/latency.py
+
+bench-listing: install ## first page of a 100,000-thread room: index vs scan (bench/results/listing.md)
+	$(PY) bench/listing.py
 
 bench-gpu: install demo-models ## on a CUDA machine: batch 1 vs padded vs continuous vs CUDA graphs vs CTranslate2 (bench/results/gpu_generation.md)
 	$(PY) bench/gpu_generation.py --device cuda --tokenizer var/models/demo/.base --out bench/results/gpu_generation.md

@@ -44,6 +44,7 @@ import httpx  # noqa: E402
 from aiohttp import ClientSession, ClientTimeout, web  # noqa: E402
 from sitetools import Socket, ensure_models, register, spawn, wait_up  # noqa: E402
 from websockets.asyncio.client import connect  # noqa: E402
+from yarl import URL  # noqa: E402
 
 from playhouse.constants import AZURITE_ACCOUNT, AZURITE_KEY  # noqa: E402
 from playhouse.emulator import Azurite, free_port  # noqa: E402
@@ -88,9 +89,14 @@ class CountingProxy:
         async def handle(request: web.Request) -> web.StreamResponse:
             body = await request.read()
             headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+            # The raw path, never re-quoted: the request is signed over the bytes the SDK
+            # sent (a table key with a quote or a blob name with an escape would not match).
+            url = URL(f"http://127.0.0.1:{port}{request.raw_path}", encoded=True)
             async with self.session.request(
-                request.method, f"http://127.0.0.1:{port}{request.path_qs}", headers=headers,
+                request.method, url, headers=headers,
                 data=body or None, allow_redirects=False,
+                # Content-Type is signed: never let aiohttp add one the SDK did not send.
+                skip_auto_headers=("Content-Type",),
             ) as answer:
                 data = await answer.read()
                 out = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP}

@@ -22,7 +22,7 @@ from playhouse.asking import answer_id, decode_job_request, thread_id_for
 from playhouse.errors import Conflict, InvalidInput, NotFound
 from playhouse.explain import TRACE_INLINE_MAX, shortened, to_json
 from playhouse.messages import GenerationResult
-from playhouse.storage.models import Comment, JobState, Thread
+from playhouse.storage.models import Alternative, Comment, JobState, Thread
 
 if TYPE_CHECKING:
     from playhouse.storage import Storage
@@ -44,11 +44,13 @@ class Applied:
     """Why the result was dropped (its room or thread is gone): the job ends failed."""
     at: float = 0.0
     """When it was applied (the activity it counts happened then)."""
+    again: bool = False
+    """Another answer to a comment that had one (a re-roll): it replaces what was shown."""
 
     @property
     def counts(self) -> bool:
         """Whether it adds a visible comment or thread to its room's counters."""
-        return self.kind != "duplicate" and not self.failed
+        return self.kind != "duplicate" and not self.failed and not self.again
 
 
 def failure_text(persona: str, reason: str) -> str:
@@ -121,6 +123,10 @@ async def _apply_reply(storage: Storage, result: GenerationResult) -> Applied:
         current = None
     if current is not None and current.status != "placeholder":
         return Applied("duplicate", comment=current)
+    if current is not None and current.job_id and current.job_id != result.request_id:
+        # The placeholder awaits another request (a re-roll asked after this one was
+        # answered): this is a late copy of an earlier answer.
+        return Applied("duplicate", comment=current)
     if current is None:  # no placeholder (yet): make sure the thread still takes answers
         try:
             thread = await storage.threads.get(result.thread_id)
@@ -134,23 +140,25 @@ async def _apply_reply(storage: Storage, result: GenerationResult) -> Applied:
                         room=result.room, persona=result.persona)
             return Applied("duplicate", failed=True,
                            dropped=f"thread {result.thread_id!r} is locked or removed")
-    comment = Comment(
-        comment_id=comment_id,
-        thread_id=result.thread_id,
-        room=result.room,
-        parent_id=result.parent_id,
-        author=result.persona,
-        is_bot=True,
-        persona=result.persona,
-        text=result.text if result.ok else failure_text(result.persona, result.error),
-        image_blob=result.image_blob if result.ok else None,
-        job_id=result.request_id,
-        created_at=current.created_at if current is not None else time.time(),
-        depth=current.depth if current is not None else 0,
-        path=current.path if current is not None else (),
-        status="ok" if result.ok else "failed",
-        etag=current.etag if current is not None else None,
-    )
+        comment = Comment(
+            comment_id=comment_id,
+            thread_id=result.thread_id,
+            room=result.room,
+            parent_id=result.parent_id,
+            author=result.persona,
+            is_bot=True,
+            persona=result.persona,
+            text=result.text if result.ok else failure_text(result.persona, result.error),
+            image_blob=result.image_blob if result.ok else None,
+            job_id=result.request_id,
+            created_at=time.time(),
+            status="ok" if result.ok else "failed",
+        )
+    else:
+        comment = _answered(current, result)
+    # Another answer replaces one; the first answer of a call that was declined or
+    # failed is a new one (it counts, and its asker is told).
+    again = current is not None and current.rerolls > 0 and bool(current.alternatives)
     try:
         if current is None:
             comment = await storage.comments.add(comment)
@@ -160,8 +168,33 @@ async def _apply_reply(storage: Storage, result: GenerationResult) -> Applied:
         return Applied("duplicate", comment=await storage.comments.get(result.thread_id,
                                                                       comment_id))
     log.info("reply.posted" if result.ok else "reply.failed", persona=result.persona,
-             thread_id=result.thread_id, comment_id=comment_id)
-    return Applied("comment", comment=comment, failed=not result.ok)
+             thread_id=result.thread_id, comment_id=comment_id, again=again)
+    return Applied("comment", comment=comment, failed=not result.ok, again=again)
+
+
+def _answered(current: Comment, result: GenerationResult) -> Comment:
+    """The placeholder ``current`` filled with ``result``; everything else it holds (its
+    place in the tree, an edit mark, earlier answers) stays. A re-roll's answer is added
+    to the answers and shown; a re-roll that failed shows the answer shown before."""
+    if current.rerolls and not result.ok and current.alternatives:
+        back = current.alternatives[min(current.shown, len(current.alternatives) - 1)]
+        log.warning("reroll.failed", persona=result.persona, comment_id=current.comment_id,
+                    reason=result.error)
+        return replace_struct(current, text=back.text, image_blob=back.image_blob,
+                              job_id=back.job_id, status="ok")
+    alternatives = current.alternatives
+    if current.rerolls and result.ok:
+        alternatives = (*alternatives, Alternative(text=result.text, image_blob=result.image_blob,
+                                    job_id=result.request_id, created_at=time.time()))
+    return replace_struct(
+        current,
+        text=result.text if result.ok else failure_text(result.persona, result.error),
+        image_blob=result.image_blob if result.ok else None,
+        job_id=result.request_id,
+        status="ok" if result.ok else "failed",
+        alternatives=alternatives,
+        shown=max(0, len(alternatives) - 1),
+    )
 
 
 async def _answer_row(storage: Storage, result: GenerationResult) -> str:

@@ -47,7 +47,7 @@ from playhouse.messages import (
     fitted_request,
 )
 from playhouse.storage.models import Comment, Job, Thread
-from playhouse.views import visible_comment, visible_thread
+from playhouse.views import tombstone, visible_comment
 
 if TYPE_CHECKING:
     from playhouse.personas import Cast, Persona
@@ -69,14 +69,26 @@ def thread_id_for(request_id: str) -> str:
     return ids.derived_id(request_id, THREAD_SALT)
 
 
-def request_id_for(answered: str, persona: str) -> str:
+def request_id_for(answered: str, persona: str, attempt: int = 0) -> str:
     """The request id of ``persona`` answering ``answered`` (a comment, or a thread's
-    post): derived, so whoever asks, and however often, it is the same request."""
-    return ids.derived_id(answered, f"call:{persona}")
+    post): derived, so whoever asks, and however often, it is the same request.
+    ``attempt`` n > 0 is the n-th re-roll of that answer: a request of its own, derived
+    the same way (two clicks asking for the same re-roll are one request)."""
+    salt = f"call:{persona}" if attempt == 0 else f"call:{persona}:again:{attempt}"
+    return ids.derived_id(answered, salt)
+
+
+def in_prompt(comment: Comment) -> bool:
+    """The prompt-side rule: a bot reads a comment only as it stands now, and never a
+    gone one (deleted or removed: skipped, as if its replies answered what it answered),
+    one the word filter holds, a placeholder or a failure note."""
+    return comment.status == "ok" and not comment.gone and not comment.held
 
 
 def _post_context(thread: Thread) -> PostContext:
-    thread = visible_thread(thread)  # a removed post's words never reach a prompt
+    """The post header a prompt shows: a gone post is its tombstone, nothing of its text."""
+    if thread.gone:
+        return PostContext(author="", title=tombstone(thread.gone), body="", url=None)
     return PostContext(author=thread.author, title=thread.title, body=thread.body, url=thread.url)
 
 
@@ -138,8 +150,7 @@ def reply_request(
         thread_id=thread.thread_id,
         parent_id=parent_id,
         post=_post_context(thread),
-        chain=tuple(chain_comment(c, chain, thread) for c in chain
-                    if c.status == "ok" and not c.held),
+        chain=tuple(chain_comment(c, chain, thread) for c in chain if in_prompt(c)),
         created_at=time.time(),
     )
 

@@ -110,8 +110,10 @@ def _in(seconds: float) -> str:
     return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
-def notice(persona: str, why: Decline, at: float) -> WaitState:
-    """What a declined call's comment says (times in UTC; pages show the viewer's)."""
+def notice(persona: str, why: Decline, at: float, *,
+           outcome: str = "it will not answer this") -> WaitState:
+    """What a declined call's comment says (times in UTC; pages show the viewer's);
+    ``outcome`` ends the sentence (a re-roll refused says to ask again later)."""
     if why.reason == "asleep":
         hours = why.active_hours or (0, 24)
         text = f"u/{persona} is asleep (awake {_hours(hours)})"
@@ -119,17 +121,17 @@ def notice(persona: str, why: Decline, at: float) -> WaitState:
             text += f" and wakes at {_utc(why.wakes_at)}, in {_in(why.wakes_at - at)}"
         return WaitState(state="asleep", final=True, active_hours=hours,
                          wakes_at=iso(why.wakes_at) if why.wakes_at is not None else None,
-                         text=text + ": it will not answer this.")
+                         text=f"{text}: {outcome}.")
     if why.reason == "thread_cap":
         return WaitState(
             state="thread_cap", final=True,
             text=f"u/{persona} has answered {why.count} times in this thread, its limit "
-                 f"({why.cap}): it will not answer this.")
+                 f"({why.cap}): {outcome}.")
     text = (f"u/{persona} has answered {why.count} times in this room within the hour, "
             f"its limit ({why.cap})")
     if why.next_at is not None:
         text += f"; it can answer again at {_utc(why.next_at)}, in {_in(why.next_at - at)}"
-    return WaitState(state="hour_cap", final=True, text=text + ": it will not answer this.",
+    return WaitState(state="hour_cap", final=True, text=f"{text}: {outcome}.",
                      next_at=iso(why.next_at) if why.next_at is not None else None)
 
 

@@ -60,6 +60,9 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     secure_cookies: Annotated[bool, _doc("Mark cookies Secure (serve behind TLS).")] = False
     posts_per_minute: Annotated[int, _doc("Posts one user may make per minute.")] = 20
     logins_per_minute: Annotated[int, _doc("Login attempts per IP per minute.")] = 10
+    votes_per_minute: Annotated[
+        int, _doc("Votes (and changes of a vote) one person may make per minute.")
+    ] = 60
     login_failures_per_minute: Annotated[
         int,
         _doc("Wrong passwords for one user name from one address per minute; past it that "
@@ -114,6 +117,10 @@ class WebSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fiel
     bot_calls_per_minute: Annotated[
         int, _doc("Bot calls one user may make per minute (each bot asked counts one).")
     ] = 10
+    rerolls_per_comment: Annotated[
+        int, _doc("Times another answer may be asked of one bot comment (a re-roll); each "
+                  "also counts as a bot call of the person asking.")
+    ] = 5
     people_meet_caps: Annotated[
         bool,
         _doc("A person's call to a bot at its per-thread or hourly room cap is declined, "

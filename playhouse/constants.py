@@ -19,12 +19,25 @@ TABLE_REPORTS: Final = "reports"
 """What people reported, and what the word filter held: PK the room, RK the report id."""
 TABLE_MODLOG: Final = "modlog"
 """Every moderator's action: PK the room (or ``MODLOG_ALL``), RK newest first."""
+TABLE_INBOX: Final = "inbox"
+"""Each person's notifications: PK the user name, RK ``ids.invert(comment id)`` (newest
+first; one notification per comment and recipient)."""
+TABLE_REVISIONS: Final = "revisions"
+"""Texts replaced by an edit or a deletion: PK the thread or comment id, RK a fresh id."""
 TABLE_PROGRESS: Final = "progress"
 """Where a worker says how far it got with a request (generating, retrying): PK and RK
 as the request's job row."""
 TABLE_DECISIONS: Final = "decisions"
 """The scheduler's recent verdicts per persona (replied, passed, held back): PK the
 persona (lowercase), RK newest first."""
+TABLE_VOTES: Final = "votes"
+"""Votes and each item's tally (PK the thread id), and each voter's own votes (PK
+``u.<voter>``): see ``playhouse.storage.votes``."""
+TABLE_LISTINGS: Final = "listings"
+"""A room's threads in every order (PK the room, RK the rank): ``playhouse.storage.listings``."""
+TABLE_AUTHORED: Final = "authored"
+"""What each account wrote, newest first, and its karma (PK the author):
+``playhouse.storage.authored``."""
 
 TABLES: Final = (
     TABLE_USERS,
@@ -37,8 +50,13 @@ TABLES: Final = (
     TABLE_METRICS,
     TABLE_REPORTS,
     TABLE_MODLOG,
+    TABLE_INBOX,
+    TABLE_REVISIONS,
     TABLE_PROGRESS,
     TABLE_DECISIONS,
+    TABLE_VOTES,
+    TABLE_LISTINGS,
+    TABLE_AUTHORED,
 )
 
 # Queues
@@ -91,7 +109,8 @@ CHANNEL_ROOM: Final = "room"
 CHANNEL_THREAD: Final = "thread"
 """One thread's comments, placeholders and replacements."""
 CHANNEL_USER: Final = "user"
-"""One person's own events on any instance (logged out: close the sockets)."""
+"""One person's own events on any instance: logged out (close the sockets), the inbox's
+unread count (the header's badge), muted bots and blocked people changed."""
 RATE_LIMIT_PREFIX: Final = "ratelimit"
 """Redis keys of the shared rate limits: ``[namespace:]ratelimit:<limit>:<key>``."""
 SOCKETS_PREFIX: Final = "sockets"
@@ -113,6 +132,10 @@ def redis_key(namespace: str, *parts: str) -> str:
 PK_USERS: Final = "user"
 PK_ROOMS: Final = "room"
 PK_WORKERS: Final = "worker"
+PK_PREFS: Final = "pref"
+"""Partition of the ``users`` table holding each person's remembered sort orders."""
+PK_VOTER_PREFIX: Final = "u."
+"""``votes`` partitions of one voter's own votes start with this (thread ids never do)."""
 
 # Limits
 QUEUE_MESSAGE_MAX_BYTES: Final = 48 * 1024
@@ -120,6 +143,8 @@ QUEUE_MESSAGE_MAX_BYTES: Final = 48 * 1024
 TABLE_BATCH_MAX: Final = 100
 TABLE_PROPERTY_MAX_CHARS: Final = 32_000
 COMMENT_MAX_CHARS: Final = 10_000
+MUTED_MAX: Final = 200
+"""Bots one person may mute, and people one person may block (each list)."""
 TITLE_MAX_CHARS: Final = 300
 RECEIVE_MAX: Final = 32
 FILTER_COMPARISONS_MAX: Final = 15

@@ -1,14 +1,17 @@
 """Live events: what watchers of a room or a thread are told, and the one broadcaster.
 
 Every event is a tagged msgspec struct (its ``type`` names it, as in the websocket
-protocol), encoded once by :meth:`Broadcaster.send` and published on the channel it
-belongs to: comments, placeholders, where a placeholder's answer stands (``waiting``) and
-replacements on their thread's channel; new
-threads, thread activity and presence on their room's channel; a person's own events on
-their user channel. Channel names come from :mod:`playhouse.constants` under the storage
-namespace. A web instance publishes through Litestar Channels (memory, or Redis across
-instances); a scheduler in its own process publishes straight to the same Redis. Sockets
-read events back with :func:`decode_event`, typed, never by looking at bytes.
+protocol), encoded once by :meth:`Broadcaster.send` and published on the channels it
+belongs to: comments, placeholders, where a placeholder's answer stands (``waiting``),
+replacements, edits and moderators' actions on their thread's channel; new threads,
+thread activity, edits of a post and presence on their room's channel; an item's new score
+(``score``) on its thread's channel and, for a thread's own votes, its room's too; a
+person's own events (logged out, the inbox, muted and blocked, banned, access ended) on
+their user channel. Channel names come from
+:mod:`playhouse.constants` under the storage namespace. A web instance publishes through
+Litestar Channels (memory, or Redis across instances); a scheduler in its own process
+publishes straight to the same Redis. Sockets read events back with :func:`decode_event`,
+typed, never by looking at bytes.
 """
 
 from __future__ import annotations
@@ -21,12 +24,19 @@ import msgspec
 import structlog
 
 from playhouse.constants import CHANNEL_ROOM, CHANNEL_THREAD, CHANNEL_USER, channel_name
-from playhouse.views import CommentOut, ThreadOut, WaitState, comment_out, thread_out
+from playhouse.views import (
+    CommentOut,
+    NotificationOut,
+    ThreadOut,
+    WaitState,
+    comment_out,
+    thread_out,
+)
 
 if TYPE_CHECKING:
     from litestar.channels.backends.base import ChannelsBackend
 
-    from playhouse.storage.models import Comment, Thread
+    from playhouse.storage.models import Comment, Tally, Thread
 
 log = structlog.get_logger()
 
@@ -49,6 +59,19 @@ class CommentReplaced(msgspec.Struct, frozen=True, tag="comment_replaced", kw_on
     comment: CommentOut
 
 
+class CommentChanged(msgspec.Struct, frozen=True, tag="comment_changed", kw_only=True):
+    """A comment was edited, deleted (its tombstone) or shows another of its answers."""
+
+    comment: CommentOut
+
+
+class ThreadChanged(msgspec.Struct, frozen=True, tag="thread_changed", kw_only=True):
+    """A thread's post was edited or deleted (its tombstone); on its room's channel, which
+    the thread's own page hears too."""
+
+    thread: ThreadOut
+
+
 class WaitUpdate(msgspec.Struct, frozen=True, tag="waiting", kw_only=True):
     """Where a placeholder's answer stands now (queued, generating, retrying, no worker
     running ...): the page shows it under the "thinking…"."""
@@ -62,6 +85,20 @@ class ThreadEvent(msgspec.Struct, frozen=True, tag="thread", kw_only=True):
     """A new thread, or fresh activity (reply count, last activity) on one: upsert by id."""
 
     thread: ThreadOut
+
+
+class ScoreEvent(msgspec.Struct, frozen=True, tag="score", kw_only=True):
+    """An item's votes changed (at most about one event per item per second: a burst of
+    votes is coalesced). ``version`` grows with every vote: keep the highest seen."""
+
+    room: str
+    thread_id: str
+    item_id: str
+    """The thread id itself for the thread's own votes, else the comment id."""
+    ups: int
+    downs: int
+    score: int
+    version: int
 
 
 class Presence(msgspec.Struct, frozen=True, tag="presence", kw_only=True):
@@ -112,8 +149,27 @@ class LoggedOut(msgspec.Struct, frozen=True, tag="logged_out", kw_only=True):
         return self.session is None or self.session == session_id
 
 
-LiveEvent = (CommentEvent | Thinking | CommentReplaced | WaitUpdate | ThreadEvent | Presence
-             | LoggedOut | Moderated | BanNotice | AccessEnded)
+class InboxEvent(msgspec.Struct, frozen=True, tag="inbox", kw_only=True):
+    """On a user's channel: their inbox changed. ``unread`` is the new count when known
+    (it is after a read or on connecting); a new notification says ``added`` (1) and
+    comes with ``latest``, and every open page adds it to the count it shows."""
+
+    unread: int | None = None
+    added: int = 0
+    latest: NotificationOut | None = None
+
+
+class PrefsChanged(msgspec.Struct, frozen=True, tag="prefs", kw_only=True):
+    """On a user's channel: the bots they mute and the people they block now (their
+    sockets hide and call accordingly)."""
+
+    muted: tuple[str, ...] = ()
+    blocked: tuple[str, ...] = ()
+
+
+LiveEvent = (CommentEvent | Thinking | CommentReplaced | CommentChanged | WaitUpdate
+             | ThreadEvent | ThreadChanged | ScoreEvent | Presence | LoggedOut | InboxEvent
+             | PrefsChanged | Moderated | BanNotice | AccessEnded)
 """Everything published on a channel."""
 
 _encoder = msgspec.json.Encoder()
@@ -148,23 +204,28 @@ class Channels:
     def user(self, username: str) -> str:
         return channel_name(self.namespace, CHANNEL_USER, username.casefold())
 
-    def of(self, event: LiveEvent, *, user: str | None = None) -> str:
-        """The channel ``event`` goes to (``user`` for a user's own events)."""
+    def of(self, event: LiveEvent, *, user: str | None = None) -> list[str]:
+        """The channels ``event`` goes to (``user`` for a user's own events)."""
         match event:
-            case CommentEvent() | Thinking() | CommentReplaced():
-                return self.thread(event.comment.thread_id)
+            case CommentEvent() | Thinking() | CommentReplaced() | CommentChanged():
+                return [self.thread(event.comment.thread_id)]
             case WaitUpdate():
-                return self.thread(event.thread_id)
-            case ThreadEvent():
-                return self.room(event.thread.room)
+                return [self.thread(event.thread_id)]
+            case ThreadEvent() | ThreadChanged():
+                return [self.room(event.thread.room)]
+            case ScoreEvent():
+                # A thread's own score shows in its room's listings as well.
+                if event.item_id == event.thread_id:
+                    return [self.thread(event.thread_id), self.room(event.room)]
+                return [self.thread(event.thread_id)]
             case Presence():
-                return self.room(event.room)
+                return [self.room(event.room)]
             case Moderated():
-                return self.thread(event.thread_id)
-            case LoggedOut() | BanNotice() | AccessEnded():
+                return [self.thread(event.thread_id)]
+            case LoggedOut() | InboxEvent() | PrefsChanged() | BanNotice() | AccessEnded():
                 if user is None:
                     raise ValueError("a user's event needs the user")
-                return self.user(user)
+                return [self.user(user)]
 
 
 Publish = Callable[[bytes, Sequence[str]], None]
@@ -189,7 +250,7 @@ class Broadcaster:
         """Publish ``event``; a fan-out that fails is logged (pages read storage, so only
         the live view misses it), never raised into what was being done."""
         try:
-            self._publish(encode_event(event), [self.channels.of(event, user=user)])
+            self._publish(encode_event(event), self.channels.of(event, user=user))
         except Exception as exc:
             log.warning("event.publish_failed", type=type(event).__name__,
                         reason=str(exc)[:200])
@@ -214,11 +275,23 @@ class Broadcaster:
     def replaced(self, comment: Comment) -> None:
         self.send(CommentReplaced(comment=comment_out(comment)))
 
+    def changed(self, comment: Comment) -> None:
+        self.send(CommentChanged(comment=comment_out(comment)))
+
     def waiting(self, thread_id: str, comment_id: str, wait: WaitState) -> None:
         self.send(WaitUpdate(thread_id=thread_id, comment_id=comment_id, wait=wait))
 
     def thread(self, thread: Thread) -> None:
         self.send(ThreadEvent(thread=thread_out(thread)))
+
+    def score(self, room: str, tally: Tally) -> None:
+        """An item's votes as they are now (``tally``), in its room ``room``."""
+        self.send(ScoreEvent(room=room, thread_id=tally.thread_id, item_id=tally.item_id,
+                             ups=tally.ups, downs=tally.downs, score=tally.score,
+                             version=tally.version))
+
+    def thread_changed(self, thread: Thread) -> None:
+        self.send(ThreadChanged(thread=thread_out(thread)))
 
     def logged_out(self, user: str, session: str | None = None) -> None:
         self.send(LoggedOut(session=session), user=user)
@@ -240,6 +313,12 @@ class Broadcaster:
 
     def access_ended(self, user: str, room: str, reason: str = "") -> None:
         self.send(AccessEnded(room=room, reason=reason), user=user)
+
+    def inbox(self, user: str, event: InboxEvent) -> None:
+        self.send(event, user=user)
+
+    def prefs(self, user: str, muted: tuple[str, ...], blocked: tuple[str, ...]) -> None:
+        self.send(PrefsChanged(muted=muted, blocked=blocked), user=user)
 
 
 class BackendPublisher:

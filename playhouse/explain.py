@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from playhouse.messages import GenerationRequest
     from playhouse.storage.models import Job
 
-CallReason = Literal["mention", "reply", "default_bot", "scheduler"]
+CallReason = Literal["mention", "reply", "default_bot", "scheduler", "again"]
+"""``again``: a person asked the bot for another answer to what it answered (a re-roll)."""
 
 OUTPUT_MAX_CHARS: Final = 4000
 """An attempt's raw output is kept up to this many characters (a rejected sample can run
@@ -91,6 +92,8 @@ class CallInfo(msgspec.Struct, frozen=True, kw_only=True):
     """Of those, the oldest ones left out of the request: past the stored path, or dropped
     to fit the queue's message size."""
     declined: Decline | None = None
+    again: int = 0
+    """For a re-roll (``again``): the how-many-th time the bot was asked again."""
 
 
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
@@ -185,9 +188,10 @@ class Explanation(msgspec.Struct, frozen=True, kw_only=True):
     missing: str = ""
     """Set (with the reason) when there is no explanation at all: an older comment, or
     an answer a moderator removed (to those who do not moderate its room)."""
-    hidden: str = ""
-    """Set (with the reason) when parts are left out because what the bot answered was
-    removed since: the prompt, the attempts' outputs, the gone ancestors' text."""
+    withheld: str = ""
+    """Set (with the reason) when the words it quoted are left out: something it quoted
+    was edited or deleted since (:func:`playhouse.web.why.withheld`), or removed by a
+    moderator (:func:`without_gone`)."""
 
 
 _call_decoder = msgspec.json.Decoder(CallInfo)
@@ -275,7 +279,7 @@ def explanation(job: Job, request: GenerationRequest | None, trace: Trace | None
 
 
 GONE: Final = "This answer was removed by a moderator: how it was made is not shown."
-HIDDEN: Final = ("Part of what the bot answered was removed by a moderator since: the "
+REMOVED_SINCE: Final = ("Part of what the bot answered was removed by a moderator since: the "
                  "prompt, the attempts and the removed text are not shown.")
 
 
@@ -308,4 +312,4 @@ def without_gone(x: Explanation, *, gone: Sequence[str], answered: str,
             trace, prompt="", cut_at=0,
             attempts=tuple(msgspec.structs.replace(a, output="") for a in trace.attempts))
     return msgspec.structs.replace(x, ancestors=tuple(ancestors), call=call, trace=trace,
-                                   hidden=HIDDEN)
+                                   withheld=REMOVED_SINCE)

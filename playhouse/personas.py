@@ -291,6 +291,15 @@ def mentions(text: str, names: Iterable[str]) -> set[str]:
     return found
 
 
+def mentioned(text: str) -> list[str]:
+    """Every name ``text`` mentions as ``u/name``, casefolded, in the order written (a
+    trailing ``-`` or ``_`` dropped, as :func:`mentions` reads it too), each once."""
+    names: dict[str, None] = {}
+    for match in _MENTION.finditer(text):
+        names.setdefault(match.group(1).casefold().rstrip("-_") or match.group(1).casefold())
+    return list(names)
+
+
 def resolve_model(persona: Persona, models_dir: Path) -> str:
     """What to pass to ``from_pretrained`` for ``persona``.
 

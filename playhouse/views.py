@@ -5,23 +5,31 @@ built from the storage rows by the functions below, with times in ISO 8601 UTC. 
 the REST API, the websocket and live events all show these, so a comment reads the same
 wherever it appears.
 
+Texts travel twice: raw (``text``, ``title``, ``body``) and as the server's safe HTML
+(``html``, ``title_html``, ``body_html``, made by :mod:`playhouse.markdown`), which is what
+pages show: a browser never turns text into HTML itself.
+
 Tombstones are decided here and nowhere else: :func:`visible_comment` and
 :func:`visible_thread` turn a deleted or removed row into what anyone sees of it
 ("[deleted]" / "[removed]", no author, no picture); every view struct is built through
-them. What the word filter held is shown to its author and the room's moderators only
-(:func:`sees_held`).
+them. What a person chose not to see (a bot they muted, someone they blocked) is
+:func:`hidden_reason`, applied per viewer by the pages and the sockets. What the word
+filter held is shown to its author and the room's moderators only (:func:`sees_held`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import msgspec
 
+from playhouse.markdown import render, render_title
+
 if TYPE_CHECKING:
     from playhouse.personas import Cast, Persona
-    from playhouse.storage.models import Comment, Room, Thread
+    from playhouse.storage.models import Alternative, Comment, ListingRow, Room, Thread
 
 IMAGE_PREFIX = "/images/"
 TOMBSTONES = {"deleted": "[deleted]", "removed": "[removed]"}
@@ -41,6 +49,15 @@ class PersonaLook(msgspec.Struct, frozen=True):
     avatar: str
     bio: str = ""
     rooms: tuple[str, ...] = ()
+
+
+class AlternativeOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One answer of a re-rolled bot comment."""
+
+    text: str
+    image_url: str | None = None
+    html: str = ""
+    """``text`` rendered (safe Markdown), as the page shows it."""
 
 
 class WaitState(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,8 +134,19 @@ class CommentOut(msgspec.Struct, frozen=True, kw_only=True):
     """``deleted`` or ``removed``: a tombstone (``text`` and ``author`` say so)."""
     held: bool = False
     """Held by the word filter for a moderator (only its author and moderators see it)."""
+    alternatives: tuple[AlternativeOut, ...] = ()
+    """A re-rolled bot answer's answers, oldest first (``text`` is ``alternatives[shown]``);
+    empty when it has one answer."""
+    shown: int = 0
+    rerolls: int = 0
+    """Times another answer was asked for."""
+    hidden: str = ""
+    """For one viewer: ``muted`` (a bot they muted) or ``blocked`` (someone they blocked);
+    its text, picture and answers are then left out."""
     notice: WaitState | None = None
     """Why a bot declined to answer (``status`` ``declined``)."""
+    html: str = ""
+    """``text`` rendered (safe Markdown); empty while the bot is thinking."""
 
 
 class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -136,11 +164,37 @@ class ThreadOut(msgspec.Struct, frozen=True, kw_only=True):
     url: str | None = None
     persona: str | None = None
     image_url: str | None = None
+    title_html: str = ""
+    """``title`` rendered inline, without links (listings show it inside a link)."""
+    body_html: str = ""
     edited_at: str | None = None
     gone: str = ""
     held: bool = False
     locked: bool = False
     """No new comments, by people or bots."""
+
+
+class NotificationOut(msgspec.Struct, frozen=True, kw_only=True):
+    """One item of a person's inbox; ``link`` opens the comment in its thread."""
+
+    kind: str
+    """``reply`` (to their thread or comment) or ``mention`` (``u/name``)."""
+    room: str
+    thread_id: str
+    comment_id: str
+    by: str
+    by_bot: bool
+    created_at: str
+    read: bool
+    link: str
+    text: str = ""
+    """What the comment says now (a tombstone when it is gone); empty in live events."""
+    thread_title: str = ""
+
+
+def comment_link(room: str, thread_id: str, comment_id: str) -> str:
+    """The comment in context: its thread's page, scrolled to it."""
+    return f"/r/{room}/t/{thread_id}#c-{comment_id}"
 
 
 class RoomOut(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,28 +221,6 @@ def image_url(blob: str | None) -> str | None:
     return None if not blob else IMAGE_PREFIX + blob
 
 
-def visible_comment(c: Comment) -> Comment:
-    """The stored comment as anyone sees it: a gone one is its tombstone (the marker as
-    text and author, no picture); the tree below it stays."""
-    if not c.gone:
-        return c
-    mark = tombstone(c.gone)
-    return msgspec.structs.replace(c, text=mark, author=mark, is_bot=False, persona=None,
-                                   image_blob=None, notice="",
-                                   status="ok" if c.status in ("placeholder", "declined")
-                                   else c.status)
-
-
-def visible_thread(t: Thread) -> Thread:
-    """The stored thread as anyone sees it: a gone one keeps its place and its comments,
-    with the marker as title and author, and no body, link or picture."""
-    if not t.gone:
-        return t
-    mark = tombstone(t.gone)
-    return msgspec.structs.replace(t, title=mark, body="", url=None, author=mark,
-                                   is_bot=False, persona=None, image_blob=None)
-
-
 def sees_held(author: str, viewer: str | None, *, moderator: bool) -> bool:
     """Whether ``viewer`` sees an item by ``author`` that the word filter held: its author
     does (marked as waiting), and the room's moderators (who decide); nobody else."""
@@ -208,16 +240,73 @@ def decode_notice(text: str) -> WaitState | None:
         return None
 
 
-def comment_out(c: Comment) -> CommentOut:
-    """``c`` as it is shown (:func:`visible_comment`)."""
+def visible_comment(c: Comment) -> Comment:
+    """The stored comment as anyone sees it: a gone one is its tombstone (the marker as
+    text and author, no picture, no answers); the tree below it stays."""
+    if not c.gone:
+        return c
+    mark = tombstone(c.gone)
+    return msgspec.structs.replace(c, text=mark, author=mark, is_bot=False, persona=None,
+                                   image_blob=None, alternatives=(), shown=0, notice="",
+                                   status=("ok" if c.status in ("placeholder", "declined")
+                                           else c.status))
+
+
+def visible_thread(t: Thread) -> Thread:
+    """The stored thread as anyone sees it: a gone one keeps its place and its comments,
+    with the marker as title and author, and no body, link or picture."""
+    if not t.gone:
+        return t
+    mark = tombstone(t.gone)
+    return msgspec.structs.replace(t, title=mark, body="", url=None, author=mark,
+                                   is_bot=False, persona=None, image_blob=None)
+
+
+def visible_listing(row: ListingRow) -> ListingRow:
+    """A room's listing row as anyone sees it (as :func:`visible_thread`)."""
+    if not row.gone:
+        return row
+    mark = tombstone(row.gone)
+    return msgspec.structs.replace(row, title=mark, author=mark, is_bot=False, persona=None,
+                                   image_blob=None, url=None)
+
+
+def hidden_reason(author: str, is_bot: bool, *, muted: Collection[str],
+                  blocked: Collection[str]) -> str:
+    """Why one viewer does not see what ``author`` wrote: ``muted`` (a bot in ``muted``,
+    persona names), ``blocked`` (a person in ``blocked``, canonical names), or ``""``."""
+    if is_bot:
+        return "muted" if author in muted else ""
+    return "blocked" if author.casefold() in blocked else ""
+
+
+def _alternative_out(s: Alternative) -> AlternativeOut:
+    return AlternativeOut(text=s.text, image_url=image_url(s.image_blob),
+                          html=str(render(s.text)))
+
+
+def comment_out(c: Comment, *, hidden: str = "") -> CommentOut:
+    """``c`` as it is shown (:func:`visible_comment`); ``hidden`` (for one viewer) leaves
+    out what it says."""
     c = visible_comment(c)
-    return CommentOut(
+    out = CommentOut(
         id=c.comment_id, thread_id=c.thread_id, room=c.room, parent_id=c.parent_id,
         author=c.author, is_bot=c.is_bot, text=c.text, created_at=iso(c.created_at),
         status=c.status, depth=c.depth, persona=c.persona, image_url=image_url(c.image_blob),
         edited_at=iso(c.edited_at) if c.edited_at else None, gone=c.gone, held=c.held,
+        alternatives=(tuple(_alternative_out(a) for a in c.alternatives)
+                      if len(c.alternatives) > 1 else ()),
+        shown=c.shown if len(c.alternatives) > 1 else 0, rerolls=c.rerolls,
         notice=decode_notice(c.notice),
+        html="" if c.status == "placeholder" else str(render(c.text)),
     )
+    return hide(out, hidden) if hidden else out
+
+
+def hide(out: CommentOut, why: str) -> CommentOut:
+    """``out`` for a viewer who does not see its author's words (``why``)."""
+    return msgspec.structs.replace(out, text="", html="", image_url=None, alternatives=(),
+                                   shown=0, notice=None, hidden=why)
 
 
 def thread_out(t: Thread) -> ThreadOut:
@@ -227,7 +316,8 @@ def thread_out(t: Thread) -> ThreadOut:
         id=t.thread_id, room=t.room, title=t.title, body=t.body, author=t.author,
         is_bot=t.is_bot, created_at=iso(t.created_at), last_activity=iso(t.last_activity),
         comment_count=t.comment_count, url=t.url, persona=t.persona,
-        image_url=image_url(t.image_blob),
+        image_url=image_url(t.image_blob), title_html=str(render_title(t.title, links=False)),
+        body_html=str(render(t.body)),
         edited_at=iso(t.edited_at) if t.edited_at else None, gone=t.gone, held=t.held,
         locked=t.locked,
     )

@@ -3,7 +3,8 @@ instance holding its lease, the bots' scheduler.
 
 :func:`assemble` is where a web instance is composed (the entrypoint and the tests use
 it): the fan-out (memory, or Redis), the broadcaster, the counters, the rate limits, the
-context, and the parts that run beside the requests — the results consumer, the chores
+context, and the parts that run beside the requests — the score feed (votes' live scores
+and the listings and histories that follow them), the results consumer, the chores
 (presence refresh, call recovery, status sampling, the placeholders' watch) and, when
 asked, the scheduler — all handed to :func:`playhouse.web.app.create_app`.
 """
@@ -109,6 +110,7 @@ def assemble(settings: Settings, storage: Storage, cast: Cast, *, secret: bytes,
     from playhouse.web.counters import Counters
     from playhouse.web.limits import Limits
     from playhouse.web.presence import REFRESH_S, PresenceRefresh
+    from playhouse.web.scores import ScoreFeed
     from playhouse.web.sessions import SessionGuard
     from playhouse.web.status import Sampler
     from playhouse.web.waiting import Waiting
@@ -126,6 +128,7 @@ def assemble(settings: Settings, storage: Storage, cast: Cast, *, secret: bytes,
         counters=Counters(storage, broadcast, window_s=web.activity_window_s),
         slots=SocketSlots.from_settings(web, redis=redis, namespace=storage.namespace),
         word_filter=WordFilter(settings.moderation.blocked_words),
+        scores=ScoreFeed(storage, broadcast),
     )
     periodic = Periodic()
     presence = PresenceRefresh(ctx.presence, ctx.instance, broadcast.send)
@@ -145,7 +148,7 @@ def assemble(settings: Settings, storage: Storage, cast: Cast, *, secret: bytes,
         sampler = Sampler(ctx, web.sample_interval_s, web.sample_watch_s)
         ctx.watch_status = sampler.watched
         periodic.add(Chore("sample", web.sample_interval_s, sampler.run))
-    services: list[Service] = []
+    services: list[Service] = [ctx.scores]  # stopped last: the final scores still go out
     consumer = ResultsConsumer(ctx)  # in the app's state (tests drive it by hand)
     ctx.expecting = consumer.expect
     if consume:

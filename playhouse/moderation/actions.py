@@ -161,7 +161,7 @@ class Moderation:
                               target_user=thread.author, thread_id=thread.thread_id,
                               text=_thread_text(thread))
 
-            thread = await self.storage.threads.modify(thread_id, _guarded(
+            thread = await self.storage.threads.change(thread_id, _guarded(
                 lambda t: not t.gone, "that thread is gone already", gone="removed",
                 held=False))
             await self._settle_reports(thread.room, thread_id, None, "remove", powers)
@@ -177,7 +177,7 @@ class Moderation:
                           comment_id=comment_id, text=comment.text,
                           detail=f"picture {comment.image_blob}" if comment.image_blob else "")
 
-        comment = await self.storage.comments.modify(thread_id, comment_id, _guarded(
+        comment = await self.storage.comments.change(thread_id, comment_id, _guarded(
             lambda c: not c.gone, "that comment is gone already", gone="removed",
             held=False))
         await self._settle_reports(thread.room, thread_id, comment_id, "remove", powers)
@@ -204,11 +204,11 @@ class Moderation:
 
         refusal = f"{_item(comment_id)} is not removed"
         if comment_id is None:
-            thread = await self.storage.threads.modify(
+            thread = await self.storage.threads.change(
                 thread_id, _guarded(removed, refusal, gone=""))
             self.broadcast.moderated("restored", thread=thread, reason=reason)
             return thread, None
-        comment = await self.storage.comments.modify(
+        comment = await self.storage.comments.change(
             thread_id, comment_id, _guarded(removed, refusal, gone=""))
         self.broadcast.moderated("restored", thread=thread, comment=comment, reason=reason)
         return thread, comment
@@ -226,7 +226,7 @@ class Moderation:
         await self.record(powers, "lock" if locked else "unlock", thread.room, reason=reason,
                           thread_id=thread_id)
 
-        thread = await self.storage.threads.modify(thread_id, _guarded(
+        thread = await self.storage.threads.change(thread_id, _guarded(
             lambda t: t.locked != locked, f"that thread is {word} already", locked=locked))
         self.broadcast.moderated(word, thread=thread, reason=reason)
         if locked:
@@ -280,10 +280,10 @@ class Moderation:
         refusal = f"{_item(comment_id)} is not waiting for approval"
         comment = None
         if comment_id is None:
-            thread = await self.storage.threads.modify(
+            thread = await self.storage.threads.change(
                 thread_id, _guarded(waiting, refusal, held=False))
         else:
-            comment = await self.storage.comments.modify(
+            comment = await self.storage.comments.change(
                 thread_id, comment_id, _guarded(waiting, refusal, held=False))
         await self._settle_reports(thread.room, thread_id, comment_id, "approve", powers)
         return room, thread, comment

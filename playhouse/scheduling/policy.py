@@ -68,10 +68,10 @@ class Candidate:
     parent: str | None
     """Key of the item it answers (the thread id for a top-level comment); None for the post."""
     status: str = "ok"
+    """A comment's status; ``gone`` for a deleted or removed item, ``held`` for one the
+    word filter holds (neither is ever answered)."""
     is_post: bool = False
     comment: Comment | None = None
-    hidden: bool = False
-    """Deleted, removed, or held by the word filter: nothing a bot answers."""
 
 
 @dataclass(slots=True)
@@ -90,9 +90,10 @@ class ThreadView:
         post = Candidate(
             key=thread.thread_id, thread_id=thread.thread_id, room=thread.room,
             author=thread.author, persona=thread.persona if thread.is_bot else None,
-            is_bot=thread.is_bot, text=f"{thread.title}\n{thread.body}".strip(),
+            is_bot=thread.is_bot,
+            text="" if thread.gone else f"{thread.title}\n{thread.body}".strip(),
             created_at=thread.created_at, depth=0, parent=None, is_post=True,
-            hidden=bool(thread.gone) or thread.held,
+            status="gone" if thread.gone else "held" if thread.held else "ok",
         )
         items = {post.key: post}
         answered: dict[str, set[str]] = {}
@@ -102,8 +103,9 @@ class ThreadView:
             items[c.comment_id] = Candidate(
                 key=c.comment_id, thread_id=thread.thread_id, room=thread.room,
                 author=c.author, persona=c.persona if c.is_bot else None, is_bot=c.is_bot,
-                text=c.text, created_at=c.created_at, depth=c.depth, parent=parent,
-                status=c.status, comment=c, hidden=bool(c.gone) or c.held,
+                text="" if c.gone else c.text, created_at=c.created_at, depth=c.depth,
+                parent=parent, comment=c,
+                status="gone" if c.gone else "held" if c.held else c.status,
             )
             if c.is_bot and c.persona:
                 answered.setdefault(parent, set()).add(c.persona)
@@ -368,7 +370,7 @@ class Policy:
 
     def eligible(self, persona: Persona, view: ThreadView, item: Candidate, now: float) -> bool:
         """Whether ``persona`` may consider ``item`` at all (no draw is spent otherwise)."""
-        if item.status != "ok" or item.hidden:
+        if item.status != "ok":
             return False
         if item.is_bot and item.persona == persona.name:
             return False  # never itself

@@ -78,7 +78,7 @@ class SnapshotReader:
         self.cast = cast
         self.threads_per_room = threads_per_room
         self._limit = asyncio.Semaphore(concurrency)
-        self._comments: dict[str, tuple[tuple[int, float], list[Comment]]] = {}
+        self._comments: dict[str, tuple[tuple[int, float, str | None], list[Comment]]] = {}
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         async with self._limit:
@@ -107,7 +107,9 @@ class SnapshotReader:
         return snap
 
     async def _thread_comments(self, thread: Thread) -> list[Comment]:
-        version = (thread.comment_count, thread.last_activity)
+        # The row's ETag moves with any write to it, an edit or deletion in the thread
+        # included (:mod:`playhouse.web.editing` writes it): no stale text is kept.
+        version = (thread.comment_count, thread.last_activity, thread.etag)
         cached = self._comments.get(thread.thread_id)
         if cached is not None and cached[0] == version:
             return cached[1]

@@ -30,15 +30,21 @@ from azure.storage.queue.aio import QueueServiceClient
 from playhouse.constants import ALL_QUEUES, CONTAINERS, TABLES
 from playhouse.errors import ConfigError, PlayhouseError, StorageUnavailable
 from playhouse.storage.accounts import MemberRepo, RoomRepo, UserRepo
+from playhouse.storage.authored import AuthorIndex
 from playhouse.storage.blobs import BlobStore
 from playhouse.storage.decisions import DecisionRepo
+from playhouse.storage.inbox import InboxRepo
 from playhouse.storage.jobs import JobRepo
+from playhouse.storage.listings import ListingIndex
 from playhouse.storage.moderation import ModLogRepo, ReportRepo
 from playhouse.storage.ops import MetricsRepo, WorkerRepo
+from playhouse.storage.prefs import PrefRepo
 from playhouse.storage.progress import ProgressRepo
 from playhouse.storage.queues import QueueStore
+from playhouse.storage.revisions import RevisionRepo
 from playhouse.storage.tables import Tables, short, translate
 from playhouse.storage.threads import CommentRepo, ThreadRepo
+from playhouse.storage.votes import VoteRepo
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -107,13 +113,19 @@ class Storage:
         self.users = UserRepo(self.tables)
         self.rooms = RoomRepo(self.tables)
         self.members = MemberRepo(self.tables)
-        self.threads = ThreadRepo(self.tables)
-        self.comments = CommentRepo(self.tables)
+        self.listings = ListingIndex(self.tables)
+        self.authored = AuthorIndex(self.tables)
+        self.votes = VoteRepo(self.tables)
+        self.prefs = PrefRepo(self.tables)
+        self.threads = ThreadRepo(self.tables, listings=self.listings, authored=self.authored)
+        self.comments = CommentRepo(self.tables, authored=self.authored)
         self.jobs = JobRepo(self.tables)
         self.workers = WorkerRepo(self.tables)
         self.metrics = MetricsRepo(self.tables)
         self.reports = ReportRepo(self.tables)
         self.modlog = ModLogRepo(self.tables)
+        self.inbox = InboxRepo(self.tables)
+        self.revisions = RevisionRepo(self.tables)
         self.progress = ProgressRepo(self.tables)
         self.decisions = DecisionRepo(self.tables)
 

@@ -84,6 +84,16 @@ class UserRepo:
         )
         return user
 
+    async def change(self, username: str, change: Callable[[User], User]) -> User:
+        """Read-modify-write the user's row (ETag retries; ``change`` must be pure)."""
+        key = user_key(username)
+        try:
+            user, _ = await self.t.modify(TABLE_USERS, PK_USERS, key, User, change,
+                                          f"user {key}")
+        except NotFound:
+            raise NotFound(f"no user named {username!r}") from None
+        return user
+
     async def end_session(self, username: str, session_id: str, *, keep_s: float) -> User:
         """Void the one session ``session_id`` of ``username`` (log out of one browser).
         Ids older than ``keep_s`` go: their sessions have expired anyway."""

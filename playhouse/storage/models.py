@@ -24,6 +24,7 @@ recovery queues it if its web instance died); ``pending``: queued; then ``done``
 CommentStatus = Literal["ok", "failed", "placeholder", "declined"]
 """``declined``: a bot that was called and will not answer (asleep, a cap reached); its
 ``notice`` says why."""
+NotificationKind = Literal["reply", "mention"]
 ProgressState = Literal["generating", "retrying", "answered"]
 
 
@@ -39,6 +40,12 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     ended_sessions: tuple[str, ...] = ()
     """Ids of single sessions ended by logging out of one browser; an id older than the
     session lifetime is dropped the next time one is added."""
+    muted: tuple[str, ...] = ()
+    """Bots (persona names) this person muted: hidden in their views, never called by
+    their posts, never in their inbox."""
+    blocked: tuple[str, ...] = ()
+    """People (canonical user names) this person blocked: their threads and comments are
+    hidden from this person, and they never reach this person's inbox."""
 
 
 class Room(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,11 +98,12 @@ class Thread(msgspec.Struct, frozen=True, kw_only=True):
     image_blob: str | None = None
     job_id: str | None = None
     edited_at: float | None = None
-    """When its author last edited it (None: never)."""
+    """When its author last edited it (None: never); earlier versions are in ``revisions``."""
     gone: str = ""
     """``""``, ``"deleted"`` (by its author) or ``"removed"`` (by a moderator): a tombstone
-    (:func:`playhouse.views.visible_thread`). A removed thread keeps its text here (for a
-    restore; the mod log has a copy), never shown."""
+    (:func:`playhouse.views.visible_thread`). A deleted thread's text is no longer in this
+    row (``revisions`` has it); a removed one keeps it here (for a restore; the mod log has
+    a copy), never shown."""
     held: bool = False
     """Held by the word filter: shown to its author and moderators only, until approved."""
     locked: bool = False
@@ -105,6 +113,16 @@ class Thread(msgspec.Struct, frozen=True, kw_only=True):
     with the counters)."""
     etag: str | None = None
     """Row version as read (the activity counters update it conditionally)."""
+
+
+class Alternative(msgspec.Struct, frozen=True, kw_only=True):
+    """One answer of a bot comment that was asked again (a re-roll)."""
+
+    text: str
+    image_blob: str | None = None
+    job_id: str | None = None
+    """The request that made it."""
+    created_at: float = 0.0
 
 
 class Comment(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,17 +145,63 @@ class Comment(msgspec.Struct, frozen=True, kw_only=True):
     :data:`~playhouse.constants.PATH_MAX`): a reply's prompt chain is one query (empty for
     top-level comments, and for comments stored before paths were kept: theirs is walked)."""
     edited_at: float | None = None
-    """When its author last edited it (None: never)."""
+    """When its author last edited it (None: never); earlier versions are in ``revisions``."""
     gone: str = ""
-    """``""``, ``"deleted"`` (by its author) or ``"removed"`` (by a moderator): a tombstone
-    (:func:`playhouse.views.visible_comment`). A removed comment keeps its text here (for
-    a restore; the mod log has a copy), never shown nor put in a prompt."""
+    """``""``, ``"deleted"`` (by its author, or a bot's reply by the thread's author) or
+    ``"removed"`` (by a moderator): a tombstone (:func:`playhouse.views.visible_comment`).
+    A deleted comment's text is no longer in this row; a removed one keeps it here (for a
+    restore; the mod log has a copy), never shown nor put in a prompt."""
     held: bool = False
     """Held by the word filter: shown to its author and moderators only, until approved."""
+    alternatives: tuple[Alternative, ...] = ()
+    """A re-rolled bot answer's answers, oldest first (empty: never re-rolled, ``text`` is
+    its only one); ``text`` is ``alternatives[shown]``'s."""
+    shown: int = 0
+    """Which of ``alternatives`` is shown (and what later prompts see)."""
+    rerolls: int = 0
+    """Times another answer was asked for (each a request of its own; see
+    :func:`playhouse.asking.request_id_for`)."""
     notice: str = ""
     """A declined call's reason, as :class:`~playhouse.views.WaitState` JSON."""
     etag: str | None = None
     """Row version as read; :meth:`CommentRepo.replace` makes it a precondition."""
+
+
+class Revision(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread's or comment's text as it was before an edit or a deletion: kept
+    server-side (never shown, never in a prompt)."""
+
+    item_id: str
+    """The thread id (the post) or the comment id."""
+    thread_id: str
+    room: str
+    author: str
+    title: str = ""
+    text: str = ""
+    image_blob: str | None = None
+    written_at: float
+    """When that text was written (created, or last edited)."""
+    replaced_at: float
+    reason: Literal["edit", "delete"]
+    by: str
+    """Who edited or deleted it (its author, or the thread's author for a bot's reply)."""
+
+
+class Notification(msgspec.Struct, frozen=True, kw_only=True):
+    """One item of a person's inbox: a reply to them, or a mention of them."""
+
+    username: str
+    """The recipient (canonical)."""
+    kind: NotificationKind
+    room: str
+    thread_id: str
+    comment_id: str
+    """The reply or the mentioning comment."""
+    by: str
+    by_bot: bool
+    created_at: float
+    read: bool = False
+    etag: str | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -248,6 +312,124 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     target_author: str = ""
     probability: float = 0.0
     draw: float = 0.0
+
+
+ItemKind = Literal["thread", "comment"]
+RoomSort = Literal["hot", "new", "top", "active"]
+CommentSort = Literal["best", "top", "new", "old", "controversial"]
+TopWindow = Literal["day", "week", "all"]
+
+
+class Tally(msgspec.Struct, frozen=True, kw_only=True):
+    """The votes on one item (a thread, or a comment): kept in the same transaction as the
+    vote rows it counts, so it always equals them. ``version`` grows with every change."""
+
+    thread_id: str
+    item_id: str
+    """The thread id itself for the thread's own votes, else the comment id."""
+    ups: int = 0
+    downs: int = 0
+    version: int = 0
+
+    @property
+    def score(self) -> int:
+        return self.ups - self.downs
+
+
+class ListingRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A thread as a room's listings show it: its post, its activity and its votes."""
+
+    thread_id: str
+    room: str
+    title: str
+    author: str
+    is_bot: bool
+    persona: str | None
+    created_at: float
+    last_activity: float
+    comment_count: int = 0
+    image_blob: str | None = None
+    url: str | None = None
+    ups: int = 0
+    downs: int = 0
+    version: int = 0
+    """The :class:`Tally` version these votes come from (a newer one wins)."""
+    gone: str = ""
+    """As the thread's: ``deleted`` or ``removed`` (shown as a tombstone), or ``""``."""
+    held: bool = False
+    """As the thread's: held by the word filter (listed to its author and moderators)."""
+    locked: bool = False
+
+    @property
+    def score(self) -> int:
+        return self.ups - self.downs
+
+
+class Authored(msgspec.Struct, frozen=True, kw_only=True):
+    """One thread or comment in its author's history (profile pages, karma, leaderboard)."""
+
+    item_id: str
+    kind: ItemKind
+    thread_id: str
+    room: str
+    author: str
+    is_bot: bool
+    persona: str | None
+    created_at: float
+    title: str = ""
+    """The thread's title (threads only)."""
+    text: str = ""
+    """The comment's text, or the start of the thread's body."""
+    image_blob: str | None = None
+    ups: int = 0
+    downs: int = 0
+    version: int = 0
+    gone: str = ""
+    """As the item's: ``deleted`` or ``removed`` (left out of profiles and the leaderboard;
+    its text is not kept here), or ``""``."""
+
+    @property
+    def score(self) -> int:
+        return self.ups - self.downs
+
+
+class Karma(msgspec.Struct, frozen=True, kw_only=True):
+    """The votes on everything an account wrote, summed in the same transactions that
+    change its items' rows (so it equals their sum)."""
+
+    author: str
+    thread_ups: int = 0
+    thread_downs: int = 0
+    comment_ups: int = 0
+    comment_downs: int = 0
+
+    @property
+    def thread_karma(self) -> int:
+        return self.thread_ups - self.thread_downs
+
+    @property
+    def comment_karma(self) -> int:
+        return self.comment_ups - self.comment_downs
+
+    @property
+    def total(self) -> int:
+        return self.thread_karma + self.comment_karma
+
+    @property
+    def ups(self) -> int:
+        return self.thread_ups + self.comment_ups
+
+    @property
+    def downs(self) -> int:
+        return self.thread_downs + self.comment_downs
+
+
+class Prefs(msgspec.Struct, frozen=True, kw_only=True):
+    """The orders a person chose last (each page's URL can say otherwise)."""
+
+    room_sort: RoomSort = "hot"
+    window: TopWindow = "day"
+    comment_sort: CommentSort = "best"
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):

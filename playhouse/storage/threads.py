@@ -8,10 +8,14 @@ Keys:
   thread is found by its id alone; the mapping never changes and is cached.
 * ``comments``: PK the thread id, RK the comment id: a thread's comments oldest-first.
   ``parent_id`` makes the tree; ``depth`` is stored so a page can indent without walking.
+* Every new thread is also written to its room's listings (``storage.listings``) and,
+  like every comment once it has its text, to its author's history (``storage.authored``).
 
 Counters (a thread's ``comment_count``, ``last_activity``) move by :meth:`ThreadRepo.touch`:
 conditionally on the row a caller already holds (one round trip), or read-modify-write
-with ETag retries when it holds none or lost the race.
+with ETag retries when it holds none or lost the race; the thread's listings move with
+them (the web app writes counters coalesced, :mod:`playhouse.web.counters`, so this too is
+off the path from a post to its acknowledgement).
 """
 
 from __future__ import annotations
@@ -19,17 +23,22 @@ from __future__ import annotations
 import asyncio
 import builtins
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 
 from playhouse import ids
 from playhouse.constants import PATH_MAX, TABLE_COMMENTS, TABLE_THREADS
-from playhouse.errors import Conflict, NotFound
+from playhouse.errors import Conflict, NotFound, PlayhouseError
 from playhouse.storage.accounts import room_key
 from playhouse.storage.models import Comment, Page, Thread
 from playhouse.storage.tables import Tables, check_key, etag_of, from_entity, to_entity
+
+if TYPE_CHECKING:
+    from playhouse.storage.authored import AuthorIndex
+    from playhouse.storage.listings import ListingIndex
 
 log = structlog.get_logger()
 
@@ -52,9 +61,12 @@ def no_thread(thread_id: str, room: str | None = None) -> NotFound:
 
 
 class ThreadRepo:
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, *, listings: ListingIndex | None = None,
+                 authored: AuthorIndex | None = None) -> None:
         self.t = tables
         self._rooms: dict[str, str] = {}
+        self.listings = listings
+        self.authored = authored
 
     async def create(self, thread: Thread) -> Thread:
         """Store a new thread; Conflict when one with that id exists."""
@@ -73,7 +85,25 @@ class ThreadRepo:
         )
         self._rooms[tid] = room
         log.info("thread.created", thread_id=tid, room=thread.room, author=thread.author)
+        await self._index(thread)
         return msgspec.structs.replace(thread, etag=etag)
+
+    async def _index(self, thread: Thread) -> None:
+        """List a new thread and add it to its author's history; a failure is logged (the
+        thread itself is stored, and its next change lists it)."""
+        from playhouse.storage.authored import of_thread
+
+        steps = []
+        if self.listings is not None:
+            steps.append(self.listings.add(thread))
+        if self.authored is not None:
+            steps.append(self.authored.add(of_thread(thread)))
+        for outcome in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(outcome, PlayhouseError):
+                log.warning("thread.index_failed", thread_id=thread.thread_id,
+                            reason=str(outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     async def _room_of(self, thread_id: str) -> str:
         tid = _thread_id(thread_id)
@@ -116,6 +146,28 @@ class ThreadRepo:
         )
         return [from_entity(e, Thread) for e in entities]
 
+    async def replace(self, thread: Thread) -> Thread:
+        """Overwrite a thread only if unchanged since read (``thread.etag``); else Conflict."""
+        tid = _thread_id(thread.thread_id)
+        etag = await self.t.update(
+            TABLE_THREADS, to_entity(thread, room_key(thread.room), ids.invert(tid)),
+            f"thread {tid}", etag=thread.etag,
+        )
+        replaced = msgspec.structs.replace(thread, etag=etag)
+        await self._revise(replaced)
+        return replaced
+
+    async def change(self, thread_id: str, change: Callable[[Thread], Thread]) -> Thread:
+        """Read-modify-write the thread (ETag retries; ``change`` must be pure, and may
+        raise to refuse); NotFound when it is not there."""
+        room = await self._room_of(thread_id)
+        thread, etag = await self.t.modify(
+            TABLE_THREADS, room, ids.invert(thread_id), Thread, change, f"thread {thread_id}"
+        )
+        changed = msgspec.structs.replace(thread, etag=etag)
+        await self._revise(changed)
+        return changed
+
     async def touch(
         self, thread_id: str, *, comments: int = 0, at: float | None = None,
         known: Thread | None = None, answers: Sequence[str] = (),
@@ -144,41 +196,75 @@ class ThreadRepo:
                     TABLE_THREADS, to_entity(updated, room, ids.invert(thread_id)),
                     f"thread {thread_id}", etag=known.etag,
                 )
-                return msgspec.structs.replace(updated, etag=etag)
+                touched = msgspec.structs.replace(updated, etag=etag)
+                await self._relist(touched)
+                return touched
             except Conflict:
                 pass  # changed since: read it again
         room = await self._room_of(thread_id)
         thread, etag = await self.t.modify(
             TABLE_THREADS, room, ids.invert(thread_id), Thread, change, f"thread {thread_id}"
         )
-        return msgspec.structs.replace(thread, etag=etag)
+        touched = msgspec.structs.replace(thread, etag=etag)
+        await self._relist(touched)
+        return touched
 
-    async def modify(self, thread_id: str, change: Callable[[Thread], Thread]) -> Thread:
-        """Read-modify-write the thread (ETag retries; ``change`` must be pure: it may run
-        again). NotFound when there is none."""
-        room = await self._room_of(thread_id)
-        thread, etag = await self.t.modify(
-            TABLE_THREADS, room, ids.invert(_thread_id(thread_id)), Thread, change,
-            f"thread {thread_id}",
-        )
-        return msgspec.structs.replace(thread, etag=etag)
+    async def _revise(self, thread: Thread) -> None:
+        """After an edit or a tombstone: the thread's listings and its author's history
+        say what it says now (failures are logged, as for :meth:`_relist`)."""
+        from playhouse.storage.authored import of_thread
+
+        steps: list[Coroutine[Any, Any, object]] = [self._relist(thread)]
+        if self.authored is not None:
+            steps.append(self.authored.revise(of_thread(thread)))
+        for outcome in await asyncio.gather(*steps, return_exceptions=True):
+            if isinstance(outcome, PlayhouseError):
+                log.warning("thread.index_failed", thread_id=thread.thread_id,
+                            reason=str(outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _relist(self, thread: Thread) -> None:
+        """Move a touched thread in its room's listings (a failure is logged: the next
+        change moves it)."""
+        if self.listings is not None:
+            try:
+                await self.listings.apply(thread.room, thread.thread_id, thread=thread)
+            except PlayhouseError as exc:
+                log.warning("thread.index_failed", thread_id=thread.thread_id, reason=str(exc))
 
 
 class CommentRepo:
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, *, authored: AuthorIndex | None = None) -> None:
         self.t = tables
+        self.authored = authored
+
+    async def _index(self, comment: Comment) -> None:
+        """Add a comment that has its text to its author's history (logged on failure)."""
+        if self.authored is None or comment.status != "ok":
+            return
+        from playhouse.storage.authored import of_comment
+
+        try:
+            item = of_comment(comment)
+            if not await self.authored.add(item):  # recorded already: an edit, a tombstone
+                await self.authored.revise(item)
+        except PlayhouseError as exc:
+            log.warning("comment.index_failed", comment_id=comment.comment_id, reason=str(exc))
 
     async def add(self, comment: Comment) -> Comment:
         """Store a new comment; Conflict when its id exists in the thread."""
         tid = _thread_id(comment.thread_id)
         cid = check_key("comment id", comment.comment_id)
         etag = await self.t.insert(TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}")
+        await self._index(comment)
         return msgspec.structs.replace(comment, etag=etag)
 
     async def upsert(self, comment: Comment) -> Comment:
         tid = _thread_id(comment.thread_id)
         cid = check_key("comment id", comment.comment_id)
         etag = await self.t.upsert(TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}")
+        await self._index(comment)
         return msgspec.structs.replace(comment, etag=etag)
 
     async def replace(self, comment: Comment) -> Comment:
@@ -188,17 +274,23 @@ class CommentRepo:
         etag = await self.t.update(
             TABLE_COMMENTS, to_entity(comment, tid, cid), f"comment {cid}", etag=comment.etag
         )
+        await self._index(comment)  # a placeholder's answer: now it has its text
         return msgspec.structs.replace(comment, etag=etag)
 
-    async def modify(self, thread_id: str, comment_id: str,
+    async def change(self, thread_id: str, comment_id: str,
                      change: Callable[[Comment], Comment]) -> Comment:
-        """Read-modify-write a comment (ETag retries; ``change`` must be pure: it may run
-        again). NotFound when there is none."""
+        """Read-modify-write a comment (ETag retries; ``change`` must be pure, and may
+        raise to refuse); NotFound when it is not there."""
         tid = _thread_id(thread_id)
         cid = check_key("comment id", comment_id)
-        comment, etag = await self.t.modify(TABLE_COMMENTS, tid, cid, Comment, change,
-                                            f"comment {cid}")
-        return msgspec.structs.replace(comment, etag=etag)
+        try:
+            comment, etag = await self.t.modify(TABLE_COMMENTS, tid, cid, Comment, change,
+                                                f"comment {cid}")
+        except NotFound:
+            raise NotFound(f"no comment {comment_id!r} in thread {thread_id!r}") from None
+        changed = msgspec.structs.replace(comment, etag=etag)
+        await self._index(changed)  # its author's history says what it says now
+        return changed
 
     async def get(self, thread_id: str, comment_id: str) -> Comment:
         tid = _thread_id(thread_id)

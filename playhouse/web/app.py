@@ -27,7 +27,23 @@ from litestar.plugins import InitPluginProtocol
 from litestar.static_files import create_static_files_router
 
 from playhouse.errors import PlayhouseError
-from playhouse.web import api, auth, errors, live, moderation, pages, status, why
+from playhouse.web import (
+    api,
+    auth,
+    editing,
+    errors,
+    inbox,
+    leaderboard,
+    live,
+    moderation,
+    pages,
+    prefs,
+    profiles,
+    rerolls,
+    status,
+    votes,
+    why,
+)
 from playhouse.web.assets import static_dir
 from playhouse.web.context import SESSION_MAX_AGE_S, WebContext
 from playhouse.web.headers import add_security_headers
@@ -138,7 +154,8 @@ def create_app(
     return Litestar(
         route_handlers=[
             *pages.ROUTES, *auth.ROUTES, *moderation.ROUTES, api.Api, live.live_socket,
-            *status.ROUTES, *why.ROUTES,
+            *status.ROUTES, *editing.ROUTES, *rerolls.ROUTES, *inbox.ROUTES, *prefs.ROUTES,
+            *why.ROUTES, *votes.ROUTES, *profiles.ROUTES, *leaderboard.ROUTES,
             create_static_files_router(path="/static", directories=[static_dir()]),
         ],
         plugins=[ctx.channels, _Lifespan(lifespan)],
@@ -153,13 +170,14 @@ def create_app(
         template_config=template_config(),
         openapi_config=OpenAPIConfig(title="playhouse", version="1", path="/schema"),
         exception_handlers=errors.HANDLERS,
+        before_request=inbox.before_page,
         after_exception=[_log_crash],
         before_send=[add_security_headers],
         # Last, after every lifespan (the Channels plugin's included: its Redis backend
         # shuts down on the client these close).
         on_shutdown=[_closing(on_close)],
         logging_config=None,  # logging is structlog's, configured once by the CLI
-        state=State({"playhouse": ctx}),
+        state=State({"playhouse": ctx, leaderboard.STATE_KEY: leaderboard.Boards()}),
     )
 
 

@@ -6,7 +6,8 @@ traffic), so a page of bot results being applied never holds up the answer a per
 waits for. A page's results are applied concurrently, one lane per thread (results for
 the same thread in order), through :mod:`playhouse.applying` (idempotent on the
 request id); the replaced placeholder or the new thread is broadcast, and only then is
-the message deleted. A message that cannot be decoded is parked at once; one whose
+the message deleted; the person an answer answers is told in their inbox
+(:mod:`playhouse.web.inbox`). A message that cannot be decoded is parked at once; one whose
 application keeps failing is parked after ``web.max_deliveries`` deliveries. A failed
 generation is applied like any result: its placeholder becomes a visible "… could not
 answer" comment.
@@ -33,7 +34,9 @@ from playhouse.errors import PlayhouseError, StorageUnavailable
 from playhouse.messages import GenerationResult, decode_result
 from playhouse.priority import PEOPLE_FIRST_S
 from playhouse.queueloop import Delivery, Polling, QueueLoop, RetryPolicy
+from playhouse.storage.models import Comment
 from playhouse.web.context import WebContext
+from playhouse.web.inbox import notify_answer
 
 log = structlog.get_logger()
 
@@ -171,10 +174,15 @@ class ResultsConsumer:
             if applied.counts:
                 self.ctx.counters.count(room=result.room, thread=applied.comment.thread_id,
                                         comments=1, at=applied.at, bot=result.persona)
+                # The person it answers is told (an answer asked again told them before).
+                self.ctx.spawn(self._notify(applied.comment), "notify")
         elif applied.thread is not None:
             self.ctx.broadcast.thread(applied.thread)
             self.ctx.counters.saw_thread(applied.thread)
             self.ctx.counters.count(room=result.room, threads=1, at=applied.at)
+
+    async def _notify(self, comment: Comment) -> None:
+        await notify_answer(self.ctx, comment)
 
     async def _people_first(self) -> None:
         """Before a page of bots' results: let a person's awaited answer be applied first

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from playhouse.web.budget import SocketSlots
     from playhouse.web.counters import Counters
     from playhouse.web.limits import Limits
+    from playhouse.web.scores import ScoreFeed
     from playhouse.web.sessions import SessionGuard
     from playhouse.web.waiting import Waiting
 
@@ -73,6 +74,8 @@ class WebContext:
     """Room and thread counters, coalesced."""
     slots: SocketSlots
     """Open sockets per address and per user (capped)."""
+    scores: ScoreFeed
+    """Votes' score events and index moves, coalesced (:mod:`playhouse.web.scores`)."""
     word_filter: WordFilter = field(default_factory=lambda: WordFilter(()))
     """``[moderation] blocked_words``, folded once."""
     presence: PresenceBook = field(default_factory=PresenceBook)

@@ -68,6 +68,13 @@ class Counters:
     def saw_thread(self, thread: Thread) -> None:
         _remember(self._known_threads, thread.thread_id, thread)
 
+    def known_room(self, name: str) -> Room | None:
+        """The room as this instance last read or wrote it (None: not lately)."""
+        return self._known_rooms.get(room_key(name))
+
+    def known_thread(self, thread_id: str) -> Thread | None:
+        return self._known_threads.get(thread_id)
+
     def count(self, *, room: str, thread: str | None = None, threads: int = 0,
               comments: int = 0, at: float | None = None, bot: str | None = None) -> None:
         """Count a new thread or comment in ``room`` (and ``thread``); written soon.

@@ -10,11 +10,13 @@ from litestar.exceptions import HTTPException
 from litestar.response import Template
 from litestar.types import ExceptionHandlersMap
 
-from playhouse.errors import PlayhouseError, describe
+from playhouse.errors import PlayhouseError
 from playhouse.web.forms import NOT_UTF8
 from playhouse.web.templating import page
 
 log = structlog.get_logger()
+
+
 
 def _answer(request: Request[Any, Any, Any], status: int, reason: str) -> Response[Any]:
     if request.url.path.startswith(("/api", "/schema")) or "text/html" not in request.headers.get(
@@ -28,7 +30,9 @@ def _answer(request: Request[Any, Any, Any], status: int, reason: str) -> Respon
 
 
 def on_playhouse_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    _, status, _ = describe(exc)  # each class's own status (errors.CODES): 429 stays 429
+    # The status is the error class's own (errors.CODES): a login asked for is a 401,
+    # a rate limit a 429, storage out of reach a 503.
+    status = exc.status if isinstance(exc, PlayhouseError) else 500
     if status >= 500:
         log.warning("request.failed", path=request.url.path, reason=str(exc))
     return _answer(request, status, str(exc))

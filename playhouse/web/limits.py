@@ -221,6 +221,8 @@ class Limits:
     """Rooms one user creates."""
     reports_per_user: Limiter
     """Reports one user files."""
+    votes_per_user: Limiter
+    """Votes (and changes of a vote) one user makes, by socket and form together."""
 
     @classmethod
     def from_settings(cls, web: WebSettings, redis: Redis | None = None, *,
@@ -249,4 +251,5 @@ class Limits:
                                    burst=max(1, web.rooms_per_hour)),
             reports_per_user=limiter("reports_per_user", web.reports_per_hour / 60.0,
                                      burst=max(1, web.reports_per_hour)),
+            votes_per_user=limiter("votes_per_user", web.votes_per_minute),
         )

@@ -1,4 +1,5 @@
-"""The websocket endpoint ``/ws``: subscribe to a room or a thread, page history, post.
+"""The websocket endpoint ``/ws``: subscribe to a room or a thread, page history, post,
+vote.
 
 Every socket holds at most one subscription (a room, or a thread with its room). The
 channel subscription starts *before* the history is read, and live events that arrive
@@ -13,6 +14,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import msgspec
 import structlog
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
@@ -36,20 +38,27 @@ from playhouse.errors import (
 from playhouse.events import (
     AccessEnded,
     BanNotice,
+    CommentChanged,
     CommentEvent,
     CommentReplaced,
+    InboxEvent,
     LiveEvent,
     LoggedOut,
+    PrefsChanged,
     Presence,
     Thinking,
+    ThreadChanged,
+    ThreadEvent,
     decode_event,
 )
 from playhouse.storage.models import Comment, Thread
 from playhouse.storage.threads import no_thread
-from playhouse.views import comment_out, sees_held, thread_out
+from playhouse.views import comment_out, hide, sees_held, thread_out
 from playhouse.web.budget import SocketBudget, frame_cost
 from playhouse.web.context import SESSION_ID, WebContext, client_ip, context_of, current_user
+from playhouse.web.inbox import unread_count
 from playhouse.web.posting import announce, check_rate, store_post
+from playhouse.web.prefs import Viewer, load_viewer
 from playhouse.web.protocol import (
     Ack,
     ClientMessage,
@@ -64,10 +73,12 @@ from playhouse.web.protocol import (
     Subscribe,
     Subscribed,
     Unsubscribe,
+    VoteMessage,
     client_id_of,
     decode_client,
     encode_frame,
 )
+from playhouse.web.votes import on_socket_vote
 
 if TYPE_CHECKING:
     from litestar.channels import Subscriber
@@ -106,6 +117,10 @@ class Session:
         self.moderates: bool | None = None
         """Whether the user moderates the room subscribed to (asked when something held
         by the word filter is about to be sent: only they and its author see it)."""
+        self.viewer = Viewer(user=self.user)
+        """What this socket's user chose not to see (kept current by their channel)."""
+        self.loading: asyncio.Task[None] | None = None
+        """Reading :attr:`viewer` (a post waits for it: its calls depend on it)."""
 
     # ------------------------------------------------------------------ sending
     async def send(self, event: ServerEvent) -> None:
@@ -139,7 +154,29 @@ class Session:
         if self.replaying:
             self.held.append((data, event))
             return
-        await self.send_text(data.decode())
+        frame = self._frame(data, event)
+        if frame is not None:
+            await self.send_text(frame)
+
+    def _frame(self, data: bytes, event: LiveEvent) -> str | None:
+        """What this socket is sent of a live event: as published, or, from someone its
+        user hides, a stub of a comment (its place in the tree kept) and no thread in a
+        room's list (None)."""
+        if not (self.viewer.muted or self.viewer.blocked):
+            return data.decode()
+        match event:
+            case CommentEvent() | Thinking() | CommentReplaced() | CommentChanged():
+                why = self.viewer.hides(event.comment.author, event.comment.is_bot)
+                if why:
+                    return encode_frame(msgspec.structs.replace(
+                        event, comment=hide(event.comment, why)))
+            case ThreadEvent() | ThreadChanged():
+                if self.thread_id is None and self.viewer.hides(event.thread.author,
+                                                                event.thread.is_bot):
+                    return None
+            case _:
+                pass
+        return data.decode()
 
     async def _run_pump(self, subscriber: Subscriber) -> None:
         async for data in subscriber.iter_events():
@@ -163,6 +200,8 @@ class Session:
                     [self.ctx.broadcast.channels.user(self.user)]
                 )
                 self.account_pump = asyncio.create_task(self._watch_account(self.account))
+                # Read beside the loop: the socket answers (and closes) at once meanwhile.
+                self.loading = asyncio.create_task(self._load_viewer())
             while not self.closed:
                 event = await self.socket.receive()
                 if event["type"] == "websocket.disconnect":
@@ -179,6 +218,8 @@ class Session:
             pass
         finally:
             self.closed = True
+            if self.loading is not None and not self.loading.done():
+                self.loading.cancel()
             await self.unsubscribe()
             await self._stop_watching_account()
             if self.slotted:
@@ -219,14 +260,31 @@ class Session:
         with contextlib.suppress(Exception):
             await self.socket.close(code=code, reason=reason)
 
+    async def _load_viewer(self) -> None:
+        """Read what the user hides and tell the page its unread count (the badge is as
+        fresh as the socket); storage failing here costs the badge, not the socket."""
+        try:
+            self.viewer = await load_viewer(self.ctx, self.user)
+            unread = await unread_count(self.ctx, self.viewer)
+        except PlayhouseError as exc:
+            log.warning("socket.viewer_failed", user=self.user or "-", reason=str(exc)[:200])
+            return
+        await self.send(InboxEvent(unread=unread))
+
     async def _watch_account(self, subscriber: Subscriber) -> None:
-        """The user's own events, from any instance: a logout closes the socket (the page
-        reconnects, and the voided cookie makes the new socket anonymous); so does a ban
-        from the site (told, and closed for good); a ban from a room, or the end of a
-        membership, is told to the page, and stops the subscription when the room is no
-        longer readable."""
+        """The user's own events, from any instance: the inbox's count and what they hide
+        go to the page; a logout of its session closes the socket (the page reconnects, and
+        the voided cookie makes the new socket anonymous); so does a ban from the site
+        (told, and closed for good); a ban from a room, or the end of a membership, is told
+        to the page, and stops the subscription when the room is no longer readable."""
         async for data in subscriber.iter_events():
             event = decode_event(data)
+            if isinstance(event, PrefsChanged):
+                self.viewer = Viewer(user=self.user, muted=frozenset(event.muted),
+                                     blocked=frozenset(event.blocked))
+            if isinstance(event, InboxEvent | PrefsChanged):
+                await self.send_text(data.decode())
+                continue
             if isinstance(event, LoggedOut) and event.ends(self.session_id):
                 await self.refuse(LoginRequired("you logged out; log in again to post"))
                 await self._close(4401, "logged out")
@@ -288,9 +346,10 @@ class Session:
             await self.refuse(InvalidInput("the server could not read that message"),
                               client_id_of(frame))
             return
-        # A refused post is answered with its client id, so the page settles that post
-        # (shows the reason, keeps the text) instead of waiting for an ack that never comes.
-        client_id = msg.client_id if isinstance(msg, PostMessage) else None
+        # A refused post (or vote) is answered with its client id, so the page settles it
+        # (shows the reason, keeps the text) instead of waiting for an answer that never
+        # comes. A vote costs what a post does: its frame.
+        client_id = msg.client_id if isinstance(msg, PostMessage | VoteMessage) else None
         if isinstance(msg, Subscribe):  # it reads storage: it costs more of the budget
             verdict = self.budget.charge(frame_cost("subscribe", len(msg.pending)))
             if verdict != "ok":
@@ -320,6 +379,8 @@ class Session:
             await self.history(msg)
         elif isinstance(msg, Unsubscribe):
             await self.unsubscribe()
+        elif isinstance(msg, VoteMessage):
+            await on_socket_vote(self, msg)
         elif isinstance(msg, Ping):
             await self.send(Pong())
 
@@ -369,7 +430,9 @@ class Session:
         for data, event in held:
             if isinstance(event, CommentEvent) and event.comment.id in self.replayed:
                 continue  # the history carried it
-            await self.send_text(data.decode())
+            frame = self._frame(data, event)
+            if frame is not None:
+                await self.send_text(frame)
         self.replayed = set()
 
     async def _thread_history(self, room: str, thread_id: str, after: str | None,
@@ -407,7 +470,8 @@ class Session:
     async def _send_history(self, room: str, thread_id: str, items: list[Comment],
                             *, more: bool) -> None:
         items = [c for c in items if not c.held or await self._shown(room, c.author)]
-        comments = tuple(comment_out(c) for c in items)
+        comments = tuple(comment_out(c, hidden=self.viewer.hides(c.author, c.is_bot))
+                         for c in items)
         self.replayed.update(c.id for c in comments)
         await self.send(History(room=room, thread_id=thread_id, comments=comments, more=more))
 
@@ -421,8 +485,9 @@ class Session:
             newer = [t for t in newer if t.thread_id > after]
             threads, more = newer[:page], len(newer) > page
         threads = [t for t in threads if not t.held or await self._shown(room, t.author)]
-        await self.send(History(room=room, threads=tuple(thread_out(t) for t in threads),
-                                more=more))
+        shown = tuple(thread_out(t) for t in threads
+                      if not self.viewer.hides(thread_out(t).author, t.is_bot))
+        await self.send(History(room=room, threads=shown, more=more))
 
     async def _pending(self, thread_id: str, pending: tuple[str, ...]) -> None:
         """Send the current state of placeholders the page still shows (after a reconnect):
@@ -436,7 +501,8 @@ class Session:
             except PlayhouseError as exc:
                 log.warning("socket.pending_failed", thread_id=thread_id, reason=str(exc)[:200])
         for comment in found:
-            out = comment_out(comment)
+            out = comment_out(comment, hidden=self.viewer.hides(comment.author,
+                                                                comment.is_bot))
             self.replayed.add(comment.comment_id)
             if comment.status == "placeholder":
                 await self.send(Thinking(comment=out))
@@ -471,7 +537,9 @@ class Session:
             raise NotSubscribed(f"subscribe to r/{msg.room} before posting there")
         with self.ctx.people.working():  # the bots' results wait (playhouse.priority)
             await check_rate(self.ctx, self.user, self.ip)
-            stored = await store_post(self.ctx, self.user, msg)
+            if self.loading is not None:
+                await self.loading  # whom the user muted decides whom the post calls
+            stored = await store_post(self.ctx, self.user, msg, muted=self.viewer.muted)
             comment_id = stored.comment.comment_id if stored.comment else None
             await self.send(Ack(client_id=msg.client_id, thread_id=stored.thread.thread_id,
                                 comment_id=comment_id, called=stored.called,

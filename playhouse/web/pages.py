@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from math import ceil
 from typing import Annotated, Any
 
+import msgspec
 import structlog
 from litestar import Request, Response, get, post
 from litestar.exceptions import HTTPException
@@ -23,11 +24,14 @@ from playhouse import views
 from playhouse.errors import Banned, Conflict, Forbidden, NotFound, PlayhouseError
 from playhouse.moderation.roles import OWNER, Powers
 from playhouse.personas import ROOM_NAME_PATTERN
-from playhouse.storage.models import Comment, Membership, Room
+from playhouse.storage.models import Comment, Membership, Room, Thread
 from playhouse.storage.threads import no_thread
+from playhouse.web import sorting
 from playhouse.web.context import WebContext, context_of, current_user
 from playhouse.web.forms import read_form
 from playhouse.web.moderation import REPORT_REASONS, check_description
+from playhouse.web.prefs import Viewer, viewer_of
+from playhouse.web.sorting import SortParam, WindowParam
 from playhouse.web.templating import page
 from playhouse.web.why import bots_now
 
@@ -42,19 +46,30 @@ Token = Annotated[str | None, Parameter(query="page", max_length=2000)]
 
 @dataclass
 class Node:
-    """A comment in the rendered tree; ``replies`` nest up to :data:`MAX_NEST`."""
+    """A comment in the rendered tree (as shown: :func:`views.visible_comment`);
+    ``replies`` nest up to :data:`MAX_NEST`."""
 
     comment: Comment
     level: int
     replies: list[Node] = field(default_factory=list)
+    hidden: str = ""
+    """For the viewer: ``muted`` or ``blocked`` (shown as a stub, its replies kept)."""
+    answers_to: str = ""
+    """The person whose comment (or post) it answers (who may ask a bot again)."""
+    alternatives: str = ""
+    """A re-rolled answer's answers as JSON (what the page steps through)."""
 
 
-def comment_tree(comments: list[Comment]) -> list[Node]:
-    """Oldest-first comments as a tree; an orphan (parent gone) becomes top-level."""
+def comment_tree(comments: list[Comment], viewer: Viewer | None = None,
+                 thread: Thread | None = None) -> list[Node]:
+    """Oldest-first comments as a tree, as ``viewer`` sees them; an orphan (parent gone)
+    becomes top-level."""
     roots: list[Node] = []
     nodes: dict[str, Node] = {}
     home: dict[str, list[Node]] = {}
-    for comment in comments:
+    by_id = {c.comment_id: c for c in comments}
+    for stored in comments:
+        comment = views.visible_comment(stored)
         parent = nodes.get(comment.parent_id) if comment.parent_id else None
         if parent is None:
             node, target = Node(comment, 0), roots
@@ -62,6 +77,16 @@ def comment_tree(comments: list[Comment]) -> list[Node]:
             node, target = Node(comment, parent.level + 1), parent.replies
         else:
             node, target = Node(comment, parent.level), home[parent.comment.comment_id]
+        if len(comment.alternatives) > 1:
+            shown = views.comment_out(comment).alternatives
+            node.alternatives = msgspec.json.encode(shown).decode()
+        if viewer is not None:
+            node.hidden = viewer.hides(stored.author, stored.is_bot) if not stored.gone else ""
+        above = by_id.get(stored.parent_id) if stored.parent_id else None
+        if above is not None and not above.is_bot and not above.gone:
+            node.answers_to = above.author
+        elif stored.parent_id is None and thread is not None and not thread.is_bot:
+            node.answers_to = thread.author
         target.append(node)
         nodes[comment.comment_id] = node
         home[comment.comment_id] = target
@@ -87,30 +112,42 @@ async def home(request: Request[Any, Any, Any]) -> Template:
 
 
 @get("/r/{room:str}", name="room")
-async def room_page(request: Request[Any, Any, Any], room: str, token: Token = None) -> Template:
+async def room_page(request: Request[Any, Any, Any], room: str, token: Token = None,
+                    sort: SortParam = None, t: WindowParam = None) -> Template:
+    """A room's threads in the order asked for (hot, new, top of a period, active): one
+    range query on its listings (``storage.listings``) per page."""
     ctx = context_of(request)
     user = current_user(request)
     found, member = await ctx.readable_room(room, user)
-    threads, staff, powers = await asyncio.gather(
-        ctx.storage.threads.list(found.name, limit=ctx.settings.web.history_page, token=token),
+    order, window = await sorting.room_order(ctx, user, sort, t)
+    threads, staff, powers, viewer = await asyncio.gather(
+        ctx.storage.listings.page(found.name, order, window=window,
+                                  limit=ctx.settings.web.history_page, token=token),
         ctx.storage.members.staff(found.name),
         ctx.moderation.powers(user, found.name) if user is not None else _nobody(),
+        viewer_of(request),
     )
     moderates = powers is not None and powers.moderates
-    shown_threads = [t for t in threads.items
-                     if not t.held or views.sees_held(t.author, user, moderator=moderates)]
+    shown = [views.visible_listing(r) for r in threads.items
+             if (not r.held or views.sees_held(r.author, user, moderator=moderates))
+             and (r.gone or not viewer.hides(r.author, r.is_bot))]
+    mine = {}
+    if user is not None and shown:
+        mine = await ctx.storage.votes.mine_threads(user, [r.thread_id for r in shown])
     members: list[Membership] = []
     if powers is not None and powers.owns:
         members = sorted(await ctx.storage.members.of_room(found.name),
                          key=lambda m: (ROLE_ORDER.get(m.role, 9), m.username))
-    shown = views.room_out(found, ctx.cast, member=member)
-    return page(request, "room.html", room=shown,
-                threads=[views.visible_thread(t) for t in shown_threads],
+    shown_room = views.room_out(found, ctx.cast, member=member)
+    return page(request, "room.html", room=shown_room, threads=shown,
                 next_page=threads.next,
                 owner=powers is not None and powers.owns, moderates=moderates,
                 banned=powers is not None and powers.role == "banned",
                 moderators=sorted(m.username for m in staff),
-                members=members, bots_now=await bots_now(ctx, shown.bots))
+                members=members, bots_now=await bots_now(ctx, shown_room.bots),
+                sort=order, window=window, mine=mine, loaded_at=time.time(),
+                request_page=token is not None,
+                newest=max((r.thread_id for r in threads.items), default=""))
 
 
 ROLE_ORDER = {"owner": 0, "moderator": 1, "member": 2, "banned": 3}
@@ -122,7 +159,8 @@ async def _nobody() -> None:
 
 
 @get("/r/{room:str}/t/{thread_id:str}", name="thread")
-async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str) -> Template:
+async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str,
+                      sort: SortParam = None) -> Template:
     ctx = context_of(request)
     user = current_user(request)
     try:
@@ -145,12 +183,18 @@ async def thread_page(request: Request[Any, Any, Any], room: str, thread_id: str
         raise no_thread(thread_id, room)
     comments = [c for c in comments
                 if not c.held or views.sees_held(c.author, user, moderator=moderates)]
+    order = await sorting.comment_order(ctx, user, sort)
+    tallies = await ctx.storage.votes.tallies(thread.thread_id)
+    mine = await ctx.storage.votes.mine(user, thread.thread_id) if user is not None else {}
+    viewer = await viewer_of(request)
+    tree = comment_tree(comments, viewer, thread)
+    sorting.sort_tree(tree, order, tallies)
     return page(request, "thread.html", room=views.room_out(found, ctx.cast),
                 thread=views.visible_thread(thread), stored_thread=thread,
-                tree=comment_tree([views.visible_comment(c) for c in comments]),
-                truncated=token is not None,
+                tree=tree, truncated=token is not None, muted=sorted(viewer.muted),
                 last_id=max((c.comment_id for c in comments), default=""),
                 pending=[c.comment_id for c in comments if c.status == "placeholder"],
+                sort=order, tallies=tallies, mine=mine,
                 moderates=moderates, reasons=REPORT_REASONS,
                 banned=powers is not None and powers.rank < 0,
                 may_comment=not (thread.locked or thread.gone == "removed" or thread.held)

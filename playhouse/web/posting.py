@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass
 from math import ceil
 from typing import TYPE_CHECKING, TypeVar
@@ -60,9 +60,11 @@ from playhouse.storage.moderation import report_id_for
 from playhouse.storage.threads import no_thread
 from playhouse.views import sees_held
 from playhouse.web.context import WebContext
+from playhouse.web.inbox import notify
 from playhouse.web.protocol import PostMessage
 
 if TYPE_CHECKING:
+    from playhouse.explain import Decline
     from playhouse.messages import GenerationRequest
     from playhouse.personas import Persona
 
@@ -111,11 +113,15 @@ def _names(personas: Sequence[str]) -> str:
     return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
 
 
-async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[asking.Call]) -> Calls:
-    """Cap the bots one post asks (``web.bots_per_post``, in the order
-    :func:`~playhouse.asking.calls_for` gives) and the bot calls one user makes a minute
-    (``web.bot_calls_per_minute``); the post itself is never refused for it."""
+async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[asking.Call],
+                       muted: Collection[str] = ()) -> Calls:
+    """Leave out the bots ``user`` muted (never called by their posts), cap the bots one
+    post asks (``web.bots_per_post``, in the order :func:`~playhouse.asking.calls_for`
+    gives) and the bot calls one user makes a minute (``web.bot_calls_per_minute``); the
+    post itself is never refused for it."""
     cap = ctx.settings.web.bots_per_post
+    silenced = [c.persona.name for c in wanted if c.persona.name in muted]
+    wanted = [c for c in wanted if c.persona.name not in muted]
     called: list[asking.Call] = []
     limited: list[str] = []
     wait = 0.0
@@ -127,19 +133,22 @@ async def decide_calls(ctx: WebContext, user: str, wanted: Sequence[asking.Call]
             called.append(call)
         wait = max(wait, waited)
     over = [c.persona.name for c in wanted[cap:]]
-    if not over and not limited:
+    if not over and not limited and not silenced:
         return Calls(called=tuple(called))
     parts = []
     if called:
         parts.append(f"{_names([c.persona.name for c in called])} will answer")
+    if silenced:
+        parts.append(f"{_names(silenced)} not: you muted "
+                     f"{'it' if len(silenced) == 1 else 'them'} (unmute in your settings)")
     if over:
         parts.append(f"{_names(over)} not: one post calls at most {cap} bots")
     if limited:
         parts.append(f"{_names(limited)} not: you called bots too often; call them again "
                      f"in {max(1, ceil(wait))} s")
     log.info("bot.calls_capped", user=user, called=[c.persona.name for c in called],
-             over=over, limited=limited)
-    return Calls(called=tuple(called), not_called=tuple(over + limited),
+             over=over, limited=limited, muted=silenced)
+    return Calls(called=tuple(called), not_called=tuple(silenced + over + limited),
                  notice="; ".join(parts))
 
 
@@ -167,9 +176,10 @@ async def check_rate(ctx: WebContext, user: str, ip: str) -> None:
         raise RateLimited(f"too many posts; try again in {wait:.0f} s")
 
 
-async def store_post(ctx: WebContext, user: str, msg: PostMessage) -> Stored:
-    """Validate ``msg`` and write it with its calls; a PlayhouseError (nothing written)
-    when it is refused."""
+async def store_post(ctx: WebContext, user: str, msg: PostMessage,
+                     muted: Collection[str] = ()) -> Stored:
+    """Validate ``msg`` and write it with its calls (none to the bots in ``muted``, the
+    ones ``user`` muted); a PlayhouseError (nothing written) when it is refused."""
     if msg.thread_id is None:
         if msg.parent_id is not None:
             raise InvalidInput("a new thread has no parent_id")
@@ -179,11 +189,12 @@ async def store_post(ctx: WebContext, user: str, msg: PostMessage) -> Stored:
         room, standing = await asyncio.gather(_room(ctx, msg.room),
                                               ctx.storage.members.standing(msg.room, user))
         refuse_post(room, standing)
-        return await _store_thread(ctx, user, room, title, body, held)
+        return await _store_thread(ctx, user, room, title, body, held, muted)
     if msg.title:
         raise InvalidInput("a reply has no title")
     text = post_text(msg.text, "text", COMMENT_MAX_CHARS)
-    return await _store_comment(ctx, user, msg, text, screen(ctx, "comment", text))
+    return await _store_comment(ctx, user, msg, text, screen(ctx, "comment", text),
+                                muted)
 
 
 def screen(ctx: WebContext, what: str, text: str) -> str | None:
@@ -211,7 +222,7 @@ async def _room(ctx: WebContext, name: str) -> Room:
 
 
 async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
-                        body: str, held: str | None) -> Stored:
+                        body: str, held: str | None, muted: Collection[str]) -> Stored:
     now = time.time()
     thread = Thread(
         thread_id=ids.new_id(now), room=room.name, title=title, body=body, url=None,
@@ -220,10 +231,10 @@ async def _store_thread(ctx: WebContext, user: str, room: Room, title: str,
     )
     if held is not None:  # no bot answers what nobody else sees yet
         thread, _ = await asyncio.gather(ctx.storage.threads.create(thread),
-                                         _queue_held(ctx, thread, None, held))
+                                         hold_for_review(ctx, thread, None, held))
         return Stored(room=room, thread=thread, comment=None, parent=None, notice=held,
                       held=True)
-    calls = await decide_calls(ctx, user, _called(ctx, room, thread, None, None))
+    calls = await decide_calls(ctx, user, _called(ctx, room, thread, None, None), muted)
     jobs = _jobs(ctx, list(calls.called), room, thread, [], None, now)
     thread, recorded, unrecorded = await _write(ctx, ctx.storage.threads.create(thread), jobs)
     return Stored(room=room, thread=thread, comment=None, parent=None, calls=recorded,
@@ -252,7 +263,7 @@ def _may_comment(room: Room, thread: Thread, parent: Comment | None, standing: S
 
 
 async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str,
-                         held: str | None) -> Stored:
+                         held: str | None, muted: Collection[str]) -> Stored:
     assert msg.thread_id is not None
     if not ids.is_id(msg.thread_id):  # as the socket's subscribe answers it: not there
         raise no_thread(msg.thread_id, msg.room)
@@ -279,6 +290,9 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
         ctx.storage.members.standing(msg.room, user))
     if parent is not None and parent.status == "placeholder":
         raise InvalidInput("that bot has not answered yet")
+    if parent is not None and parent.gone:
+        raise InvalidInput(f"that comment is {parent.gone}: reply to the thread, or to "
+                           "another comment")
     _may_comment(room, thread, parent, standing, user, ctx.settings.web.admins)
     ctx.counters.saw_thread(thread)
     now = time.time()
@@ -291,11 +305,11 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
     )
     if held is not None:  # no bot answers what nobody else sees yet
         comment, _ = await asyncio.gather(ctx.storage.comments.add(comment),
-                                          _queue_held(ctx, thread, comment, held))
+                                          hold_for_review(ctx, thread, comment, held))
         return Stored(room=room, thread=thread, comment=comment, parent=parent, notice=held,
                       held=True)
     wanted = [] if thread.locked else _called(ctx, room, thread, comment, parent)
-    calls = await decide_calls(ctx, user, wanted)
+    calls = await decide_calls(ctx, user, wanted, muted)
     chain = await _chain(ctx, calls, parent, comment)
     jobs = _jobs(ctx, list(calls.called), room, thread, chain, comment, now)
     comment, recorded, unrecorded = await _write(ctx, ctx.storage.comments.add(comment), jobs)
@@ -304,7 +318,7 @@ async def _store_comment(ctx: WebContext, user: str, msg: PostMessage, text: str
                   not_called=calls.not_called, notice=calls.notice)
 
 
-async def _queue_held(ctx: WebContext, thread: Thread, comment: Comment | None,
+async def hold_for_review(ctx: WebContext, thread: Thread, comment: Comment | None,
                       notice: str) -> None:
     """Put what the word filter held in its room's queue at ``/mod``: a report by the
     filter itself (its id derived from the item: written once whatever the retries)."""
@@ -398,24 +412,31 @@ def _jobs(ctx: WebContext, calls: list[asking.Call], room: Room, thread: Thread,
           chain: list[Comment], comment: Comment | None, now: float) -> list[Job]:
     """The jobs of ``calls``; a call the bot declines (asleep, a cap reached, read off
     the room's and thread's rows: no extra request) is recorded with why."""
-    hour_s = availability.HOUR_S / ctx.settings.scheduler.time_scale
     jobs: list[Job] = []
     for call in calls:
-        why = availability.decline(call.persona, now, thread=thread if comment else None,
-                                   room=room, hour_s=hour_s,
-                                   caps=ctx.settings.web.people_meet_caps)
+        why = declined(ctx, call.persona, now, room=room, thread=thread if comment else None)
         info = msgspec.structs.replace(call.info, declined=why, at=now)
-        jobs.append(asking.new_job(_request(call.persona, thread, chain, comment),
+        jobs.append(asking.new_job(request_for(call.persona, thread, chain, comment),
                                    depth=comment.depth + 1 if comment else 0, now=now,
                                    call=info))
     return jobs
 
 
-def _request(persona: Persona, thread: Thread, chain: list[Comment],
-             comment: Comment | None) -> GenerationRequest:
-    """What ``persona`` is asked for answering ``comment`` (None: the thread's post)."""
+def declined(ctx: WebContext, persona: Persona, now: float, *, room: Room,
+             thread: Thread | None) -> Decline | None:
+    """Why ``persona`` will not take a person's call now (asleep; at its caps in ``room``
+    or, given, ``thread``, when ``web.people_meet_caps``); None when it will."""
+    return availability.decline(persona, now, thread=thread, room=room,
+                                hour_s=availability.HOUR_S / ctx.settings.scheduler.time_scale,
+                                caps=ctx.settings.web.people_meet_caps)
+
+
+def request_for(persona: Persona, thread: Thread, chain: list[Comment],
+                comment: Comment | None, *, attempt: int = 0) -> GenerationRequest:
+    """What ``persona`` is asked for answering ``comment`` (None: the thread's post);
+    ``attempt`` n > 0: the n-th time it is asked again (a re-roll)."""
     parent_id = comment.comment_id if comment else None
-    request_id = asking.request_id_for(parent_id or thread.thread_id, persona.name)
+    request_id = asking.request_id_for(parent_id or thread.thread_id, persona.name, attempt)
     if persona.kind == "image":
         asked = comment.text if comment else f"{thread.title}. {thread.body}"
         return asking.image_request(
@@ -443,6 +464,12 @@ def announce(ctx: WebContext, stored: Stored) -> None:
         ctx.counters.count(room=stored.room.name, threads=1, at=stored.thread.created_at)
     if stored.calls or stored.unrecorded:
         ctx.spawn(call_bots(ctx, stored), "call_bots")
+    ctx.spawn(_notify(ctx, stored), "notify")
+
+
+async def _notify(ctx: WebContext, stored: Stored) -> None:
+    await notify(ctx, comment=stored.comment, thread=stored.thread, parent=stored.parent,
+                 room=stored.room)
 
 
 async def call_bots(ctx: WebContext, stored: Stored) -> None:
@@ -452,11 +479,18 @@ async def call_bots(ctx: WebContext, stored: Stored) -> None:
     retried with back-off for up to :data:`CALL_RETRY_S` (each step is idempotent on the
     derived request id), so an outage delays the bots' answers instead of losing them.
     """
-    for job in (*stored.calls, *stored.unrecorded):
+    await make_calls(ctx, stored.calls, stored.unrecorded)
+
+
+async def make_calls(ctx: WebContext, recorded: Sequence[Job],
+                     unrecorded: Sequence[Job] = ()) -> None:
+    """Dispatch ``recorded`` jobs, and record then dispatch ``unrecorded`` ones, showing
+    their placeholders: how a person's calls are made (a post's, a re-roll's)."""
+    for job in (*recorded, *unrecorded):
         ctx.expecting(job.request_id, job.queue == QUEUE_INTERACTIVE)
     with ctx.people.working():  # until the requests are on their queues
-        await asyncio.gather(*(_call(ctx, job, recorded=True) for job in stored.calls),
-                             *(_call(ctx, job, recorded=False) for job in stored.unrecorded))
+        await asyncio.gather(*(_call(ctx, job, recorded=True) for job in recorded),
+                             *(_call(ctx, job, recorded=False) for job in unrecorded))
 
 
 async def _call(ctx: WebContext, job: Job, *, recorded: bool) -> None:

@@ -6,15 +6,20 @@ unions). The browser sends :data:`ClientMessage`; the server answers and pushes
 (published once for every watcher). A refused frame is answered with :class:`Error`,
 whose code comes from :mod:`playhouse.errors`.
 
-Client → server: ``subscribe``, ``history``, ``post``, ``unsubscribe``, ``ping``.
-Server → client: ``hello``, ``subscribed``, ``history``, ``ack``, ``comment``,
-``thinking``, ``comment_replaced``, ``thread``, ``presence``, ``error``, ``pong``.
+Client → server: ``subscribe``, ``history``, ``post``, ``vote``, ``unsubscribe``, ``ping``.
+Server → client: ``hello``, ``subscribed``, ``history``, ``ack``, ``voted``, ``error``,
+``pong``, and the live events (``comment``, ``thinking``, ``comment_replaced``,
+``comment_changed``, ``waiting``, ``thread``, ``thread_changed``, ``score``, ``presence``,
+``inbox``, ``prefs``, ...).
+
+Texts travel twice: raw and as the server's safe HTML (:mod:`playhouse.views`,
+:mod:`playhouse.markdown`), which is what pages show.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 
@@ -71,6 +76,18 @@ class PostMessage(msgspec.Struct, frozen=True, tag="post", forbid_unknown_fields
     parent_id: Id | None = None
 
 
+class VoteMessage(msgspec.Struct, frozen=True, tag="vote", forbid_unknown_fields=True):
+    """Vote on a thread's post (``comment_id`` null) or one of its comments: +1 up, -1
+    down, 0 withdraws. The voter is the session's user; ``room`` must be the socket's
+    subscription. Answered by ``voted`` (or an ``error`` with the same ``client_id``)."""
+
+    room: RoomText
+    thread_id: Id
+    value: Literal[-1, 0, 1]
+    comment_id: Id | None = None
+    client_id: Annotated[str, msgspec.Meta(min_length=1, max_length=CLIENT_ID_MAX)] | None = None
+
+
 class Unsubscribe(msgspec.Struct, frozen=True, tag="unsubscribe", forbid_unknown_fields=True):
     pass
 
@@ -79,7 +96,7 @@ class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
     pass
 
 
-ClientMessage = Subscribe | HistoryRequest | PostMessage | Unsubscribe | Ping
+ClientMessage = Subscribe | HistoryRequest | PostMessage | VoteMessage | Unsubscribe | Ping
 
 
 def largest_valid_post() -> int:
@@ -136,6 +153,20 @@ class Ack(msgspec.Struct, frozen=True, tag="ack", kw_only=True):
     """Said to the poster when some bots are not asked."""
 
 
+class Voted(msgspec.Struct, frozen=True, tag="voted", kw_only=True):
+    """The vote with this ``client_id`` is stored: the voter's vote now and the item's."""
+
+    client_id: str | None
+    thread_id: str
+    item_id: str
+    """The thread id itself for the post, else the comment id."""
+    value: int
+    ups: int
+    downs: int
+    score: int
+    version: int
+
+
 class Error(msgspec.Struct, frozen=True, tag="error", kw_only=True):
     """A refusal: ``code`` names its kind (:data:`playhouse.errors.ErrorCode`), ``reason``
     says what happened in words; ``client_id`` is the refused post's, when it had one."""
@@ -149,7 +180,7 @@ class Pong(msgspec.Struct, frozen=True, tag="pong"):
     pass
 
 
-ServerEvent = Hello | Subscribed | History | Ack | Error | Pong | LiveEvent
+ServerEvent = Hello | Subscribed | History | Ack | Voted | Error | Pong | LiveEvent
 
 _encoder = msgspec.json.Encoder()
 _client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)

@@ -295,7 +295,8 @@ def _call_out(job: Job) -> dict[str, Any] | None:
         return None
     by = f"u/{call.by}" if call.by else "someone"
     why = {"mention": f"{by} mentioned it", "reply": f"{by} replied to it",
-           "default_bot": f"the room's default bot, for {by}'s thread"}[call.reason]
+           "default_bot": f"the room's default bot, for {by}'s thread",
+           "again": f"{by} asked it for another answer"}[call.reason]
     outcome = "replied"
     if call.declined is not None:
         outcome, why = "skipped", f"declined ({call.declined.reason.replace('_', ' ')}): {why}"

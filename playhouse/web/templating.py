@@ -11,6 +11,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template.config import TemplateConfig
 
+from playhouse.markdown import render, render_title
 from playhouse.views import decode_notice, iso
 from playhouse.web.assets import templates_dir
 from playhouse.web.context import context_of, current_user
@@ -38,6 +39,9 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     env.filters["utc"] = _utc
     env.filters["iso"] = iso
     env.filters["notice"] = decode_notice
+    env.filters["md"] = render
+    env.filters["md_title"] = render_title
+    env.filters["md_title_plain"] = lambda text: render_title(text, links=False)
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
 
 
@@ -50,5 +54,6 @@ def page(
         p.name: {"colour": p.look.colour, "avatar": p.look.avatar}
         for p in ctx.cast.personas.values()
     }
-    base = {"user": current_user(request), "looks": looks, "instance": ctx.instance}
+    base = {"user": current_user(request), "looks": looks, "instance": ctx.instance,
+            "unread": request.state.get("unread")}
     return Template(template_name=name, context={**base, **context}, status_code=status_code)

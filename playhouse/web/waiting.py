@@ -35,7 +35,13 @@ from playhouse import ids
 from playhouse.asking import request_id_for
 from playhouse.constants import QUEUE_BACKGROUND, QUEUE_IMAGE, QUEUE_INTERACTIVE
 from playhouse.errors import PlayhouseError
-from playhouse.events import CommentEvent, CommentReplaced, LiveEvent, Thinking
+from playhouse.events import (
+    CommentChanged,
+    CommentEvent,
+    CommentReplaced,
+    LiveEvent,
+    Thinking,
+)
 from playhouse.views import WaitState, iso
 
 if TYPE_CHECKING:
@@ -175,16 +181,23 @@ class Waiting:
                 self.watch(event.comment)
             case CommentReplaced() | CommentEvent():
                 self.watched.pop(event.comment.id, None)
+            case CommentChanged() if event.comment.status != "placeholder":
+                self.watched.pop(event.comment.id, None)  # deleted, or no longer asked
             case _:
                 pass
 
     def watch(self, comment: CommentOut) -> None:
-        """Watch a placeholder shown live (its request id derives from what it answers
-        and who answers, :func:`~playhouse.asking.request_id_for`)."""
-        if comment.status != "placeholder" or comment.id in self.watched:
+        """Watch a placeholder shown live (its request id derives from what it answers,
+        who answers and, asked again, the how-many-th time:
+        :func:`~playhouse.asking.request_id_for`)."""
+        if comment.status != "placeholder":
             return
         persona = comment.persona or comment.author
-        request_id = request_id_for(comment.parent_id or comment.thread_id, persona)
+        request_id = request_id_for(comment.parent_id or comment.thread_id, persona,
+                                    comment.rerolls)
+        known = self.watched.get(comment.id)
+        if known is not None and known.request_id == request_id:
+            return  # (a placeholder asked again is the same row awaiting another request)
         self._add(Watched(comment_id=comment.id, thread_id=comment.thread_id,
                           request_id=request_id, persona=persona,
                           created_at=self.clock(), seen_at=self.clock()))
@@ -231,7 +244,7 @@ class Waiting:
             if c.status != "placeholder" or not c.job_id:
                 continue
             entry = self.watched.get(c.comment_id)
-            if entry is None:
+            if entry is None or entry.request_id != c.job_id:
                 entry = Watched(comment_id=c.comment_id, thread_id=c.thread_id,
                                 request_id=c.job_id, persona=c.persona or c.author,
                                 created_at=c.created_at, seen_at=now)

@@ -7,6 +7,13 @@ before anything else is read, so a private room's answers explain nothing to oth
 through the page, the panel, the API or the blob (which has no address of its own). An
 answer whose job kept no explanation (older comments) says so.
 
+An explanation never brings back words that are gone. A deleted bot answer (or bot
+thread) has none; and when the post or a comment the prompt quoted was deleted, or edited
+after the bot was asked, the prompt, the ancestors and the attempts' outputs are left out
+(the call, the verdicts, the parameters and the timings stay), saying why
+(:func:`withheld`). A re-rolled answer has an explanation per answer (its own job):
+``?answer=N`` explains the N-th, by default the one shown.
+
 Routes: the page ``/r/<room>/t/<thread>/why/<comment>`` (``?part=1``: the panel alone, what
 the thread page's disclosure loads) and ``/r/<room>/t/<thread>/why`` for a bot's own thread;
 ``/api/threads/<thread>/comments/<comment>/why`` and ``/api/threads/<thread>/why``; where
@@ -40,6 +47,10 @@ from playhouse.web.templating import page
 log = structlog.get_logger()
 
 Part = Annotated[bool, Parameter(query="part")]
+AnswerNumber = Annotated[int | None, Parameter(query="answer", ge=1)]
+
+WITHHELD = ("The prompt and the samples are not shown: the post or a comment they quoted "
+            "has since been edited or deleted, and what it said then is not shown again.")
 
 
 async def _trace(ctx: WebContext, room: Room, blob: str | None,
@@ -86,29 +97,83 @@ async def _explained(ctx: WebContext, thread: Thread, room: Room, job_id: str | 
     return made
 
 
+def _changed_since(at: float, rows: Sequence[Comment | Thread]) -> bool:
+    """Whether any of ``rows`` was deleted, or edited after ``at`` (a removal is the
+    moderators' to show or not: :func:`_unless_gone`)."""
+    return any(r.gone == "deleted" or (r.edited_at or 0.0) > at for r in rows)
+
+
+async def _quoted(ctx: WebContext, comment: Comment, want: int) -> list[Comment]:
+    """The ancestors of ``comment`` a prompt could have quoted: its stored path, and for
+    a deep one (a chain longer than the path) the path of the oldest of those."""
+    if not comment.path:
+        if comment.parent_id is None:
+            return []
+        return await ctx.storage.comments.chain(comment.thread_id, comment.parent_id)
+    found = await ctx.storage.comments.ancestors(comment)
+    if want > len(found) and found and found[0].path:
+        older = list(found[0].path)[-PATH_MAX:]
+        found = [*await ctx.storage.comments.some(comment.thread_id, older), *found]
+    return found
+
+
+def withheld(made: Explanation) -> Explanation:
+    """``made`` without the words it quoted: the prompt, the ancestors and the samples'
+    outputs (what was decided, and why, stays)."""
+    trace = made.trace
+    if trace is not None:
+        trace = msgspec.structs.replace(
+            trace, prompt="", cut_at=0,
+            attempts=tuple(msgspec.structs.replace(a, output="") for a in trace.attempts))
+    return msgspec.structs.replace(made, trace=trace, ancestors=(), withheld=WITHHELD)
+
+
+def _answer_job(comment: Comment, answer: int | None) -> str | None:
+    """The job that made answer ``answer`` (1-based) of ``comment``; the one shown when
+    None."""
+    if answer is None:
+        return comment.job_id
+    if not comment.alternatives and answer == 1:
+        return comment.job_id
+    if not 1 <= answer <= len(comment.alternatives):
+        raise InvalidInput(f"this comment has {max(1, len(comment.alternatives))} "
+                           f"answer(s): there is no answer {answer}")
+    return comment.alternatives[answer - 1].job_id
+
+
 async def comment_explanation(ctx: WebContext, thread_id: str, comment_id: str,
-                              user: str | None) -> tuple[Explanation, Thread, Room, Comment]:
-    """The explanation of a bot's comment; NotFound (before anything is read) when the
-    thread's room is private to others, or the thread is held for a moderator, as when it
-    is no bot's comment. What was removed since shows nothing of itself to those who do
-    not moderate the room (:func:`_unless_gone`)."""
+                              user: str | None, *, answer: int | None = None,
+                              ) -> tuple[Explanation, Thread, Room, Comment]:
+    """The explanation of a bot's comment (of its ``answer``-th answer, 1-based, when it
+    was asked again); NotFound (before anything is read) when the thread's room is
+    private to others, or the thread is held for a moderator, as when it is no bot's
+    comment or its author's thread deleted it. What was removed since shows nothing of
+    itself to those who do not moderate the room (:func:`_unless_gone`); what was edited
+    or deleted since is withheld (:func:`withheld`)."""
     thread, room = await ctx.shown_thread(thread_id, user)
     if not ids.is_id(comment_id):
         raise NotFound(f"no comment {comment_id!r}")
     comment = await ctx.storage.comments.get(thread.thread_id, comment_id)
     if not comment.is_bot:
         raise NotFound("that comment is a person's: there is no bot's reasoning to show")
+    if comment.gone == "deleted":
+        raise NotFound("that reply is deleted: there is nothing of it to show")
     above = await ctx.storage.comments.ancestors(comment)
     sent = [c for c in above if c.status == "ok" and not c.held]  # as the chain was made
     made = await _unless_gone(
         ctx, room, user, gone=[_mark(c.gone) for c in sent], answer_gone=comment.gone != "",
         answered=_mark(above[-1].gone if above else thread.gone), post_gone=thread.gone != "",
-        explained=lambda: _explained(ctx, thread, room, comment.job_id,
+        explained=lambda: _explained(ctx, thread, room, _answer_job(comment, answer),
                                      answer_id=comment.comment_id,
                                      persona=comment.persona or comment.author,
                                      kind="image" if comment.image_blob else "reply"),
         missing=lambda: _missing(thread, comment.comment_id, tombstone(comment.gone),
                                  "image" if comment.image_blob else "reply", explain.GONE))
+    if made.missing or made.created_at <= 0:
+        return made, thread, room, comment
+    quoted = await _quoted(ctx, comment, len(made.ancestors))
+    if _changed_since(made.created_at, [thread, *quoted]):
+        made = withheld(made)
     return made, thread, room, comment
 
 
@@ -119,6 +184,8 @@ async def post_explanation(ctx: WebContext, thread_id: str,
     thread, room = await ctx.shown_thread(thread_id, user)
     if not thread.is_bot:
         raise NotFound("that thread is a person's: there is no bot's reasoning to show")
+    if thread.gone == "deleted":
+        raise NotFound("that thread is deleted: there is nothing of it to show")
     gone = thread.gone != ""
     made = await _unless_gone(
         ctx, room, user, gone=[], answer_gone=gone, answered="", post_gone=gone,
@@ -161,10 +228,12 @@ def _check_room(room: Room, asked: str) -> None:
 
 @get("/r/{room:str}/t/{thread_id:str}/why/{comment_id:str}", name="why_comment")
 async def why_comment_page(request: Request[Any, Any, Any], room: str, thread_id: str,
-                           comment_id: str, part: Part = False) -> Template:
+                           comment_id: str, part: Part = False,
+                           answer: AnswerNumber = None) -> Template:
     ctx = context_of(request)
     made, thread, found, comment = await comment_explanation(ctx, thread_id, comment_id,
-                                                             current_user(request))
+                                                             current_user(request),
+                                                             answer=answer)
     _check_room(found, room)
     return page(request, "_why_part.html" if part else "why.html", x=made,
                 thread=visible_thread(thread), room=found, comment=visible_comment(comment),
@@ -219,11 +288,12 @@ class WhyApi(Controller):
 
     @get("/threads/{thread_id:str}/comments/{comment_id:str}/why")
     async def comment_why(self, request: Request[Any, Any, Any], thread_id: str,
-                          comment_id: str) -> Explanation:
-        """Why a bot wrote this comment: who called it, the prompt, the attempts, the
-        timings (for the room's readers only)."""
+                          comment_id: str, answer: AnswerNumber = None) -> Explanation:
+        """Why a bot wrote this comment (its ``answer``-th answer when it was asked
+        again): who called it, the prompt, the attempts, the timings (for the room's
+        readers only)."""
         made, *_ = await comment_explanation(context_of(request), thread_id, comment_id,
-                                             current_user(request))
+                                             current_user(request), answer=answer)
         return made
 
     @get("/threads/{thread_id:str}/why")

@@ -621,7 +621,10 @@ async def test_imagebot_quotes_its_requester_and_text_bots_see_a_picture(
         assert picture.author == "ImageBot" and picture.is_bot
         assert picture.text == f"painted for u/alice: “{words}”", picture.text
         page = await alice.get(f"/r/Sports/t/{ack.thread_id}", headers=HTML)
-        assert f"painted for u/alice: “{words}”" in page.text
+        # The page shows the server's Markdown of that caption (u/alice a profile link),
+        # the same HTML as the live event.
+        assert "painted for" in picture.html and f"“{words}”" in picture.html
+        assert picture.html in page.text
         # A text bot asked about the picture sees a picture made for alice, not her words
         # as ImageBot's.
         await live.post("Sports", client_id="r", thread_id=ack.thread_id,

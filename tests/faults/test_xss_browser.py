@@ -1,8 +1,11 @@
 """XSS: classic payloads posted as thread titles and comments, rendered by the server (page
 load) and by ``live.js`` (live events) in headless Debian chromium: none executes, each
-shows as text."""
+shows as text. Markdown payloads (script links, handlers inside code and links, quotes in
+autolinks, 1,000-deep quotes and lists, 10,000 ``*``) render to bounded, inert HTML."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from litestar import Litestar, MediaType, get
@@ -84,6 +87,108 @@ async def test_classic_payloads_never_execute(storage: Storage) -> None:
     assert PAYLOADS[0] in room_text
 
 
+MARKDOWN_PAYLOADS = [
+    f"[x](javascript:{MARK})",
+    f"[x](JaVaScRiPt:{MARK})",
+    "[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
+    f"[x](vbscript:{MARK})",
+    f"`<img src=x onerror={MARK}>`",
+    f"    <img src=x onerror={MARK}>",
+    f"[<img src=x onerror={MARK}>](https://example.com/)",
+    f'<https://example.com/"onmouseover="{MARK}">',
+    f"<javascript:{MARK}>",
+    f'[t](https://example.com/ "a\\" onmouseover=\\"{MARK}")',
+    f"![pic](javascript:{MARK})",
+    "![pic](https://evil.example/tracker.png)",
+    "&lt;script&gt;" + MARK + "&lt;/script&gt;",
+    "> " * 1000 + "deep quote",
+    "- " * 1000 + "deep list",
+    "".join(">" * i + " nested\n" for i in range(1, 130)),
+    "*" * 10_000,
+    "**a " * 2500,
+    "[" * 5000 + "x" + "]" * 4000,
+    "_" * 4000 + "x" + "_" * 4000,
+]
+
+# Every element under the comments: no handler attribute, no script link, no image from
+# elsewhere, and a bounded depth.
+AUDIT_JS = """() => {
+  const all = Array.from(document.querySelectorAll("#comments *, #post *, #threads *"));
+  const handlers = all.filter(
+    (n) => Array.from(n.attributes).some((a) => a.name.startsWith("on")));
+  const links = Array.from(document.querySelectorAll("a[href]")).map(
+    (a) => a.getAttribute("href"));
+  const bad = links.filter((h) => !/^(https?:|mailto:|\\/(?!\\/)|#)/i.test(h));
+  const images = Array.from(document.querySelectorAll("img")).map((i) => i.getAttribute("src"))
+    .filter((s) => !s.startsWith("/images/"));
+  function depth(n) {
+    let d = 0;
+    for (const c of n.children) d = Math.max(d, depth(c));
+    return d + 1;
+  }
+  const texts = Array.from(document.querySelectorAll(".text"));
+  return { handlers: handlers.length, bad: bad, images: images,
+           depth: Math.max(0, ...texts.map(depth)), scripts: document.scripts.length };
+}"""
+
+
+async def test_markdown_payloads_never_execute_nor_stall_the_page(storage: Storage) -> None:
+    app = await build(storage, posts_per_minute=1000)
+    async with serve(app) as base, user_client(base, "mallory") as client, \
+            socket(base, client) as live:
+        await live.subscribe("Sports")
+        rendered = await live.post("Sports", client_id="t0", title=f"[x](javascript:{MARK}) **t**",
+                                   text=MARKDOWN_PAYLOADS[0])
+        streamed = await live.post("Sports", client_id="t1", title="live markdown", text="")
+        await live.subscribe("Sports", thread_id=rendered.thread_id)
+        for i, payload in enumerate(MARKDOWN_PAYLOADS):
+            ack = await live.post("Sports", client_id=f"c{i}", thread_id=rendered.thread_id,
+                                  text=payload)
+            assert type(ack).__name__ == "Ack", (payload[:40], ack)
+        await live.subscribe("Sports", thread_id=streamed.thread_id)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            try:
+                context = await browser.new_context()
+                cookies = [{"name": c.name, "value": c.value, "url": base}
+                           for c in client.cookies.jar]
+                await context.add_cookies(cookies)  # type: ignore[arg-type]
+                page = await context.new_page()
+                page.set_default_timeout(20_000)
+                dialogs: list[str] = []
+                page.on("dialog", lambda d: dialogs.append(d.message))
+                # Rendered by the server on page load.
+                await page.goto(f"{base}/r/Sports/t/{rendered.thread_id}")
+                await page.wait_for_function("document.querySelectorAll('.comment').length >= 20")
+                loaded = await page.evaluate(AUDIT_JS)
+                loaded_text = await page.inner_text("#comments")
+                # The same payloads live, into an open page (the server's HTML, inserted).
+                await page.goto(f"{base}/r/Sports/t/{streamed.thread_id}")
+                await page.wait_for_function("document.body.dataset.page === 'thread'")
+                for i, payload in enumerate(MARKDOWN_PAYLOADS):
+                    await live.post("Sports", client_id=f"l{i}", thread_id=streamed.thread_id,
+                                    text=payload)
+                await page.wait_for_function(
+                    f"document.querySelectorAll('.comment').length >= {len(MARKDOWN_PAYLOADS)}")
+                started = time.monotonic()
+                assert await page.evaluate("1 + 1") == 2  # the page still answers
+                answered_s = time.monotonic() - started
+                streamed_audit = await page.evaluate(AUDIT_JS)
+                executed = await page.evaluate("window.__xss || 0")
+                await page.goto(f"{base}/r/Sports")
+                room_audit = await page.evaluate(AUDIT_JS)
+                executed += await page.evaluate("window.__xss || 0")
+            finally:
+                await browser.close()
+    assert executed == 0 and not dialogs
+    for audit in (loaded, streamed_audit, room_audit):
+        assert audit["handlers"] == 0 and audit["bad"] == [] and audit["images"] == [], audit
+        assert audit["depth"] <= 24, audit  # quotes and lists nest to a bound, not to 1,000
+    assert answered_s < 5.0
+    assert "deep quote" in loaded_text and "deep list" in loaded_text  # nothing lost
+    assert "<script>" + MARK in loaded_text  # Reddit's escapes undone, shown as text
+
+
 WATCH_CSP = """
 window.__csp = [];
 document.addEventListener("securitypolicyviolation",
@@ -122,7 +227,8 @@ async def test_the_policy_fits_the_pages_and_no_other_origin_frames_them(
                 await context.add_init_script(WATCH_CSP)
                 page = await context.new_page()
                 for path in ("/", "/r/Sports", f"/r/Sports/t/{first.thread_id}", "/rooms/new",
-                             "/login", "/register", "/r/NoSuchRoom"):
+                             "/login", "/register", "/r/NoSuchRoom", "/r/Sports?sort=top",
+                             "/u/framed", "/u/CoopBot", "/leaderboard"):
                     await page.goto(base + path)
                     await page.wait_for_load_state("load")
                     assert await page.evaluate("window.__csp") == [], path

@@ -569,17 +569,23 @@ async def test_a_removed_comments_words_never_reach_a_bots_prompt(storage: Stora
         thread_id, _ = await s.post_thread("alice", "Tea", "Milk first?")
         secret = "the milk goes in first, heretics"
         top = await s.comment("alice", "Tea", thread_id, secret)
+        below = await s.comment("olga", "Tea", thread_id, "heresy, surely",
+                                parent_id=top.comment_id)
         removed = await s.form("mia", "/mod/remove", {"thread_id": thread_id,
                                                       "comment_id": top.comment_id})
         assert removed.status_code in (302, 303)
+        # A removed comment takes no replies (as on Reddit); the tree below it stays.
+        refused = await s.comment("bob", "Tea", thread_id, "u/CoopBot?",
+                                  parent_id=top.comment_id)
+        assert type(refused).__name__ == "Error" and "removed" in refused.reason
         ask = await s.comment("bob", "Tea", thread_id, "what say you, u/CoopBot?",
-                              parent_id=top.comment_id)
+                              parent_id=below.comment_id)
         assert ask.called == ("CoopBot",)
         request_id = asking.request_id_for(ask.comment_id, "CoopBot")
         job = await storage.jobs.get(request_id)
         assert secret not in job.payload
         chain = asking.decode_job_request(job).chain
-        assert [c.text for c in chain] == ["[removed]", "what say you, u/CoopBot?"]
+        assert [c.text for c in chain] == ["heresy, surely", "what say you, u/CoopBot?"]
 
 
 async def test_a_held_thread_is_listed_for_nobody_else_until_approved_and_then_calls_its_bot(

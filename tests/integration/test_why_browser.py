@@ -124,7 +124,7 @@ async def test_why_this_reply_on_a_scheduled_and_a_mentioned_answer(
 
             # A person mentions CoopBot under the same comment: that one says so too.
             target = page.locator(f"#c-{deepest.comment_id}")
-            await target.locator(":scope > details > button.reply-btn").click()
+            await target.locator(":scope > details > .actions button.reply-btn").click()
             await page.fill("form.inline-reply textarea", "What do you say, u/CoopBot?")
             await page.click("form.inline-reply button[type=submit]")
             mention = page.locator(".text", has_text="What do you say, u/CoopBot?").locator(

@@ -62,7 +62,7 @@ async def test_a_removed_comment_shows_nothing_of_itself_through_the_why_of_its_
                 for leaked in (SECRET, "cleo"):
                     assert leaked not in answer.text, (path, leaked)
             x = await why(client, thread.thread_id, bot_id)
-            assert x.hidden and x.trace is not None and x.trace.prompt == ""
+            assert x.withheld and x.trace is not None and x.trace.prompt == ""
             assert x.trace.attempts and all(a.output == "" for a in x.trace.attempts)
             assert x.call is not None and x.call.by == x.call.answered_author == "[removed]"
             assert [(a.author, a.text) for a in x.ancestors] == [
@@ -73,7 +73,7 @@ async def test_a_removed_comment_shows_nothing_of_itself_through_the_why_of_its_
             assert "removed by a moderator since" in part.text
         # The room's moderators see it all (they read it in the mod log too).
         mine = await why(root, thread.thread_id, bot_id)
-        assert mine.hidden == "" and mine.trace is not None and SECRET in mine.trace.prompt
+        assert mine.withheld == "" and mine.trace is not None and SECRET in mine.trace.prompt
 
         # The answer itself removed: its explanation tells nothing of it.
         answer_text = (await storage.comments.get(thread.thread_id, bot_id)).text
@@ -117,7 +117,7 @@ async def test_a_removed_post_hides_the_prompts_of_its_answers_and_a_bots_own_th
             assert answer.status_code == 200, (path, answer.text)
             assert SECRET not in answer.text and "cleo" not in answer.text, path
         x = await why(eve, ack.thread_id, job.result_id)
-        assert x.hidden and x.trace is not None and x.trace.prompt == ""
+        assert x.withheld and x.trace is not None and x.trace.prompt == ""
         assert x.call is not None and x.call.by == "[removed]"
 
         # A bot's own thread, removed: nothing of how it was made.

@@ -85,7 +85,7 @@ def test_a_long_trace_is_cut_to_its_limit_keeping_the_prompts_end() -> None:
 
 
 def test_what_was_removed_since_is_taken_out_of_an_explanation_lined_up_from_the_end() -> None:
-    from playhouse.explain import HIDDEN, Ancestor, CallInfo, Explanation, without_gone
+    from playhouse.explain import REMOVED_SINCE, Ancestor, CallInfo, Explanation, without_gone
 
     x = Explanation(
         request_id="r", persona="Spez", kind="reply", room="Tech", thread_id="t",
@@ -107,7 +107,7 @@ def test_what_was_removed_since_is_taken_out_of_an_explanation_lined_up_from_the
     assert out.trace is not None and out.trace.prompt == "" and out.trace.cut_at == 0
     assert [(a.output, a.reason) for a in out.trace.attempts] == [("", "near_copy"),
                                                                   ("", "")]
-    assert out.hidden == HIDDEN and "secret" not in to_json(out)
+    assert out.withheld == REMOVED_SINCE and "secret" not in to_json(out)
     # The post alone gone: the prompt goes (its title heads it), the ancestors stay.
     post = without_gone(x, gone=[], answered="", post_gone=True)
     assert post.trace is not None and post.trace.prompt == ""

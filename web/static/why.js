@@ -108,13 +108,15 @@
   // ------------------------------------------------------------------ waiting
   function showWait(id, wait) {
     const node = document.getElementById("c-" + id);
-    if (!node || !node.classList.contains("placeholder")) return;
+    if (!node || !node.classList.contains("placeholder") || node.classList.contains("hidden")) return;
     const details = node.querySelector(":scope > details");
+    const text = details && details.querySelector(":scope > .text");
+    if (!text) return;
     let line = details.querySelector(":scope > .wait");
     if (!line) {
       line = el("p", "wait");
       line.setAttribute("role", "status");
-      details.querySelector(":scope > .text").after(line);
+      text.after(line);
     }
     line.textContent = wait.text;
     line.dataset.state = wait.state;
@@ -148,8 +150,15 @@
     if (!node) return;
     const details = node.querySelector(":scope > details");
     if (!details) return;
-    if (c.is_bot && !details.querySelector(":scope > details.why")) {
-      const before = details.querySelector(":scope > .reply-btn") || details.querySelector(":scope > .replies");
+    const why = details.querySelector(":scope > details.why");
+    if (c.gone || c.hidden) {
+      // a deleted answer explains nothing; a muted bot's or blocked person's says nothing
+      details.querySelectorAll(":scope > details.why, :scope > .wait, :scope > p.notice").forEach((n) => n.remove());
+      stated.delete(c.id);
+      return;
+    }
+    if (c.is_bot && !why) {
+      const before = details.querySelector(":scope > .actions") || details.querySelector(":scope > .reply-btn") || details.querySelector(":scope > .replies");
       details.insertBefore(disclosureFor(c), before);
     }
     const line = details.querySelector(":scope > .wait");
@@ -159,6 +168,7 @@
       if (line) line.remove();
       stated.delete(c.id);
     }
+    if (c.status !== "declined") details.querySelectorAll(":scope > p.notice").forEach((n) => n.remove());
     if (c.status === "declined" && c.notice && !details.querySelector(":scope > p.notice")) {
       const p = el("p", "notice");
       p.dataset.state = c.notice.state;
@@ -168,12 +178,13 @@
       details.querySelector(":scope > .text").after(p);
       renderNotice(p);
     }
-    if (type === "comment_replaced") {
-      const why = details.querySelector(":scope > details.why");
-      if (why && why.dataset.loaded) {
-        delete why.dataset.loaded;
-        if (why.open) load(why);
-      }
+    if (type === "comment_replaced" || type === "comment_changed") reload(details.querySelector(":scope > details.why"));
+  }
+
+  function reload(why) {
+    if (why && why.dataset.loaded) {
+      delete why.dataset.loaded;
+      if (why.open) load(why);
     }
   }
 
@@ -201,12 +212,36 @@
     });
   }
 
+  // A re-rolled answer: the disclosure explains the answer the page shows (each has its
+  // own request, prompt and attempts); live.js says which one that is.
+  function onShown(id, answer) {
+    const node = document.getElementById("c-" + id);
+    const why = node && node.querySelector(":scope > details > details.why");
+    if (!why) return;
+    const base = why.dataset.url.split("?")[0];
+    const url = base + "?part=1&answer=" + answer;
+    if (why.dataset.url === url) return;
+    why.dataset.url = url;
+    const link = why.querySelector(".why-body > a");
+    if (link) link.href = base + "?answer=" + answer;
+    if (why.dataset.loaded) {
+      delete why.dataset.loaded;
+      if (why.open) load(why);
+      else why.querySelector(".why-body").replaceChildren(link || el("span"));
+    }
+  }
+
+  document.addEventListener("playhouse:shown", (e) => {
+    const d = e.detail || {};
+    if (d.id && d.answer) onShown(d.id, d.answer);
+  });
+
   document.addEventListener("playhouse:event", (e) => {
     const ev = e.detail || {};
     switch (ev.type) {
       case "waiting": showWait(ev.comment_id, ev.wait); break;
       case "moderated": onModerated(ev); break;
-      case "comment": case "thinking": case "comment_replaced": onComment(ev.comment, ev.type); break;
+      case "comment": case "thinking": case "comment_replaced": case "comment_changed": onComment(ev.comment, ev.type); break;
       case "history": (ev.comments || []).forEach((c) => onComment(c, "history")); break;
     }
   });
