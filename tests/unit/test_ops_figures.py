@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from playhouse.config import Settings
-from playhouse.generation.worker import WorkerStats
+from playhouse.generation.stats import WorkerStats
 from playhouse.messages import GenerationResult
 from playhouse.storage.ops import BATCH_BUCKETS, PersonaState, Sample, WorkerBeat
 from playhouse.web.metrics import Figures, WebMetrics
