@@ -117,8 +117,6 @@ class ResultsConsumer:
     async def _handle(self, loop: QueueLoop[GenerationResult],
                       deliveries: list[Delivery[GenerationResult]]) -> None:
         people = deliveries[0].queue == QUEUE_RESULTS_INTERACTIVE
-        if not people:
-            await self._people_first()
         lanes: dict[str, list[Delivery[GenerationResult]]] = {}
         for delivery in deliveries:
             result = delivery.body
@@ -126,8 +124,9 @@ class ResultsConsumer:
 
         async def lane(batch: list[Delivery[GenerationResult]]) -> None:
             for delivery in batch:
-                if not people:
+                if not people:  # before each bots' result, not only each page
                     await self.ctx.people.turn()
+                    await self._people_first()
                 await self.handle(loop, delivery)
 
         if people:
@@ -185,9 +184,11 @@ class ResultsConsumer:
         await notify_answer(self.ctx, comment)
 
     async def _people_first(self) -> None:
-        """Before a page of bots' results: let a person's awaited answer be applied first
-        (the two loops share one process), waiting at most
-        :data:`~playhouse.priority.PEOPLE_FIRST_S`."""
+        """Before each of the bots' results: while a person here waits for an answer (from
+        the post until it is applied: queued, generating, on its way back), the bots'
+        results wait, so their writes do not stand in the way of the person's request
+        and answer on the one storage account; at most
+        :data:`~playhouse.priority.PEOPLE_FIRST_S` at a time."""
         people = QUEUE_RESULTS_INTERACTIVE
         if self.expectations.oldest(people) is None:
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,17 +12,20 @@ import httpx
 import pytest
 from litestar import Litestar
 
-from playhouse import ids, messages
+from playhouse import asking, ids, messages
 from playhouse.constants import (
     CONTAINER_IMAGES,
     DEFAULT_ROOM,
+    QUEUE_BACKGROUND,
     QUEUE_IMAGE,
     QUEUE_INTERACTIVE,
     QUEUE_RESULTS,
+    QUEUE_RESULTS_INTERACTIVE,
 )
 from playhouse.messages import GenerationRequest, GenerationResult
 from playhouse.storage import Storage
-from tests.integration.web_support import build, ctx_of, serve, socket, user_client
+from playhouse.storage.models import Thread
+from tests.integration.web_support import build, ctx_of, serve, socket, the_cast, user_client
 
 pytestmark = pytest.mark.integration
 
@@ -286,3 +290,50 @@ async def test_a_bot_post_from_the_scheduler_appears_in_the_room(storage: Storag
         assert event.thread.id == thread_id_for(request.request_id)
         assert event.thread.is_bot and event.thread.author == "WickBot"
         assert event.thread.title == "Soy or paraffin?"
+
+
+async def test_the_bots_results_wait_while_a_person_waits_for_an_answer(
+    storage: Storage,
+) -> None:
+    """People first in the results consumer: a page of the bots' results waited for a
+    person's awaited answer only before its first result; a person who began waiting in
+    the middle of the page had the rest of it applied ahead of their answer."""
+    cast = the_cast()
+    app = await build(storage)
+    ctx, consumer = ctx_of(app), app.state["consumer"]
+    now = time.time()
+    threads = [await storage.threads.create(Thread(
+        thread_id=ids.new_id(now), room="Sports", title=f"match {n}", body="", url=None,
+        author="rita", is_bot=False, persona=None, created_at=now, last_activity=now))
+        for n in range(2)]
+
+    async def asked(persona: str, thread: Thread, queue: str) -> GenerationRequest:
+        request = asking.reply_request(persona=cast.personas[persona], thread=thread,
+                                       chain=[], parent_id=None, queue=queue)
+        await asking.submit(storage, request)
+        return asking.decode_job_request(await storage.jobs.get(request.request_id))
+
+    bots = [await asked(name, threads[0], QUEUE_BACKGROUND) for name in ("GoalBot", "Spez")]
+    person = await asked("CoopBot", threads[1], QUEUE_INTERACTIVE)
+    for request in bots:  # one page, one lane (one thread)
+        await storage.queues.send(QUEUE_RESULTS, messages.encode(
+            GenerationResult.success(request, text=f"{request.persona} says hi")))
+    shown: list[str] = []
+
+    def seen(event: Any) -> None:
+        if type(event).__name__ == "CommentReplaced":
+            shown.append(event.comment.author)
+            if len(shown) == 1:  # the person starts waiting mid-page
+                consumer.expect(person.request_id, interactive=True)
+
+    ctx.broadcast.watch(seen)
+    bots_page = asyncio.create_task(consumer.loops[QUEUE_RESULTS].run_once())
+    deadline = time.monotonic() + 10
+    while not shown:
+        assert time.monotonic() < deadline, "the bots' first result was never applied"
+        await asyncio.sleep(0.01)
+    await storage.queues.send(QUEUE_RESULTS_INTERACTIVE, messages.encode(
+        GenerationResult.success(person, text="CoopBot answers")))
+    assert await consumer.loops[QUEUE_RESULTS_INTERACTIVE].run_once() == 1
+    assert await bots_page == 2
+    assert shown[1] == "CoopBot" and sorted(shown[::2]) == ["GoalBot", "Spez"], shown
