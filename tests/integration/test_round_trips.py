@@ -29,7 +29,7 @@ from playhouse.storage import Storage
 from playhouse.storage.models import Comment, Thread
 
 from .scripted import ScriptedEngine
-from .web_support import build, serve, socket, the_cast, user_client
+from .web_support import build, ctx_of, serve, socket, the_cast, user_client
 
 pytestmark = pytest.mark.integration
 
@@ -130,6 +130,9 @@ async def _one_call(storage: Storage, connection_string: str, depth: int) -> lis
                 socket(base, cleo) as live:
             await live.subscribe("Technology", thread_id=thread.thread_id)
             room_comments = (await storage.rooms.get("Technology")).comment_count
+            # The score feed indexes what was stored before the indexes, once, when the app
+            # starts: under load that ran into the window (5 more transactions).
+            await ctx_of(app).scores.drain()
             del trips[:]
             started = time.perf_counter()
             await live.send({"type": "post", "room": "Technology", "client_id": "q",
