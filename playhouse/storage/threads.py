@@ -93,17 +93,12 @@ class ThreadRepo:
         thread itself is stored, and its next change lists it)."""
         from playhouse.storage.authored import of_thread
 
-        steps = []
+        steps: list[Coroutine[Any, Any, object]] = []
         if self.listings is not None:
             steps.append(self.listings.add(thread))
         if self.authored is not None:
             steps.append(self.authored.add(of_thread(thread)))
-        for outcome in await asyncio.gather(*steps, return_exceptions=True):
-            if isinstance(outcome, PlayhouseError):
-                log.warning("thread.index_failed", thread_id=thread.thread_id,
-                            reason=str(outcome))
-            elif isinstance(outcome, BaseException):
-                raise outcome
+        await _logged(thread, steps)
 
     async def _room_of(self, thread_id: str) -> str:
         tid = _thread_id(thread_id)
@@ -217,12 +212,7 @@ class ThreadRepo:
         steps: list[Coroutine[Any, Any, object]] = [self._relist(thread)]
         if self.authored is not None:
             steps.append(self.authored.revise(of_thread(thread)))
-        for outcome in await asyncio.gather(*steps, return_exceptions=True):
-            if isinstance(outcome, PlayhouseError):
-                log.warning("thread.index_failed", thread_id=thread.thread_id,
-                            reason=str(outcome))
-            elif isinstance(outcome, BaseException):
-                raise outcome
+        await _logged(thread, steps)
 
     async def _relist(self, thread: Thread) -> None:
         """Move a touched thread in its room's listings (a failure is logged: the next
@@ -232,6 +222,16 @@ class ThreadRepo:
                 await self.listings.apply(thread.room, thread.thread_id, thread=thread)
             except PlayhouseError as exc:
                 log.warning("thread.index_failed", thread_id=thread.thread_id, reason=str(exc))
+
+
+async def _logged(thread: Thread, steps: list[Coroutine[Any, Any, object]]) -> None:
+    """Run a thread's index writes together; a storage failure is logged (the thread is
+    stored, and its next change indexes it), anything else raised."""
+    for outcome in await asyncio.gather(*steps, return_exceptions=True):
+        if isinstance(outcome, PlayhouseError):
+            log.warning("thread.index_failed", thread_id=thread.thread_id, reason=str(outcome))
+        elif isinstance(outcome, BaseException):
+            raise outcome
 
 
 class CommentRepo:
